@@ -1,0 +1,199 @@
+//! The `wasmhouse:clickhouse/query` interface, served to guests from the pool.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::DynOutputStream;
+
+use super::error::QueryError;
+use super::policy::QueryPolicy;
+use super::pool::{ClickHousePool, QueryRequest};
+use super::stream::RowStream;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "wasmhouse:clickhouse/host",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasmhouse:clickhouse/query.rows": crate::clickhouse::stream::RowStream,
+        },
+    });
+}
+
+use bindings::wasmhouse::clickhouse::query;
+
+/// Per-request state behind the ClickHouse capability.
+pub struct QueryContext {
+    pool: Arc<ClickHousePool>,
+    policy: Arc<QueryPolicy>,
+    deadline: Instant,
+}
+
+impl QueryContext {
+    /// Queries of one request: through `pool`, under `policy`, done by `deadline`.
+    pub fn new(pool: Arc<ClickHousePool>, policy: Arc<QueryPolicy>, deadline: Instant) -> Self {
+        Self {
+            pool,
+            policy,
+            deadline,
+        }
+    }
+}
+
+/// What the capability needs from a store: its query context and the
+/// resource table the guest's handles live in.
+pub struct ClickHouseView<'a> {
+    /// This request's query context.
+    pub ctx: &'a mut QueryContext,
+    /// The store's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+/// Marker type tying [`ClickHouseView`] to the generated bindings.
+pub struct ClickHouse;
+
+impl HasData for ClickHouse {
+    type Data<'a> = ClickHouseView<'a>;
+}
+
+/// Add `wasmhouse:clickhouse/query` to `linker`, reaching each store's state
+/// through `view`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> ClickHouseView<'_>,
+) -> wasmtime::Result<()> {
+    query::add_to_linker::<T, ClickHouse>(linker, view)
+}
+
+impl From<QueryError> for query::Error {
+    fn from(err: QueryError) -> Self {
+        match err {
+            QueryError::Server { code, message } => {
+                query::Error::Server(query::ServerError { code, message })
+            }
+            QueryError::Unavailable(why) => query::Error::Unavailable(why),
+            QueryError::Refused(why) => query::Error::Refused(why),
+            QueryError::InvalidParameter(why) => query::Error::InvalidParameter(why),
+            QueryError::Timeout => query::Error::Timeout,
+        }
+    }
+}
+
+impl query::Host for ClickHouseView<'_> {
+    async fn execute(
+        &mut self,
+        sql: String,
+        options: query::Options,
+    ) -> wasmtime::Result<Result<Resource<RowStream>, query::Error>> {
+        let request = QueryRequest {
+            sql: &sql,
+            params: &options.params,
+            settings: &options.settings,
+            format: options.format.as_deref(),
+        };
+        let rows = match self
+            .ctx
+            .pool
+            .execute(&request, &self.ctx.policy, self.ctx.deadline)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(err) => return Ok(Err(err.into())),
+        };
+        Ok(Ok(self.table.push(rows)?))
+    }
+
+    async fn server(&mut self) -> wasmtime::Result<query::Endpoint> {
+        let config = self.ctx.pool.config();
+        Ok(query::Endpoint {
+            host: config.host.clone(),
+            port: config.port,
+            database: config.database.clone(),
+        })
+    }
+}
+
+impl query::HostRows for ClickHouseView<'_> {
+    async fn next(
+        &mut self,
+        rows: Resource<RowStream>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, query::Error>> {
+        let rows = self.table.get_mut(&rows)?;
+        Ok(match rows.next_chunk().await {
+            Ok(chunk) => Ok(chunk.map(|bytes| bytes.to_vec())),
+            Err(err) => Err(err.into()),
+        })
+    }
+
+    async fn forward(
+        &mut self,
+        rows: Resource<RowStream>,
+        out: Resource<DynOutputStream>,
+    ) -> wasmtime::Result<Result<u64, query::Error>> {
+        let mut written = 0u64;
+        loop {
+            let chunk = match self.table.get_mut(&rows)?.next_chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(err) => return Ok(Err(err.into())),
+            };
+            written += chunk.len() as u64;
+            let stream = self.table.get_mut(&out)?;
+            if let Err(why) = write_all(stream, chunk).await {
+                // The client went away: stop reading and let the query be
+                // cancelled when the rows are dropped.
+                return Ok(Err(query::Error::Unavailable(format!(
+                    "the response stream closed: {why}"
+                ))));
+            }
+        }
+        let stream = self.table.get_mut(&out)?;
+        if let Err(why) = flush(stream).await {
+            return Ok(Err(query::Error::Unavailable(format!(
+                "the response stream closed: {why}"
+            ))));
+        }
+        Ok(Ok(written))
+    }
+
+    async fn query_id(&mut self, rows: Resource<RowStream>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&rows)?.query_id().to_owned())
+    }
+
+    async fn drop(&mut self, rows: Resource<RowStream>) -> wasmtime::Result<()> {
+        self.table.delete(rows)?;
+        Ok(())
+    }
+}
+
+/// Write `chunk` to a WASI output stream, waiting for room as the reader
+/// (hyper, then the client) drains it: this is the streaming backpressure.
+async fn write_all(
+    stream: &mut DynOutputStream,
+    mut chunk: bytes::Bytes,
+) -> Result<(), wasmtime_wasi::p2::StreamError> {
+    while !chunk.is_empty() {
+        let room = stream.check_write()?;
+        if room == 0 {
+            stream.ready().await;
+            continue;
+        }
+        let part = chunk.split_to(room.min(chunk.len()));
+        stream.write(part)?;
+    }
+    Ok(())
+}
+
+async fn flush(stream: &mut DynOutputStream) -> Result<(), wasmtime_wasi::p2::StreamError> {
+    stream.flush()?;
+    // Wait until the flush has gone through, as `blocking-flush` would.
+    loop {
+        if stream.check_write()? > 0 {
+            return Ok(());
+        }
+        stream.ready().await;
+    }
+}

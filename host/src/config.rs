@@ -1,0 +1,362 @@
+//! Command-line flags and environment variables, validated into [`ServeConfig`].
+//!
+//! The ClickHouse variables keep the names of the FastAPI service wasmhouse
+//! replaces (`CLICKHOUSE_HOST`, `POOL_MGR_MAX_SIZE`, ...). Every variable is
+//! also a flag; flags win over the environment, the environment over `.env`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::clickhouse::{ClickHouseConfig, QueryPolicy};
+use crate::runtime::{InstanceLimits, PoolSizing};
+
+/// A configuration value that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    /// The flag or environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+fn config_error(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+/// Flags of `wasmhouse serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WASMHOUSE_LISTEN", value_name = "WASMHOUSE_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Route component (.wasm) to serve on every path; the built-in seed
+    /// routes when absent.
+    #[arg(long, env = "WASMHOUSE_COMPONENT", value_name = "WASMHOUSE_COMPONENT")]
+    pub component: Option<PathBuf>,
+
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
+    pub clickhouse: ClickHouseArgs,
+
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
+    pub limits: LimitArgs,
+}
+
+/// Where ClickHouse is.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "ClickHouse")]
+pub struct ClickHouseArgs {
+    /// `http://user:password@host:port/database`; its parts win over the
+    /// separate variables below.
+    #[arg(long = "clickhouse-url", env = "CLICKHOUSE_URL", value_name = "CLICKHOUSE_URL", hide_env_values = true)]
+    pub url: Option<String>,
+
+    /// Server host name or address.
+    #[arg(long = "clickhouse-host", env = "CLICKHOUSE_HOST", value_name = "CLICKHOUSE_HOST", default_value = "localhost")]
+    pub host: String,
+
+    /// Server HTTP port.
+    #[arg(long = "clickhouse-port", env = "CLICKHOUSE_PORT", value_name = "CLICKHOUSE_PORT", default_value_t = 8123)]
+    pub port: u16,
+
+    /// User name.
+    #[arg(long = "clickhouse-user", env = "CLICKHOUSE_USER", value_name = "CLICKHOUSE_USER", default_value = "default")]
+    pub user: String,
+
+    /// Password (never shown to guests or in logs).
+    #[arg(long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", value_name = "CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub password: String,
+
+    /// Database for unqualified table names.
+    #[arg(long = "clickhouse-database", env = "CLICKHOUSE_DATABASE", value_name = "CLICKHOUSE_DATABASE", default_value = "default")]
+    pub database: String,
+
+    /// Most ClickHouse queries in flight at once (pooled connections).
+    #[arg(long = "pool-max-size", env = "POOL_MGR_MAX_SIZE", value_name = "POOL_MGR_MAX_SIZE", default_value_t = 64)]
+    pub pool_max_size: usize,
+
+    /// How long an idle pooled connection is kept; keep it below the
+    /// server's keep_alive_timeout (3 s on ClickHouse 18.16).
+    #[arg(long = "pool-idle-timeout", env = "CLICKHOUSE_POOL_IDLE_TIMEOUT", value_name = "CLICKHOUSE_POOL_IDLE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub pool_idle_timeout: Duration,
+
+    /// Budget for opening a connection to ClickHouse.
+    #[arg(long = "clickhouse-connect-timeout", env = "CLICKHOUSE_CONNECT_TIMEOUT", value_name = "CLICKHOUSE_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+/// Per-request limits and guard-rails.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Wall-clock budget of one request, ClickHouse time included.
+    #[arg(long = "request-timeout", env = "WASMHOUSE_REQUEST_TIMEOUT", value_name = "WASMHOUSE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Largest linear memory one instance may use (e.g. 64MiB).
+    #[arg(long = "memory-limit", env = "WASMHOUSE_MEMORY_LIMIT", value_name = "WASMHOUSE_MEMORY_LIMIT", default_value = "64MiB", value_parser = parse_bytes)]
+    pub memory_limit: usize,
+
+    /// Most instances (requests in flight) at once.
+    #[arg(long = "max-instances", env = "WASMHOUSE_MAX_INSTANCES", value_name = "WASMHOUSE_MAX_INSTANCES", default_value_t = 512)]
+    pub max_instances: u32,
+
+    /// Allow guests to write (ClickHouse readonly off). Read-only by default.
+    #[arg(long = "allow-writes", env = "WASMHOUSE_ALLOW_WRITES", value_name = "WASMHOUSE_ALLOW_WRITES")]
+    pub allow_writes: bool,
+
+    /// Most rows one query may return (0: no limit).
+    #[arg(long = "max-result-rows", env = "WASMHOUSE_MAX_RESULT_ROWS", value_name = "WASMHOUSE_MAX_RESULT_ROWS", default_value_t = 0)]
+    pub max_result_rows: u64,
+}
+
+/// Parse a byte size such as `64MiB`, `512 KiB` or `1048576`.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text
+        .trim()
+        .parse()
+        .map_err(|err| format!("{text:?} is not a size like 64MiB: {err}"))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("{text:?} is too large"))
+}
+
+/// Which component serves the routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// The seed's routes, built into the binary.
+    Builtin,
+    /// A component file.
+    File(PathBuf),
+}
+
+/// A validated configuration for [`crate::serve`].
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The component serving every path.
+    pub component: ComponentSource,
+    /// How to reach ClickHouse.
+    pub clickhouse: ClickHouseConfig,
+    /// Per-request limits.
+    pub limits: InstanceLimits,
+    /// Guard-rails for guest queries.
+    pub policy: QueryPolicy,
+    /// Pooling allocator sizing.
+    pub sizing: PoolSizing,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeConfig {
+    /// A configuration for the built-in routes against `clickhouse`, with
+    /// every other value at its default.
+    pub fn new(clickhouse: ClickHouseConfig) -> Self {
+        Self {
+            component: ComponentSource::Builtin,
+            clickhouse,
+            limits: InstanceLimits::default(),
+            policy: QueryPolicy::default(),
+            sizing: PoolSizing::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Check every value and build the configuration.
+    pub fn into_config(self) -> Result<ServeConfig, ConfigError> {
+        let clickhouse = self.clickhouse.into_config()?;
+        let limits = &self.limits;
+        if limits.request_timeout.is_zero() {
+            return Err(config_error("WASMHOUSE_REQUEST_TIMEOUT", "must be more than 0s"));
+        }
+        if limits.memory_limit < (1 << 20) {
+            return Err(config_error(
+                "WASMHOUSE_MEMORY_LIMIT",
+                format!("{} bytes is too small; give at least 1MiB", limits.memory_limit),
+            ));
+        }
+        if limits.max_instances == 0 {
+            return Err(config_error("WASMHOUSE_MAX_INSTANCES", "must be at least 1"));
+        }
+        if let Some(path) = &self.component
+            && !path.is_file()
+        {
+            return Err(config_error(
+                "WASMHOUSE_COMPONENT",
+                format!("{} is not a file", path.display()),
+            ));
+        }
+        let policy = QueryPolicy {
+            readonly: !limits.allow_writes,
+            max_result_rows: (limits.max_result_rows > 0).then_some(limits.max_result_rows),
+            ..QueryPolicy::default()
+        };
+        Ok(ServeConfig {
+            component: self.component.map_or(ComponentSource::Builtin, ComponentSource::File),
+            clickhouse,
+            limits: InstanceLimits {
+                timeout: limits.request_timeout,
+                memory_bytes: limits.memory_limit,
+            },
+            policy,
+            sizing: PoolSizing {
+                max_instances: limits.max_instances,
+                max_memory_bytes: limits.memory_limit,
+                ..PoolSizing::default()
+            },
+            shutdown_grace: limits.request_timeout,
+        })
+    }
+}
+
+impl ClickHouseArgs {
+    /// Resolve `CLICKHOUSE_URL` and the separate variables into one config.
+    pub fn into_config(self) -> Result<ClickHouseConfig, ConfigError> {
+        let mut config = ClickHouseConfig {
+            host: self.host,
+            port: self.port,
+            user: self.user,
+            password: self.password,
+            database: self.database,
+            pool_max_size: self.pool_max_size,
+            pool_idle_timeout: self.pool_idle_timeout,
+            connect_timeout: self.connect_timeout,
+        };
+        if let Some(url) = self.url.filter(|url| !url.trim().is_empty()) {
+            apply_url(&mut config, url.trim())?;
+        }
+        if config.host.trim().is_empty() {
+            return Err(config_error("CLICKHOUSE_HOST", "must not be empty"));
+        }
+        if config.port == 0 {
+            return Err(config_error("CLICKHOUSE_PORT", "must be a port from 1 to 65535"));
+        }
+        if config.pool_max_size == 0 {
+            return Err(config_error("POOL_MGR_MAX_SIZE", "must be at least 1"));
+        }
+        if config.pool_idle_timeout.is_zero() {
+            return Err(config_error(
+                "CLICKHOUSE_POOL_IDLE_TIMEOUT",
+                "must be more than 0s (and below the server's keep-alive timeout)",
+            ));
+        }
+        let valid_database = !config.database.is_empty()
+            && config
+                .database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_database {
+            return Err(config_error(
+                "CLICKHOUSE_DATABASE",
+                format!("{:?} is not a database name (letters, digits, '_')", config.database),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+fn apply_url(config: &mut ClickHouseConfig, text: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(text)
+        .map_err(|err| config_error("CLICKHOUSE_URL", format!("not a URL: {err}")))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(config_error(
+                "CLICKHOUSE_URL",
+                "https is not supported yet; use http:// (or a TLS-terminating proxy on loopback)",
+            ));
+        }
+        other => {
+            return Err(config_error(
+                "CLICKHOUSE_URL",
+                format!("scheme {other:?} is not supported; use http://host:8123"),
+            ));
+        }
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| config_error("CLICKHOUSE_URL", "has no host"))?;
+    config.host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    config.port = url.port().unwrap_or(8123);
+    if !url.username().is_empty() {
+        config.user = decode(url.username());
+        config.password = url.password().map(decode).unwrap_or_default();
+    }
+    let database = url.path().trim_matches('/');
+    if !database.is_empty() {
+        config.database = decode(database);
+    }
+    Ok(())
+}
+
+fn decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServeConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("wasmhouse").chain(args.iter().copied()))
+            .map_err(|err| err.to_string())?;
+        cli.serve.into_config().map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn url_parts_override_separate_values() {
+        let config = parse(&[
+            "--clickhouse-host",
+            "ignored",
+            "--clickhouse-url",
+            "http://reader:s%40cret@db.internal:9123/analytics",
+        ])
+        .unwrap();
+        let ch = config.clickhouse;
+        assert_eq!((ch.host.as_str(), ch.port), ("db.internal", 9123));
+        assert_eq!((ch.user.as_str(), ch.password.as_str()), ("reader", "s@cret"));
+        assert_eq!(ch.database, "analytics");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = parse(&["--clickhouse-port", "abc"]).unwrap_err();
+        assert!(err.contains("CLICKHOUSE_PORT"), "{err}");
+        let err = parse(&["--pool-max-size", "0"]).unwrap_err();
+        assert!(err.contains("POOL_MGR_MAX_SIZE"), "{err}");
+        let err = parse(&["--clickhouse-url", "ftp://x"]).unwrap_err();
+        assert!(err.contains("CLICKHOUSE_URL"), "{err}");
+        let err = parse(&["--memory-limit", "lots"]).unwrap_err();
+        assert!(err.contains("WASMHOUSE_MEMORY_LIMIT"), "{err}");
+        let err = parse(&["--clickhouse-database", "a;b"]).unwrap_err();
+        assert!(err.contains("CLICKHOUSE_DATABASE"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_the_seed_defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.clickhouse.host, "localhost");
+        assert_eq!(config.clickhouse.port, 8123);
+        assert_eq!(config.clickhouse.user, "default");
+        assert_eq!(config.component, ComponentSource::Builtin);
+        assert!(config.policy.readonly);
+    }
+}

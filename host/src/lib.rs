@@ -1,0 +1,29 @@
+//! wasmhouse serves HTTP APIs over ClickHouse. Route logic is a WebAssembly
+//! component; every request gets a fresh, sandboxed instance of it, whose only
+//! capability is running queries through the host's pooled ClickHouse
+//! connections (the `wasmhouse:clickhouse/query` WIT interface).
+//!
+//! # Layout
+//!
+//! - [`server`]: accepts HTTP, routes each request, shuts down gracefully.
+//!   [`serve`] takes a bound listener, so tests run servers on port 0.
+//! - [`routes`]: which component answers which path; swappable at run time.
+//! - [`runtime`]: the Wasmtime engine (pooling allocator, epochs), component
+//!   loading, and the per-request store and instance.
+//! - [`clickhouse`]: the capability guests get: connection pool, typed
+//!   parameters, guard-rails, streamed results.
+//! - [`config`]: flags and environment variables (the FastAPI service's
+//!   names), validated at start-up.
+//! - [`respond`]: the JSON error responses the host writes itself.
+//! - [`load`]: a small concurrent load generator (`wasmhouse load`).
+
+pub mod clickhouse;
+pub mod config;
+pub mod load;
+pub mod respond;
+pub mod routes;
+pub mod runtime;
+pub mod server;
+
+pub use config::{ServeArgs, ServeConfig};
+pub use server::serve;

@@ -1,0 +1,117 @@
+//! Which component answers which path.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::runtime::RouteComponent;
+use crate::runtime::invoke::RouteContext;
+
+/// A path prefix served by one component, swappable while requests run.
+pub struct Route {
+    prefix: String,
+    context: RouteContext,
+    component: ArcSwap<RouteComponent>,
+    previous: ArcSwap<Option<Arc<RouteComponent>>>,
+}
+
+impl Route {
+    /// `prefix` served by `component` under `context`.
+    pub fn new(prefix: impl Into<String>, context: RouteContext, component: Arc<RouteComponent>) -> Self {
+        Self {
+            prefix: normalise_prefix(prefix.into()),
+            context,
+            component: ArcSwap::new(component),
+            previous: ArcSwap::from_pointee(None),
+        }
+    }
+
+    /// The path prefix, always starting with `/` and without a trailing one
+    /// (except the root route `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The route's name, limits and guard-rails.
+    pub fn context(&self) -> &RouteContext {
+        &self.context
+    }
+
+    /// The component serving this route now. Requests hold on to the one
+    /// they started with, so a swap never disturbs them.
+    pub fn component(&self) -> Arc<RouteComponent> {
+        self.component.load_full()
+    }
+
+    /// Serve new requests with `component`; returns the one it replaces.
+    pub fn swap(&self, component: Arc<RouteComponent>) -> Arc<RouteComponent> {
+        let old = self.component.swap(component);
+        self.previous.store(Arc::new(Some(old.clone())));
+        old
+    }
+
+    /// The component served before the last swap, if any.
+    pub fn previous(&self) -> Option<Arc<RouteComponent>> {
+        self.previous.load().as_ref().clone()
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        self.prefix == "/"
+            || path
+                .strip_prefix(&self.prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+fn normalise_prefix(prefix: String) -> String {
+    let trimmed = prefix.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else if trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// All routes; the longest matching prefix wins.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// A table of `routes`.
+    pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
+        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        Self { routes }
+    }
+
+    /// The route for `path`: `/api` matches `/api` and `/api/x`, not `/apix`.
+    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| route.matches(path))
+    }
+
+    /// Every route, longest prefix first.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// The route named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| &*route.context.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_prefix;
+
+    #[test]
+    fn prefixes_are_normalised() {
+        assert_eq!(normalise_prefix("".into()), "/");
+        assert_eq!(normalise_prefix("/".into()), "/");
+        assert_eq!(normalise_prefix("api/".into()), "/api");
+        assert_eq!(normalise_prefix("/api/v1/".into()), "/api/v1");
+    }
+}

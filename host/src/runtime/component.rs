@@ -1,0 +1,113 @@
+//! Route components: compiled once, validated, pre-instantiated.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::{RequestState, Runtime};
+
+/// Why a component cannot serve routes. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The bytes are not a WebAssembly component (a core module, say).
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// Wasmtime could not compile it.
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    /// It imports something the host does not provide.
+    #[error("the component imports what wasmhouse does not provide: {0}")]
+    Imports(String),
+    /// It does not export `wasi:http/incoming-handler`.
+    #[error("the component does not export wasi:http/incoming-handler@0.2.x: {0}")]
+    Exports(String),
+    /// Reading the file failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// A compiled, validated route component, ready to instantiate per request.
+pub struct RouteComponent {
+    pre: ProxyPre<RequestState>,
+    sha256: String,
+    size: usize,
+    loaded_at: SystemTime,
+}
+
+impl RouteComponent {
+    /// Compile `bytes` and check that the component exports
+    /// `wasi:http/incoming-handler` and imports only what the host provides.
+    /// Slow (it compiles): keep it off the request path.
+    pub fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Arc<Self>, ComponentError> {
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            return Err(ComponentError::NotAComponent(
+                "this is a core module; build for wasm32-wasip2 or run `wasm-tools component new`"
+                    .into(),
+            ));
+        }
+        if !wasmparser::Parser::is_component(bytes) {
+            return Err(ComponentError::NotAComponent(
+                "the bytes do not start with the WebAssembly component header".into(),
+            ));
+        }
+        let component = Component::new(runtime.engine(), bytes)
+            .map_err(|err| ComponentError::Compile(format!("{err:#}")))?;
+        let instance_pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|err| ComponentError::Imports(format!("{err:#}")))?;
+        let pre =
+            ProxyPre::new(instance_pre).map_err(|err| ComponentError::Exports(format!("{err:#}")))?;
+        Ok(Arc::new(Self {
+            pre,
+            sha256: hex_sha256(bytes),
+            size: bytes.len(),
+            loaded_at: SystemTime::now(),
+        }))
+    }
+
+    /// Read and compile a component file.
+    pub fn from_file(runtime: &Runtime, path: &std::path::Path) -> Result<Arc<Self>, ComponentError> {
+        let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::compile(runtime, &bytes)
+    }
+
+    /// The pre-instantiated component.
+    pub fn pre(&self) -> &ProxyPre<RequestState> {
+        &self.pre
+    }
+
+    /// SHA-256 of the component's bytes, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// When this component was compiled.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}

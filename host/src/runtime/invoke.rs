@@ -1,0 +1,246 @@
+//! One request through one component: a fresh store, a fresh instance, the
+//! guest's `incoming-handler`, and every way that can fail mapped to a JSON
+//! response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use super::{RequestState, RouteComponent, Runtime};
+use crate::clickhouse::{ClickHousePool, QueryContext, QueryPolicy};
+use crate::respond::{self, ResponseBody};
+
+/// Per-request limits of a route's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceLimits {
+    /// Wall-clock budget for the whole request, ClickHouse time included.
+    pub timeout: Duration,
+    /// Largest linear memory the instance may grow to, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for InstanceLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Everything a request needs besides the component itself.
+#[derive(Clone)]
+pub struct RouteContext {
+    /// The route's name, for logs.
+    pub name: Arc<str>,
+    /// Limits for this route's instances.
+    pub limits: InstanceLimits,
+    /// Guard-rails for this route's queries.
+    pub policy: Arc<QueryPolicy>,
+    /// The shared ClickHouse pool.
+    pub pool: Arc<ClickHousePool>,
+}
+
+/// How a guest failed to produce a response.
+#[derive(Debug)]
+enum GuestFailure {
+    /// It ran past the request's budget.
+    Timeout,
+    /// It tried to grow its memory past the limit.
+    MemoryLimit,
+    /// No instance slot was free.
+    Exhausted(String),
+    /// It trapped (a panic, an `unreachable`, a bad access...).
+    Trap(wasmtime::Error),
+    /// It returned without setting a response.
+    NoResponse,
+}
+
+/// Serve `request` with a fresh instance of `component`.
+pub async fn handle(
+    runtime: &Runtime,
+    component: Arc<RouteComponent>,
+    route: &RouteContext,
+    request_id: &str,
+    mut request: hyper::Request<Incoming>,
+) -> hyper::Response<ResponseBody> {
+    let deadline = Instant::now() + route.limits.timeout;
+    let mut store = new_store(runtime, route, deadline);
+
+    // wasi:http needs an authority; HTTP/1.0 clients may send no Host.
+    if !request.headers().contains_key(hyper::header::HOST) {
+        request
+            .headers_mut()
+            .insert(hyper::header::HOST, hyper::header::HeaderValue::from_static("localhost"));
+    }
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let setup = (|| -> wasmtime::Result<_> {
+        let mut http = store.data_mut().http();
+        let incoming = http.new_incoming_request(Scheme::Http, request)?;
+        let outparam = http.new_response_outparam(sender)?;
+        Ok((incoming, outparam))
+    })();
+    let (incoming, outparam) = match setup {
+        Ok(handles) => handles,
+        Err(err) => {
+            tracing::error!(request_id, route = %route.name, error = ?err, "host bug: preparing the request for the guest");
+            return respond::error(500, "internal", "the host could not prepare the request", request_id);
+        }
+    };
+
+    // The guest runs in its own task: after it sets the response it keeps
+    // running to stream the body, while hyper sends what it writes.
+    let task = tokio::spawn({
+        let component = component.clone();
+        async move {
+            let run = async {
+                let proxy = component
+                    .pre()
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(classify_instantiation)?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+                    .map_err(|err| classify_trap(err, &store))
+            };
+            match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(failure)) => Err((failure, store.data().stderr())),
+                Err(_) => Err((GuestFailure::Timeout, store.data().stderr())),
+            }
+        }
+    });
+
+    match receiver.await {
+        Ok(Ok(response)) => {
+            let route_name = route.name.clone();
+            let request_id = request_id.to_owned();
+            // Failures after the headers went out can only be logged; the
+            // body is cut short so the client sees an error, not a short body.
+            tokio::spawn(async move {
+                if let Ok(Err((failure, stderr))) = task.await {
+                    log_failure(&route_name, &request_id, &failure, &stderr, true);
+                }
+            });
+            response.map(|body| body.map_err(respond::BodyError::from).boxed_unsync())
+        }
+        Ok(Err(code)) => {
+            tracing::warn!(request_id, route = %route.name, ?code, "guest answered with an error code");
+            respond::error(500, "guest_error", &format!("the route answered with error {code:?}"), request_id)
+        }
+        Err(_) => {
+            let failure = match task.await {
+                Ok(Ok(())) => (GuestFailure::NoResponse, String::new()),
+                Ok(Err(failure)) => failure,
+                Err(join) => (
+                    GuestFailure::Trap(wasmtime::format_err!("guest task failed: {join}")),
+                    String::new(),
+                ),
+            };
+            log_failure(&route.name, request_id, &failure.0, &failure.1, false);
+            failure_response(&failure.0, route, request_id)
+        }
+    }
+}
+
+fn new_store(runtime: &Runtime, route: &RouteContext, deadline: Instant) -> Store<RequestState> {
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(route.limits.memory_bytes)
+        .trap_on_grow_failure(true)
+        .build();
+    let query = QueryContext::new(route.pool.clone(), route.policy.clone(), deadline);
+    let mut store = Store::new(runtime.engine(), RequestState::new(limits, query));
+    store.limiter(|state| &mut state.limits);
+    // Every tick, CPU-bound guest code yields so other requests on this
+    // thread keep their latency; past the deadline it is stopped.
+    let deadline = deadline.into_std();
+    store.epoch_deadline_callback(move |_| {
+        if std::time::Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    store
+}
+
+fn classify_instantiation(err: wasmtime::Error) -> GuestFailure {
+    let text = format!("{err:#}");
+    if text.contains("concurrent") && text.contains("limit") {
+        GuestFailure::Exhausted(text)
+    } else {
+        GuestFailure::Trap(err)
+    }
+}
+
+fn classify_trap(err: wasmtime::Error, store: &Store<RequestState>) -> GuestFailure {
+    let _ = store;
+    if let Some(trap) = err.downcast_ref::<Trap>()
+        && *trap == Trap::Interrupt
+    {
+        return GuestFailure::Timeout;
+    }
+    if format!("{err:#}").contains("forcing trap when growing memory") {
+        return GuestFailure::MemoryLimit;
+    }
+    GuestFailure::Trap(err)
+}
+
+fn failure_response(
+    failure: &GuestFailure,
+    route: &RouteContext,
+    request_id: &str,
+) -> hyper::Response<ResponseBody> {
+    match failure {
+        GuestFailure::Timeout => respond::error(
+            504,
+            "timeout",
+            &format!(
+                "the route did not answer within its {} ms budget",
+                route.limits.timeout.as_millis()
+            ),
+            request_id,
+        ),
+        GuestFailure::MemoryLimit => respond::error(
+            500,
+            "memory_limit",
+            &format!(
+                "the route tried to use more than its {} MiB memory limit",
+                route.limits.memory_bytes >> 20
+            ),
+            request_id,
+        ),
+        GuestFailure::Exhausted(_) => respond::overloaded(request_id),
+        GuestFailure::Trap(_) => respond::error(500, "trap", "the route crashed (trapped); see the host log", request_id),
+        GuestFailure::NoResponse => respond::error(
+            500,
+            "no_response",
+            "the route returned without sending a response",
+            request_id,
+        ),
+    }
+}
+
+fn log_failure(route: &str, request_id: &str, failure: &GuestFailure, stderr: &str, streaming: bool) {
+    let stderr = stderr.trim();
+    match failure {
+        GuestFailure::Trap(err) => {
+            tracing::error!(request_id, route, streaming, guest_stderr = stderr, error = ?err, "guest trapped");
+        }
+        GuestFailure::Exhausted(why) => {
+            tracing::warn!(request_id, route, why, "no instance slot free");
+        }
+        other => {
+            tracing::warn!(request_id, route, streaming, guest_stderr = stderr, failure = ?other, "guest failed");
+        }
+    }
+}

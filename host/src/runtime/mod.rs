@@ -1,0 +1,133 @@
+//! The Wasmtime side: one engine, one linker, components compiled once, and a
+//! fresh store and instance for every request.
+//!
+//! - [`component`]: loading and validating route components.
+//! - [`state`]: what a request's store holds.
+//! - [`invoke`]: running one request through a component.
+
+pub mod component;
+pub mod invoke;
+pub mod state;
+
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::error::Context as _;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use component::{ComponentError, RouteComponent};
+pub use invoke::InstanceLimits;
+pub use state::RequestState;
+
+/// How often the epoch advances. Guest code yields to other requests at
+/// least this often and its deadline is checked at this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Sizing of the pooling allocator, fixed for the life of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizing {
+    /// Most instances alive at once; the in-flight request limit.
+    pub max_instances: u32,
+    /// Largest linear memory any instance may have, in bytes.
+    pub max_memory_bytes: usize,
+    /// Bytes of each memory kept resident between instances: reset with
+    /// `memset` rather than returned to the kernel, avoiding `madvise` and
+    /// the TLB shoot-downs it causes on every request.
+    pub keep_resident_bytes: usize,
+}
+
+impl Default for PoolSizing {
+    fn default() -> Self {
+        Self {
+            max_instances: 512,
+            max_memory_bytes: 64 << 20,
+            keep_resident_bytes: 256 << 10,
+        }
+    }
+}
+
+/// The engine and linker every route component is compiled and linked with.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RequestState>,
+    sizing: PoolSizing,
+}
+
+impl Runtime {
+    /// Build the engine (pooling allocator, epoch interruption) and a linker
+    /// with WASI p2, `wasi:http` and the ClickHouse capability; start the
+    /// epoch ticker.
+    pub fn new(sizing: PoolSizing) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = sizing.max_instances;
+        pool.total_component_instances(instances)
+            // A Rust guest is a handful of core instances (its module plus
+            // the shims wit-component adds); a composed one a few more.
+            .max_core_instances_per_component(32)
+            .total_core_instances(instances.saturating_mul(8))
+            .max_memories_per_component(4)
+            .total_memories(instances.saturating_mul(2))
+            .max_tables_per_component(32)
+            .total_tables(instances.saturating_mul(8))
+            .total_stacks(instances)
+            .max_memory_size(sizing.max_memory_bytes)
+            .linear_memory_keep_resident(sizing.keep_resident_bytes)
+            .table_keep_resident(sizing.keep_resident_bytes)
+            .decommit_batch_size(64);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .parallel_compilation(true);
+        let engine = Engine::new(&config).context("creating the Wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .context("linking WASI p2 interfaces")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .context("linking wasi:http interfaces")?;
+        crate::clickhouse::capability::add_to_linker(&mut linker, RequestState::clickhouse)
+            .context("linking the wasmhouse:clickhouse interface")?;
+
+        start_epoch_ticker(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            sizing,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker components are instantiated with.
+    pub fn linker(&self) -> &Linker<RequestState> {
+        &self.linker
+    }
+
+    /// The pooling allocator's sizing.
+    pub fn sizing(&self) -> PoolSizing {
+        self.sizing
+    }
+}
+
+/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = thread::Builder::new()
+        .name("wasmhouse-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "could not start the epoch ticker; guest deadlines rely on wall-clock timeouts only");
+    }
+}

@@ -1,0 +1,235 @@
+//! The request a handler receives and the response it returns.
+
+use crate::Handler;
+use crate::bindings::wasi::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
+use crate::bindings::wasmhouse::clickhouse::query;
+use crate::clickhouse::{Rows, describe, kind_for, status_for};
+
+/// Largest request body [`Request::body`] reads, in bytes.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// An incoming HTTP request.
+pub struct Request {
+    method: String,
+    path: String,
+    query: String,
+    inner: IncomingRequest,
+}
+
+impl Request {
+    fn new(inner: IncomingRequest) -> Self {
+        let method = match inner.method() {
+            Method::Get => "GET".to_owned(),
+            Method::Head => "HEAD".to_owned(),
+            Method::Post => "POST".to_owned(),
+            Method::Put => "PUT".to_owned(),
+            Method::Delete => "DELETE".to_owned(),
+            Method::Connect => "CONNECT".to_owned(),
+            Method::Options => "OPTIONS".to_owned(),
+            Method::Trace => "TRACE".to_owned(),
+            Method::Patch => "PATCH".to_owned(),
+            Method::Other(other) => other,
+        };
+        let target = inner.path_with_query().unwrap_or_else(|| "/".to_owned());
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path.to_owned(), query.to_owned()),
+            None => (target, String::new()),
+        };
+        Self {
+            method,
+            path,
+            query,
+            inner,
+        }
+    }
+
+    /// The method, upper case (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path, without the query string.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The raw query string, without the `?`.
+    pub fn query_string(&self) -> &str {
+        &self.query
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    ///
+    /// `None` when the parameter is absent; `Some("")` for `?name` or `?name=`.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// The first value of header `name` (case-insensitive), if it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        self.inner
+            .headers()
+            .get(&name)
+            .into_iter()
+            .find_map(|value| String::from_utf8(value).ok())
+    }
+
+    /// Read the whole request body, up to [`MAX_BODY_BYTES`].
+    pub fn body(self) -> Result<Vec<u8>, String> {
+        let body = self
+            .inner
+            .consume()
+            .map_err(|()| "request body already taken".to_owned())?;
+        let stream = body
+            .stream()
+            .map_err(|()| "request body stream unavailable".to_owned())?;
+        let mut bytes = Vec::new();
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() as u64 > MAX_BODY_BYTES {
+                        return Err(format!("request body over {MAX_BODY_BYTES} bytes"));
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(err)) => {
+                    return Err(format!("reading request body: {}", err.to_debug_string()));
+                }
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// What a response carries after its headers.
+pub enum Body {
+    /// Bytes already in guest memory.
+    Bytes(Vec<u8>),
+    /// A ClickHouse result, forwarded by the runtime without passing through
+    /// guest memory.
+    Rows(Rows),
+}
+
+/// An HTTP response.
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Body,
+}
+
+impl Response {
+    /// A response with `status`, a `content-type` and `body`.
+    pub fn new(status: u16, content_type: &str, body: Body) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".to_owned(), content_type.as_bytes().to_vec())],
+            body,
+        }
+    }
+
+    /// A JSON response from any serialisable value.
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self::new(status, "application/json", Body::Bytes(body)),
+            Err(err) => Self::error(500, "internal", &format!("serialising response: {err}")),
+        }
+    }
+
+    /// A JSON response from text that is already JSON.
+    pub fn json_raw(status: u16, json: String) -> Self {
+        Self::new(status, "application/json", Body::Bytes(json.into_bytes()))
+    }
+
+    /// A JSON error body: `{"error": message, "kind": kind}`.
+    pub fn error(status: u16, kind: &str, message: &str) -> Self {
+        let body = serde_json::json!({ "error": message, "kind": kind });
+        Self::new(
+            status,
+            "application/json",
+            Body::Bytes(body.to_string().into_bytes()),
+        )
+    }
+
+    /// The JSON error response that fits a failed query: 502 when ClickHouse
+    /// refused it, 503 when ClickHouse is unreachable, 504 on timeout, 403 for
+    /// a policy refusal and 500 for a bad parameter (a bug in the route).
+    pub fn from_query_error(err: &query::Error) -> Self {
+        Self::error(status_for(err), kind_for(err), &describe(err))
+    }
+
+    /// Stream a ClickHouse result as the body.
+    pub fn rows(status: u16, content_type: &str, rows: Rows) -> Self {
+        Self::new(status, content_type, Body::Rows(rows))
+    }
+
+    /// Add a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+/// Run `H` on one incoming request and send its response. Used by [`crate::serve!`].
+#[doc(hidden)]
+pub fn dispatch<H: Handler>(request: IncomingRequest, out: ResponseOutparam) {
+    let response = H::handle(Request::new(request));
+    send(response, out);
+}
+
+fn send(response: Response, out: ResponseOutparam) {
+    let headers = Fields::new();
+    for (name, value) in &response.headers {
+        // A header the runtime forbids (hop-by-hop ones) is dropped, not fatal.
+        let _ = headers.append(name, value);
+    }
+    let outgoing = OutgoingResponse::new(headers);
+    // The status comes from the handler; an invalid one is a bug worth a 500.
+    if outgoing.set_status_code(response.status).is_err() {
+        let _ = outgoing.set_status_code(500);
+    }
+    let Ok(body) = outgoing.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(outgoing));
+    let Ok(stream) = body.write() else {
+        return;
+    };
+    let complete = match response.body {
+        Body::Bytes(bytes) => write_all(&stream, &bytes).is_ok(),
+        Body::Rows(rows) => rows.forward(&stream).is_ok(),
+    };
+    drop(stream);
+    if complete {
+        let _ = OutgoingBody::finish(body, None);
+    }
+    // Otherwise the body is dropped unfinished: the runtime aborts the
+    // response so the client sees an error instead of a silently short body.
+}
+
+/// Write all of `bytes` to `stream`, waiting for room as needed.
+pub fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+    while !bytes.is_empty() {
+        let room = stream.check_write()?;
+        if room == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let n = bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        stream.write(&bytes[..n])?;
+        bytes = &bytes[n..];
+    }
+    stream.blocking_flush()
+}
