@@ -66,11 +66,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen} (WASMHOUSE_LISTEN)"))?;
     let app = std::sync::Arc::new(wasmhouse::server::App::new(&config)?);
+    let address = listener.local_addr()?;
     tracing::info!(
-        address = %listener.local_addr()?,
+        %address,
         clickhouse = %format!("{}:{}", config.clickhouse.host, config.clickhouse.port),
-        "wasmhouse listening"
+        "ready"
     );
+    // One plain line on stdout that scripts (and the tests) can wait for.
+    println!("wasmhouse listening on http://{address}");
     wasmhouse::server::run(listener, app, config.shutdown_grace, shutdown_signal()).await
 }
 
@@ -134,5 +137,6 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -1,0 +1,206 @@
+//! A real `clickhouse-server` on free loopback ports with a temporary data
+//! directory, stopped when dropped.
+
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A ClickHouse server owned by one test.
+pub struct ClickHouse {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    http_port: u16,
+    tcp_port: u16,
+    interserver_port: u16,
+}
+
+impl ClickHouse {
+    /// Start a server and wait until it answers `/ping`.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmhouse-ch-")
+            .tempdir()
+            .expect("temporary directory for ClickHouse");
+        let mut server = Self {
+            child: None,
+            dir,
+            http_port: 0,
+            tcp_port: 0,
+            interserver_port: 0,
+        };
+        // Free ports can be taken between choosing and binding them; try again.
+        for attempt in 1..=5 {
+            server.http_port = free_port();
+            server.tcp_port = free_port();
+            server.interserver_port = free_port();
+            match server.launch() {
+                Ok(()) => return server,
+                Err(why) if attempt < 5 => eprintln!("clickhouse-server did not start ({why}); retrying"),
+                Err(why) => panic!("clickhouse-server did not start: {why}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// The HTTP port.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Kill the server (as a crash would) and wait until its port is closed.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.http_port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Start the server again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.launch() {
+                Ok(()) => return,
+                Err(why) if Instant::now() < deadline => {
+                    eprintln!("restart failed ({why}); retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(why) => panic!("clickhouse-server did not restart: {why}"),
+            }
+        }
+    }
+
+    /// Run `sql` directly (not through wasmhouse) and return the body.
+    pub fn query(&self, sql: &str) -> String {
+        let response = ureq_post(self.http_port, sql);
+        assert!(response.0 == 200, "direct query {sql:?} failed: {} {}", response.0, response.1);
+        response.1
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let root = self.dir.path();
+        let path = |sub: &str| format!("{}/{sub}", root.display());
+        let log = root.join(format!("server-{}.log", self.http_port));
+        let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let mut child = Command::new(server_binary())
+            .current_dir(root)
+            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg("--")
+            .arg(format!("--path={}", path("data/")))
+            .arg(format!("--tmp_path={}", path("tmp/")))
+            .arg(format!("--user_files_path={}", path("user_files/")))
+            .arg(format!("--format_schema_path={}", path("format_schemas/")))
+            .arg(format!("--http_port={}", self.http_port))
+            .arg(format!("--tcp_port={}", self.tcp_port))
+            .arg(format!("--interserver_http_port={}", self.interserver_port))
+            .arg("--listen_host=127.0.0.1")
+            .arg("--logger.console=1")
+            .arg(format!("--logger.log={}", path("clickhouse.log")))
+            .arg(format!("--logger.errorlog={}", path("clickhouse.err.log")))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", server_binary().display()))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut text = String::new();
+                let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut text));
+                let tail: String = text.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+                return Err(format!("exited with {status}; log tail (newest first):\n{tail}"));
+            }
+            if ping(self.http_port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("no answer to /ping within 60 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CLICKHOUSE_SERVER_BIN") {
+        return path.into();
+    }
+    for candidate in ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server"] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!(
+        "clickhouse-server not found: install it (apt-get install -y clickhouse-server) \
+         or set CLICKHOUSE_SERVER_BIN"
+    );
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+fn ping(port: u16) -> bool {
+    let (status, body) = raw_http(port, "GET", "/ping", "");
+    status == 200 && body.starts_with("Ok.")
+}
+
+fn ureq_post(port: u16, sql: &str) -> (u16, String) {
+    raw_http(port, "POST", "/", sql)
+}
+
+/// A tiny blocking HTTP/1.0 exchange, enough for pings and direct queries
+/// from synchronous setup code.
+fn raw_http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Write as _;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

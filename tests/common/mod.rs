@@ -1,0 +1,45 @@
+//! Shared harness for the integration tests: real processes, real HTTP.
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+pub mod clickhouse;
+pub mod host;
+
+pub use clickhouse::ClickHouse;
+pub use host::{HostBuilder, Wasmhouse};
+
+/// A response: status and body parsed as JSON (`Null` when it is not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+/// GET `url`.
+pub async fn get(url: &str) -> Reply {
+    send(client().get(url)).await
+}
+
+/// Send a prepared request.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("response body");
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+/// A client that never goes through a proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("HTTP client")
+}

@@ -1,0 +1,230 @@
+//! The seed's routes, served by the real binary against a real ClickHouse.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{ClickHouse, HostBuilder, Wasmhouse, get};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_answers_like_the_seed() {
+    let clickhouse = ClickHouse::start();
+    let host = Wasmhouse::start(&clickhouse);
+
+    let health = get(&host.url("/health")).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json, serde_json::json!({ "status": "healthy" }));
+
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(status.json["status"], "connected");
+    assert_eq!(status.json["version"], "18.16.1");
+    assert_eq!(status.json["host"], "127.0.0.1");
+    assert_eq!(status.json["port"], clickhouse.http_port());
+
+    let simple = get(&host.url("/concurrent/simple-query")).await;
+    assert_eq!(simple.status, 200, "{}", simple.text);
+    assert_eq!(simple.json["query"], "SELECT 1 AS value");
+    assert_eq!(simple.json["result"], serde_json::json!([{ "value": 1 }]));
+    assert!(simple.json["elapsed_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+
+    let heavy = get(&host.url("/concurrent/heavy-query")).await;
+    assert_eq!(heavy.status, 200, "{}", heavy.text);
+    // Plain JSON numbers, not ClickHouse's quoted 64-bit integers.
+    assert_eq!(
+        heavy.json["result"],
+        serde_json::json!([{ "c": 10_000_000u64, "s": 49_999_995_000_000u64 }])
+    );
+
+    let isolation = get(&host.url("/concurrent/test-isolation?delay=0.1")).await;
+    assert_eq!(isolation.status, 200, "{}", isolation.text);
+    assert_eq!(isolation.json["delay"], 0.1);
+    assert_eq!(isolation.json["instance_requests"], 1);
+    assert!(isolation.json["elapsed_s"].as_f64().is_some_and(|s| s >= 0.1));
+    for field in ["request_id", "instance_id", "started_at", "finished_at"] {
+        assert!(isolation.json[field].is_string(), "{field} missing: {}", isolation.text);
+    }
+
+    let missing = get(&host.url("/no/such/route")).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json["kind"], "not_found");
+
+    let wrong_method = common::send(common::client().post(host.url("/health"))).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.json["kind"], "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_sleeps_run_side_by_side_in_fresh_instances() {
+    let clickhouse = ClickHouse::start();
+    let host = Wasmhouse::start(&clickhouse);
+    let url = host.url("/concurrent/test-isolation?delay=1");
+
+    let started = Instant::now();
+    let replies = futures::future::join_all((0..20).map(|_| get(&url))).await;
+    let wall = started.elapsed();
+
+    let mut request_ids = HashSet::new();
+    let mut instance_ids = HashSet::new();
+    for reply in &replies {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["delay"], 1);
+        assert_eq!(reply.json["instance_requests"], 1, "an instance was reused");
+        request_ids.insert(reply.json["request_id"].as_str().unwrap_or_default().to_owned());
+        instance_ids.insert(reply.json["instance_id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(request_ids.len(), 20);
+    assert_eq!(instance_ids.len(), 20);
+    // Twenty one-second sleeps one after another would take 20 s.
+    assert!(wall < Duration::from_secs(10), "took {wall:?}: requests were serialised");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_delays_are_client_errors() {
+    let clickhouse = ClickHouse::start();
+    let host = Wasmhouse::start(&clickhouse);
+    for bad in ["abc", "-1", "4", "1%3BDROP%20TABLE%20x", "NaN", ""] {
+        let reply = get(&host.url(&format!("/concurrent/test-isolation?delay={bad}"))).await;
+        assert_eq!(reply.status, 422, "delay={bad}: {}", reply.text);
+        assert_eq!(reply.json["kind"], "invalid_parameter", "delay={bad}");
+        assert!(reply.json["error"].as_str().is_some_and(|e| e.contains("delay")));
+    }
+    let default = get(&host.url("/concurrent/test-isolation")).await;
+    assert_eq!(default.status, 200, "{}", default.text);
+    assert_eq!(default.json["delay"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_outage_is_503_and_recovers() {
+    let mut clickhouse = ClickHouse::start();
+    let host = Wasmhouse::start(&clickhouse);
+    assert_eq!(get(&host.url("/concurrent/simple-query")).await.status, 200);
+
+    clickhouse.stop();
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 503, "{}", status.text);
+    assert_eq!(status.json["status"], "disconnected");
+    assert!(status.json["error"].as_str().is_some_and(|e| e.contains("unavailable")));
+    for path in ["/concurrent/simple-query", "/concurrent/heavy-query", "/concurrent/test-isolation?delay=0"] {
+        let reply = get(&host.url(path)).await;
+        assert_eq!(reply.status, 503, "{path}: {}", reply.text);
+        assert_eq!(reply.json["kind"], "clickhouse_unavailable", "{path}");
+    }
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+
+    clickhouse.restart();
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(get(&host.url("/concurrent/simple-query")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_starts_while_clickhouse_is_down() {
+    let host = HostBuilder::without_clickhouse().start();
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 503, "{}", status.text);
+    assert_eq!(status.json["status"], "disconnected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_after_an_idle_pause_succeed() {
+    let clickhouse = ClickHouse::start();
+    // Default idle timeout (below the server's 3 s keep-alive), and one far
+    // above it, where the pooled connection is dead when reused and only the
+    // retry saves the request.
+    for idle in ["2s", "30s"] {
+        let host = HostBuilder::new(&clickhouse)
+            .args(&["--pool-idle-timeout", idle])
+            .start();
+        for round in 0..2 {
+            let reply = get(&host.url("/concurrent/simple-query")).await;
+            assert_eq!(reply.status, 200, "idle {idle}, round {round}: {}", reply.text);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_url_and_bad_values_are_named() {
+    let clickhouse = ClickHouse::start();
+    // CLICKHOUSE_URL alone is enough.
+    let url = format!("http://default:@127.0.0.1:{}/default", clickhouse.http_port());
+    let via_url = HostBuilder::without_clickhouse().env("CLICKHOUSE_URL", &url).start();
+    let status = get(&via_url.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(status.json["port"], clickhouse.http_port());
+
+    for (variable, value) in [
+        ("CLICKHOUSE_PORT", "abc"),
+        ("POOL_MGR_MAX_SIZE", "0"),
+        ("CLICKHOUSE_URL", "ftp://example"),
+        ("WASMHOUSE_MEMORY_LIMIT", "lots"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env(variable, value)
+            .output()
+            .expect("run wasmhouse");
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(variable), "{variable}={value}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dotenv_file_configures_clickhouse() {
+    let clickhouse = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(".env"),
+        format!(
+            "# like the FastAPI service's .env\nCLICKHOUSE_HOST=127.0.0.1\nCLICKHOUSE_PORT={}\nCLICKHOUSE_USER=default\nCLICKHOUSE_PASSWORD=\n",
+            clickhouse.http_port()
+        ),
+    )
+    .expect("write .env");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wasmhouse"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("CLICKHOUSE_HOST")
+        .env_remove("CLICKHOUSE_PORT")
+        .env_remove("CLICKHOUSE_URL");
+    let host = HostBuilder::from_command(command).start();
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(status.json["port"], clickhouse.http_port());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let clickhouse = ClickHouse::start();
+    let mut host = Wasmhouse::start(&clickhouse);
+    let url = host.url("/concurrent/test-isolation?delay=1");
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    host.signal("TERM");
+    let reply = in_flight.await.expect("request task");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(host.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_command_reports_distinct_instances() {
+    let clickhouse = ClickHouse::start();
+    let host = Wasmhouse::start(&clickhouse);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args(["load", &host.url("/concurrent/test-isolation?delay=0.2"), "-n", "8", "--json"])
+        .output()
+        .await
+        .expect("run wasmhouse load");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["requests"], 8);
+    assert_eq!(report["statuses"]["200"], 8);
+    assert_eq!(report["distinct_instance_ids"], 8);
+    assert_eq!(report["distinct_request_ids"], 8);
+    assert!(report["p95_ms"].as_f64().is_some_and(|p95| p95 >= 200.0));
+}
