@@ -10,9 +10,18 @@ const EMBEDDED: &[(&str, &str)] = &[("wasmhouse-guest", "wasmhouse_guest.wasm")]
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ is inside the workspace");
+    let root = manifest_dir
+        .parent()
+        .expect("host/ is inside the workspace");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    for watched in ["guest", "sdk", "wit", "adapter", ".cargo/config.toml", "Cargo.lock"] {
+    for watched in [
+        "guest",
+        "sdk",
+        "wit",
+        "adapter",
+        ".cargo/config.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for (package, artefact) in EMBEDDED {
@@ -29,7 +38,14 @@ fn build_guest(root: &Path, package: &str, artefact: &str) -> PathBuf {
     let target_dir = root.join("target").join("wasm");
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", package])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // The host's flags (and its profile's) are not the guest's.

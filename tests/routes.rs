@@ -27,7 +27,11 @@ async fn every_route_answers_like_the_seed() {
     assert_eq!(simple.status, 200, "{}", simple.text);
     assert_eq!(simple.json["query"], "SELECT 1 AS value");
     assert_eq!(simple.json["result"], serde_json::json!([{ "value": 1 }]));
-    assert!(simple.json["elapsed_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    assert!(
+        simple.json["elapsed_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms >= 0.0)
+    );
 
     let heavy = get(&host.url("/concurrent/heavy-query")).await;
     assert_eq!(heavy.status, 200, "{}", heavy.text);
@@ -41,9 +45,17 @@ async fn every_route_answers_like_the_seed() {
     assert_eq!(isolation.status, 200, "{}", isolation.text);
     assert_eq!(isolation.json["delay"], 0.1);
     assert_eq!(isolation.json["instance_requests"], 1);
-    assert!(isolation.json["elapsed_s"].as_f64().is_some_and(|s| s >= 0.1));
+    assert!(
+        isolation.json["elapsed_s"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.1)
+    );
     for field in ["request_id", "instance_id", "started_at", "finished_at"] {
-        assert!(isolation.json[field].is_string(), "{field} missing: {}", isolation.text);
+        assert!(
+            isolation.json[field].is_string(),
+            "{field} missing: {}",
+            isolation.text
+        );
     }
 
     let missing = get(&host.url("/no/such/route")).await;
@@ -71,13 +83,26 @@ async fn twenty_sleeps_run_side_by_side_in_fresh_instances() {
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.json["delay"], 1);
         assert_eq!(reply.json["instance_requests"], 1, "an instance was reused");
-        request_ids.insert(reply.json["request_id"].as_str().unwrap_or_default().to_owned());
-        instance_ids.insert(reply.json["instance_id"].as_str().unwrap_or_default().to_owned());
+        request_ids.insert(
+            reply.json["request_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        instance_ids.insert(
+            reply.json["instance_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     assert_eq!(request_ids.len(), 20);
     assert_eq!(instance_ids.len(), 20);
     // Twenty one-second sleeps one after another would take 20 s.
-    assert!(wall < Duration::from_secs(10), "took {wall:?}: requests were serialised");
+    assert!(
+        wall < Duration::from_secs(10),
+        "took {wall:?}: requests were serialised"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,7 +113,11 @@ async fn bad_delays_are_client_errors() {
         let reply = get(&host.url(&format!("/concurrent/test-isolation?delay={bad}"))).await;
         assert_eq!(reply.status, 422, "delay={bad}: {}", reply.text);
         assert_eq!(reply.json["kind"], "invalid_parameter", "delay={bad}");
-        assert!(reply.json["error"].as_str().is_some_and(|e| e.contains("delay")));
+        assert!(
+            reply.json["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("delay"))
+        );
     }
     let default = get(&host.url("/concurrent/test-isolation")).await;
     assert_eq!(default.status, 200, "{}", default.text);
@@ -105,8 +134,16 @@ async fn clickhouse_outage_is_503_and_recovers() {
     let status = get(&host.url("/clickhouse-status")).await;
     assert_eq!(status.status, 503, "{}", status.text);
     assert_eq!(status.json["status"], "disconnected");
-    assert!(status.json["error"].as_str().is_some_and(|e| e.contains("unavailable")));
-    for path in ["/concurrent/simple-query", "/concurrent/heavy-query", "/concurrent/test-isolation?delay=0"] {
+    assert!(
+        status.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unavailable"))
+    );
+    for path in [
+        "/concurrent/simple-query",
+        "/concurrent/heavy-query",
+        "/concurrent/test-isolation?delay=0",
+    ] {
         let reply = get(&host.url(path)).await;
         assert_eq!(reply.status, 503, "{path}: {}", reply.text);
         assert_eq!(reply.json["kind"], "clickhouse_unavailable", "{path}");
@@ -140,7 +177,11 @@ async fn queries_after_an_idle_pause_succeed() {
             .start();
         for round in 0..2 {
             let reply = get(&host.url("/concurrent/simple-query")).await;
-            assert_eq!(reply.status, 200, "idle {idle}, round {round}: {}", reply.text);
+            assert_eq!(
+                reply.status, 200,
+                "idle {idle}, round {round}: {}",
+                reply.text
+            );
             tokio::time::sleep(Duration::from_secs(4)).await;
         }
     }
@@ -150,8 +191,13 @@ async fn queries_after_an_idle_pause_succeed() {
 async fn clickhouse_url_and_bad_values_are_named() {
     let clickhouse = ClickHouse::start();
     // CLICKHOUSE_URL alone is enough.
-    let url = format!("http://default:@127.0.0.1:{}/default", clickhouse.http_port());
-    let via_url = HostBuilder::without_clickhouse().env("CLICKHOUSE_URL", &url).start();
+    let url = format!(
+        "http://default:@127.0.0.1:{}/default",
+        clickhouse.http_port()
+    );
+    let via_url = HostBuilder::without_clickhouse()
+        .env("CLICKHOUSE_URL", &url)
+        .start();
     let status = get(&via_url.url("/clickhouse-status")).await;
     assert_eq!(status.status, 200, "{}", status.text);
     assert_eq!(status.json["port"], clickhouse.http_port());
@@ -216,11 +262,21 @@ async fn load_command_reports_distinct_instances() {
     let clickhouse = ClickHouse::start();
     let host = Wasmhouse::start(&clickhouse);
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
-        .args(["load", &host.url("/concurrent/test-isolation?delay=0.2"), "-n", "8", "--json"])
+        .args([
+            "load",
+            &host.url("/concurrent/test-isolation?delay=0.2"),
+            "-n",
+            "8",
+            "--json",
+        ])
         .output()
         .await
         .expect("run wasmhouse load");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
     assert_eq!(report["requests"], 8);
     assert_eq!(report["statuses"]["200"], 8);

@@ -34,7 +34,12 @@ fn config_error(variable: &'static str, message: impl Into<String>) -> ConfigErr
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "WASMHOUSE_LISTEN", value_name = "WASMHOUSE_LISTEN", default_value = "127.0.0.1:8000")]
+    #[arg(
+        long,
+        env = "WASMHOUSE_LISTEN",
+        value_name = "WASMHOUSE_LISTEN",
+        default_value = "127.0.0.1:8000"
+    )]
     pub listen: SocketAddr,
 
     /// Route component (.wasm) to serve on every path; the built-in seed
@@ -57,31 +62,68 @@ pub struct ServeArgs {
 pub struct ClickHouseArgs {
     /// `http://user:password@host:port/database`; its parts win over the
     /// separate variables below.
-    #[arg(long = "clickhouse-url", env = "CLICKHOUSE_URL", value_name = "CLICKHOUSE_URL", hide_env_values = true)]
+    #[arg(
+        long = "clickhouse-url",
+        env = "CLICKHOUSE_URL",
+        value_name = "CLICKHOUSE_URL",
+        hide_env_values = true
+    )]
     pub url: Option<String>,
 
     /// Server host name or address.
-    #[arg(long = "clickhouse-host", env = "CLICKHOUSE_HOST", value_name = "CLICKHOUSE_HOST", default_value = "localhost")]
+    #[arg(
+        long = "clickhouse-host",
+        env = "CLICKHOUSE_HOST",
+        value_name = "CLICKHOUSE_HOST",
+        default_value = "localhost"
+    )]
     pub host: String,
 
     /// Server HTTP port.
-    #[arg(long = "clickhouse-port", env = "CLICKHOUSE_PORT", value_name = "CLICKHOUSE_PORT", default_value_t = 8123)]
+    #[arg(
+        long = "clickhouse-port",
+        env = "CLICKHOUSE_PORT",
+        value_name = "CLICKHOUSE_PORT",
+        default_value_t = 8123
+    )]
     pub port: u16,
 
     /// User name.
-    #[arg(long = "clickhouse-user", env = "CLICKHOUSE_USER", value_name = "CLICKHOUSE_USER", default_value = "default")]
+    #[arg(
+        long = "clickhouse-user",
+        env = "CLICKHOUSE_USER",
+        value_name = "CLICKHOUSE_USER",
+        default_value = "default"
+    )]
     pub user: String,
 
     /// Password (never shown to guests or in logs).
-    #[arg(long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", value_name = "CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long = "clickhouse-password",
+        env = "CLICKHOUSE_PASSWORD",
+        value_name = "CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub password: String,
 
     /// Database for unqualified table names.
-    #[arg(long = "clickhouse-database", env = "CLICKHOUSE_DATABASE", value_name = "CLICKHOUSE_DATABASE", default_value = "default")]
+    #[arg(
+        long = "clickhouse-database",
+        env = "CLICKHOUSE_DATABASE",
+        value_name = "CLICKHOUSE_DATABASE",
+        default_value = "default"
+    )]
     pub database: String,
 
     /// Most ClickHouse queries in flight at once (pooled connections).
-    #[arg(long = "pool-max-size", env = "POOL_MGR_MAX_SIZE", value_name = "POOL_MGR_MAX_SIZE", default_value_t = 64)]
+    #[arg(
+        long = "pool-max-size",
+        env = "POOL_MGR_MAX_SIZE",
+        value_name = "POOL_MGR_MAX_SIZE",
+        default_value_t = 64
+    )]
     pub pool_max_size: usize,
 
     /// How long an idle pooled connection is kept; keep it below the
@@ -107,15 +149,29 @@ pub struct LimitArgs {
     pub memory_limit: usize,
 
     /// Most instances (requests in flight) at once.
-    #[arg(long = "max-instances", env = "WASMHOUSE_MAX_INSTANCES", value_name = "WASMHOUSE_MAX_INSTANCES", default_value_t = 512)]
+    #[arg(
+        long = "max-instances",
+        env = "WASMHOUSE_MAX_INSTANCES",
+        value_name = "WASMHOUSE_MAX_INSTANCES",
+        default_value_t = 512
+    )]
     pub max_instances: u32,
 
     /// Allow guests to write (ClickHouse readonly off). Read-only by default.
-    #[arg(long = "allow-writes", env = "WASMHOUSE_ALLOW_WRITES", value_name = "WASMHOUSE_ALLOW_WRITES")]
+    #[arg(
+        long = "allow-writes",
+        env = "WASMHOUSE_ALLOW_WRITES",
+        value_name = "WASMHOUSE_ALLOW_WRITES"
+    )]
     pub allow_writes: bool,
 
     /// Most rows one query may return (0: no limit).
-    #[arg(long = "max-result-rows", env = "WASMHOUSE_MAX_RESULT_ROWS", value_name = "WASMHOUSE_MAX_RESULT_ROWS", default_value_t = 0)]
+    #[arg(
+        long = "max-result-rows",
+        env = "WASMHOUSE_MAX_RESULT_ROWS",
+        value_name = "WASMHOUSE_MAX_RESULT_ROWS",
+        default_value_t = 0
+    )]
     pub max_result_rows: u64,
 }
 
@@ -175,16 +231,25 @@ impl ServeArgs {
         let clickhouse = self.clickhouse.into_config()?;
         let limits = &self.limits;
         if limits.request_timeout.is_zero() {
-            return Err(config_error("WASMHOUSE_REQUEST_TIMEOUT", "must be more than 0s"));
+            return Err(config_error(
+                "WASMHOUSE_REQUEST_TIMEOUT",
+                "must be more than 0s",
+            ));
         }
         if limits.memory_limit < (1 << 20) {
             return Err(config_error(
                 "WASMHOUSE_MEMORY_LIMIT",
-                format!("{} bytes is too small; give at least 1MiB", limits.memory_limit),
+                format!(
+                    "{} bytes is too small; give at least 1MiB",
+                    limits.memory_limit
+                ),
             ));
         }
         if limits.max_instances == 0 {
-            return Err(config_error("WASMHOUSE_MAX_INSTANCES", "must be at least 1"));
+            return Err(config_error(
+                "WASMHOUSE_MAX_INSTANCES",
+                "must be at least 1",
+            ));
         }
         if let Some(path) = &self.component
             && !path.is_file()
@@ -200,7 +265,9 @@ impl ServeArgs {
             ..QueryPolicy::default()
         };
         Ok(ServeConfig {
-            component: self.component.map_or(ComponentSource::Builtin, ComponentSource::File),
+            component: self
+                .component
+                .map_or(ComponentSource::Builtin, ComponentSource::File),
             clickhouse,
             limits: InstanceLimits {
                 timeout: limits.request_timeout,
@@ -237,7 +304,10 @@ impl ClickHouseArgs {
             return Err(config_error("CLICKHOUSE_HOST", "must not be empty"));
         }
         if config.port == 0 {
-            return Err(config_error("CLICKHOUSE_PORT", "must be a port from 1 to 65535"));
+            return Err(config_error(
+                "CLICKHOUSE_PORT",
+                "must be a port from 1 to 65535",
+            ));
         }
         if config.pool_max_size == 0 {
             return Err(config_error("POOL_MGR_MAX_SIZE", "must be at least 1"));
@@ -256,7 +326,10 @@ impl ClickHouseArgs {
         if !valid_database {
             return Err(config_error(
                 "CLICKHOUSE_DATABASE",
-                format!("{:?} is not a database name (letters, digits, '_')", config.database),
+                format!(
+                    "{:?} is not a database name (letters, digits, '_')",
+                    config.database
+                ),
             ));
         }
         Ok(config)
@@ -284,7 +357,10 @@ fn apply_url(config: &mut ClickHouseConfig, text: &str) -> Result<(), ConfigErro
     let host = url
         .host_str()
         .ok_or_else(|| config_error("CLICKHOUSE_URL", "has no host"))?;
-    config.host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    config.host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     config.port = url.port().unwrap_or(8123);
     if !url.username().is_empty() {
         config.user = decode(url.username());
@@ -332,7 +408,10 @@ mod tests {
         .unwrap();
         let ch = config.clickhouse;
         assert_eq!((ch.host.as_str(), ch.port), ("db.internal", 9123));
-        assert_eq!((ch.user.as_str(), ch.password.as_str()), ("reader", "s@cret"));
+        assert_eq!(
+            (ch.user.as_str(), ch.password.as_str()),
+            ("reader", "s@cret")
+        );
         assert_eq!(ch.database, "analytics");
     }
 

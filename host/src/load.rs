@@ -82,7 +82,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let sent = Instant::now();
-            let outcome = match client.get(&url).send().await {
+            match client.get(&url).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16().to_string();
                     let body = response.bytes().await.unwrap_or_default();
@@ -105,8 +105,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                     request_id: None,
                     instance_id: None,
                 },
-            };
-            outcome
+            }
         });
     }
     let mut outcomes = Vec::with_capacity(args.requests);
@@ -130,7 +129,11 @@ fn summarise(url: &str, wall: Duration, outcomes: &[Outcome]) -> LoadReport {
         *statuses.entry(outcome.status.clone()).or_insert(0) += 1;
     }
     let distinct = |pick: fn(&Outcome) -> Option<&String>| {
-        outcomes.iter().filter_map(pick).collect::<HashSet<_>>().len()
+        outcomes
+            .iter()
+            .filter_map(pick)
+            .collect::<HashSet<_>>()
+            .len()
     };
     LoadReport {
         url: url.to_owned(),
@@ -185,7 +188,13 @@ mod tests {
     #[test]
     fn summary_counts_statuses_and_distinct_ids() {
         let outcomes: Vec<Outcome> = (1..=20)
-            .map(|i| outcome(i * 10, if i == 20 { "503" } else { "200" }, if i % 2 == 0 { "a" } else { "b" }))
+            .map(|i| {
+                outcome(
+                    i * 10,
+                    if i == 20 { "503" } else { "200" },
+                    if i % 2 == 0 { "a" } else { "b" },
+                )
+            })
             .collect();
         let report = summarise("http://x", Duration::from_secs(1), &outcomes);
         assert_eq!(report.statuses.get("200"), Some(&19));

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     prepare_environment();
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: starting the async runtime: {err}");
@@ -124,7 +127,10 @@ fn prepare_environment() {
     }
 }
 
-#[expect(unsafe_code, reason = "set_var is unsafe in edition 2024; called before any thread starts")]
+#[expect(
+    unsafe_code,
+    reason = "set_var is unsafe in edition 2024; called before any thread starts"
+)]
 fn set_env(key: &str, value: &str) {
     // SAFETY: called at the start of main, before the runtime or any other
     // thread exists, so nothing reads the environment concurrently.
@@ -132,8 +138,9 @@ fn set_env(key: &str, value: &str) {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -17,7 +17,11 @@ pub struct Route {
 
 impl Route {
     /// `prefix` served by `component` under `context`.
-    pub fn new(prefix: impl Into<String>, context: RouteContext, component: Arc<RouteComponent>) -> Self {
+    pub fn new(
+        prefix: impl Into<String>,
+        context: RouteContext,
+        component: Arc<RouteComponent>,
+    ) -> Self {
         Self {
             prefix: normalise_prefix(prefix.into()),
             context,
@@ -83,7 +87,7 @@ pub struct RouteTable {
 impl RouteTable {
     /// A table of `routes`.
     pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
         Self { routes }
     }
 
@@ -99,7 +103,9 @@ impl RouteTable {
 
     /// The route named `name`.
     pub fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|route| &*route.context.name == name)
+        self.routes
+            .iter()
+            .find(|route| &*route.context.name == name)
     }
 }
 

@@ -49,8 +49,10 @@ impl App {
                     .context("compiling the built-in route component")?,
             ),
             ComponentSource::File(path) => (
-                path.file_stem()
-                    .map_or_else(|| "component".to_owned(), |s| s.to_string_lossy().into_owned()),
+                path.file_stem().map_or_else(
+                    || "component".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                ),
                 RouteComponent::from_file(&runtime, path)
                     .with_context(|| format!("loading {}", path.display()))?,
             ),
@@ -81,7 +83,10 @@ impl App {
     }
 
     /// Answer one request.
-    pub async fn dispatch(&self, request: hyper::Request<Incoming>) -> hyper::Response<ResponseBody> {
+    pub async fn dispatch(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> hyper::Response<ResponseBody> {
         let request_id = self.request_ids.next();
         let routes = self.routes.load();
         let Some(route) = routes.find(request.uri().path()) else {
@@ -94,7 +99,14 @@ impl App {
         };
         let route = route.clone();
         drop(routes);
-        invoke::handle(&self.runtime, route.component(), route.context(), &request_id, request).await
+        invoke::handle(
+            &self.runtime,
+            route.component(),
+            route.context(),
+            &request_id,
+            request,
+        )
+        .await
     }
 }
 
@@ -177,6 +189,10 @@ impl RequestIds {
     }
 
     fn next(&self) -> String {
-        format!("{:08x}-{:x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{:08x}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }

@@ -43,9 +43,7 @@ impl Query {
 
     /// Set a ClickHouse setting for this query (if the route allows it).
     pub fn setting(mut self, name: impl Into<String>, value: impl ToString) -> Self {
-        self.options
-            .settings
-            .push((name.into(), value.to_string()));
+        self.options.settings.push((name.into(), value.to_string()));
         self
     }
 

@@ -37,7 +37,9 @@ impl ClickHouse {
             server.interserver_port = free_port();
             match server.launch() {
                 Ok(()) => return server,
-                Err(why) if attempt < 5 => eprintln!("clickhouse-server did not start ({why}); retrying"),
+                Err(why) if attempt < 5 => {
+                    eprintln!("clickhouse-server did not start ({why}); retrying")
+                }
                 Err(why) => panic!("clickhouse-server did not start: {why}"),
             }
         }
@@ -61,7 +63,8 @@ impl ClickHouse {
             let _ = child.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.http_port)).is_ok() && Instant::now() < deadline {
+        while TcpStream::connect(("127.0.0.1", self.http_port)).is_ok() && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -85,7 +88,12 @@ impl ClickHouse {
     /// Run `sql` directly (not through wasmhouse) and return the body.
     pub fn query(&self, sql: &str) -> String {
         let response = ureq_post(self.http_port, sql);
-        assert!(response.0 == 200, "direct query {sql:?} failed: {} {}", response.0, response.1);
+        assert!(
+            response.0 == 200,
+            "direct query {sql:?} failed: {} {}",
+            response.0,
+            response.1
+        );
         response.1
     }
 
@@ -120,7 +128,9 @@ impl ClickHouse {
                 let mut text = String::new();
                 let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut text));
                 let tail: String = text.lines().rev().take(15).collect::<Vec<_>>().join("\n");
-                return Err(format!("exited with {status}; log tail (newest first):\n{tail}"));
+                return Err(format!(
+                    "exited with {status}; log tail (newest first):\n{tail}"
+                ));
             }
             if ping(self.http_port) {
                 self.child = Some(child);

@@ -1,5 +1,8 @@
 //! Shared harness for the integration tests: real processes, real HTTP.
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 pub mod clickhouse;
 pub mod host;

@@ -125,7 +125,10 @@ mod tests {
         let text = "Code: 62, e.displayText() = DB::Exception: Syntax error: failed at position 1: SELEC 1, e.what() = DB::Exception\n";
         let parsed = ServerException::parse(text).expect("parses");
         assert_eq!(parsed.code, 62);
-        assert_eq!(parsed.message, "Syntax error: failed at position 1: SELEC 1");
+        assert_eq!(
+            parsed.message,
+            "Syntax error: failed at position 1: SELEC 1"
+        );
     }
 
     #[test]

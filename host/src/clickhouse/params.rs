@@ -84,7 +84,9 @@ pub fn bind(
             ))
         })?;
         let value = Value::parse(&ty, raw).map_err(|why| {
-            BindError(format!("parameter {name:?} = {raw:?} is not a valid {ty}: {why}"))
+            BindError(format!(
+                "parameter {name:?} = {raw:?} is not a valid {ty}: {why}"
+            ))
         })?;
         match mode {
             BindMode::Inline => {
@@ -143,7 +145,9 @@ fn find_placeholders(sql: &str) -> Result<Vec<Placeholder>, BindError> {
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = sql[i + 2..].find("*/").map_or(bytes.len(), |end| i + 2 + end + 2);
+                i = sql[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |end| i + 2 + end + 2);
             }
             b'{' => {
                 let close = sql[i..]
@@ -152,7 +156,9 @@ fn find_placeholders(sql: &str) -> Result<Vec<Placeholder>, BindError> {
                     .ok_or_else(|| BindError(format!("unclosed '{{' at byte {i} of the query")))?;
                 let inner = &sql[i + 1..close];
                 let (name, type_text) = inner.split_once(':').ok_or_else(|| {
-                    BindError(format!("placeholder {{{inner}}} needs a type: {{{inner}:Type}}"))
+                    BindError(format!(
+                        "placeholder {{{inner}}} needs a type: {{{inner}:Type}}"
+                    ))
                 })?;
                 let name = name.trim();
                 let valid_name = name
@@ -161,7 +167,9 @@ fn find_placeholders(sql: &str) -> Result<Vec<Placeholder>, BindError> {
                     .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid_name {
-                    return Err(BindError(format!("placeholder name {name:?} is not a valid name")));
+                    return Err(BindError(format!(
+                        "placeholder name {name:?} is not a valid name"
+                    )));
                 }
                 found.push(Placeholder {
                     name: name.to_owned(),
@@ -217,7 +225,9 @@ impl ParamType {
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         let (head, args) = match text.find('(') {
-            Some(open) if text.ends_with(')') => (text[..open].trim(), Some(&text[open + 1..text.len() - 1])),
+            Some(open) if text.ends_with(')') => {
+                (text[..open].trim(), Some(&text[open + 1..text.len() - 1]))
+            }
             Some(_) => return Err(format!("type {text:?} has an unbalanced '('")),
             None => (text, None),
         };
@@ -231,7 +241,10 @@ impl ParamType {
                 .strip_prefix('\'')
                 .and_then(|a| a.strip_suffix('\''))
                 .ok_or_else(|| format!("time zone {arg:?} must be quoted"))?;
-            if tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
+            if tz
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+            {
                 Ok(tz.to_owned())
             } else {
                 Err(format!("time zone {tz:?} is not a time zone name"))
@@ -259,10 +272,18 @@ impl ParamType {
                 let (p, s) = args
                     .split_once(',')
                     .ok_or_else(|| format!("type {text:?} needs Decimal(P, S)"))?;
-                let p: u8 = p.trim().parse().map_err(|_| format!("bad precision in {text:?}"))?;
-                let s: u8 = s.trim().parse().map_err(|_| format!("bad scale in {text:?}"))?;
+                let p: u8 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad precision in {text:?}"))?;
+                let s: u8 = s
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad scale in {text:?}"))?;
                 if p == 0 || p > 76 || s > p {
-                    return Err(format!("type {text:?} has an impossible precision or scale"));
+                    return Err(format!(
+                        "type {text:?} has an impossible precision or scale"
+                    ));
                 }
                 Self::Decimal(p, s)
             }
@@ -370,14 +391,18 @@ impl Value {
             }
             ParamType::Date(_) => parse_date(raw).map(|()| Self::Quoted(raw.to_owned())),
             ParamType::DateTime(_) => parse_datetime(raw, 0).map(Self::Quoted),
-            ParamType::DateTime64(precision, _) => parse_datetime(raw, *precision).map(Self::Quoted),
+            ParamType::DateTime64(precision, _) => {
+                parse_datetime(raw, *precision).map(Self::Quoted)
+            }
             ParamType::Uuid => parse_uuid(raw).map(Self::Quoted),
             ParamType::Identifier => {
                 let valid = raw
                     .chars()
                     .next()
                     .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+                    && raw
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
                 if valid && !raw.ends_with('.') && !raw.contains("..") {
                     Ok(Self::Quoted(raw.to_owned()))
                 } else {
@@ -766,8 +791,14 @@ mod tests {
 
     #[test]
     fn numbers_are_checked_and_canonical() {
-        assert_eq!(inline("SELECT {n:UInt8}", &[("n", "007")]).unwrap(), "SELECT CAST(7 AS UInt8)");
-        assert_eq!(inline("SELECT 1 -{n:Int8}", &[("n", "-5")]).unwrap(), "SELECT 1 -CAST(-5 AS Int8)");
+        assert_eq!(
+            inline("SELECT {n:UInt8}", &[("n", "007")]).unwrap(),
+            "SELECT CAST(7 AS UInt8)"
+        );
+        assert_eq!(
+            inline("SELECT 1 -{n:Int8}", &[("n", "-5")]).unwrap(),
+            "SELECT 1 -CAST(-5 AS Int8)"
+        );
         assert!(inline("SELECT {n:UInt8}", &[("n", "256")]).is_err());
         assert!(inline("SELECT {n:UInt8}", &[("n", "-1")]).is_err());
         assert!(inline("SELECT {n:Int64}", &[("n", "1;DROP TABLE x")]).is_err());
@@ -776,7 +807,10 @@ mod tests {
             "SELECT CAST(-9223372036854775808 AS Int64)"
         );
         assert!(inline("SELECT {n:Int64}", &[("n", "9223372036854775808")]).is_err());
-        assert_eq!(inline("SELECT {f:Float64}", &[("f", "1.5")]).unwrap(), "SELECT CAST(1.5 AS Float64)");
+        assert_eq!(
+            inline("SELECT {f:Float64}", &[("f", "1.5")]).unwrap(),
+            "SELECT CAST(1.5 AS Float64)"
+        );
         assert!(inline("SELECT {f:Float64}", &[("f", "1.5)")]).is_err());
     }
 
@@ -789,15 +823,31 @@ mod tests {
             inline("SELECT {t:DateTime}", &[("t", "2024-01-31T23:59:58")]).unwrap(),
             "SELECT CAST('2024-01-31 23:59:58' AS DateTime)"
         );
-        assert!(inline("SELECT {t:DateTime64(3)}", &[("t", "2024-01-31 23:59:58.1234")]).is_err());
-        assert!(inline("SELECT {u:UUID}", &[("u", "61f0c404-5cb3-11e7-907b-a6006ad3dba0")]).is_ok());
+        assert!(
+            inline(
+                "SELECT {t:DateTime64(3)}",
+                &[("t", "2024-01-31 23:59:58.1234")]
+            )
+            .is_err()
+        );
+        assert!(
+            inline(
+                "SELECT {u:UUID}",
+                &[("u", "61f0c404-5cb3-11e7-907b-a6006ad3dba0")]
+            )
+            .is_ok()
+        );
         assert!(inline("SELECT {u:UUID}", &[("u", "61f0c404")]).is_err());
     }
 
     #[test]
     fn arrays_nullable_and_identifiers() {
         assert_eq!(
-            inline("SELECT {a:Array(String)}", &[("a", "['a', 'b\\'c', '[,]']")]).unwrap(),
+            inline(
+                "SELECT {a:Array(String)}",
+                &[("a", "['a', 'b\\'c', '[,]']")]
+            )
+            .unwrap(),
             r"SELECT CAST(['a', 'b\'c', '[,]'] AS Array(String))"
         );
         assert_eq!(
@@ -824,8 +874,18 @@ mod tests {
 
     #[test]
     fn missing_unknown_and_duplicate_parameters_are_errors() {
-        assert!(inline("SELECT {a:UInt8}", &[]).unwrap_err().0.contains("no value"));
-        assert!(inline("SELECT 1", &[("a", "1")]).unwrap_err().0.contains("no {a:Type}"));
+        assert!(
+            inline("SELECT {a:UInt8}", &[])
+                .unwrap_err()
+                .0
+                .contains("no value")
+        );
+        assert!(
+            inline("SELECT 1", &[("a", "1")])
+                .unwrap_err()
+                .0
+                .contains("no {a:Type}")
+        );
         assert!(inline("SELECT {a:UInt8}", &[("a", "1"), ("a", "2")]).is_err());
         assert!(inline("SELECT {a:Map(String, String)}", &[("a", "{}")]).is_err());
         assert!(inline("SELECT {a}", &[("a", "1")]).is_err());
@@ -839,7 +899,10 @@ mod tests {
             BindMode::Server,
         )
         .unwrap();
-        assert_eq!(bound.sql, "SELECT {s:String}, {a:Array(String)}, {s:String}");
+        assert_eq!(
+            bound.sql,
+            "SELECT {s:String}, {a:Array(String)}, {s:String}"
+        );
         assert_eq!(
             bound.url_params,
             vec![

@@ -77,10 +77,8 @@ impl QueryPolicy {
     /// Refuse settings this route may not change.
     pub fn check_settings(&self, settings: &[(String, String)]) -> Result<(), QueryError> {
         for (name, _) in settings {
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return Err(QueryError::Refused(format!(
                     "{name:?} is not a ClickHouse setting name"
@@ -91,12 +89,13 @@ impl QueryPolicy {
                     "setting {name} is controlled by the host"
                 )));
             }
-            let allowed = self.allowed_settings.iter().any(|pattern| {
-                match pattern.strip_suffix('*') {
-                    Some(prefix) => name.starts_with(prefix),
-                    None => pattern == name,
-                }
-            });
+            let allowed =
+                self.allowed_settings
+                    .iter()
+                    .any(|pattern| match pattern.strip_suffix('*') {
+                        Some(prefix) => name.starts_with(prefix),
+                        None => pattern == name,
+                    });
             if !allowed {
                 return Err(QueryError::Refused(format!(
                     "setting {name} is not allowed on this route"
@@ -149,7 +148,9 @@ mod tests {
     fn host_settings_cannot_be_overridden() {
         let policy = QueryPolicy::default();
         for name in ["readonly", "max_execution_time", "param_x", "session_id"] {
-            let err = policy.check_settings(&settings(&[(name, "0")])).unwrap_err();
+            let err = policy
+                .check_settings(&settings(&[(name, "0")]))
+                .unwrap_err();
             assert!(matches!(err, QueryError::Refused(_)), "{name}");
         }
     }
@@ -157,8 +158,16 @@ mod tests {
     #[test]
     fn only_allowed_settings_pass() {
         let policy = QueryPolicy::default();
-        assert!(policy.check_settings(&settings(&[("output_format_json_quote_denormals", "1")])).is_ok());
-        assert!(policy.check_settings(&settings(&[("max_memory_usage", "1")])).is_err());
+        assert!(
+            policy
+                .check_settings(&settings(&[("output_format_json_quote_denormals", "1")]))
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check_settings(&settings(&[("max_memory_usage", "1")]))
+                .is_err()
+        );
         assert!(policy.check_settings(&settings(&[("a&b", "1")])).is_err());
     }
 

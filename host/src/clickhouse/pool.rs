@@ -75,7 +75,10 @@ pub struct ServerInfo {
 
 impl ServerInfo {
     fn from_version(version: &str) -> Self {
-        let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let mut parts = version
+            .trim()
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
         let major = parts.next().unwrap_or(0);
         let minor = parts.next().unwrap_or(0);
         Self {
@@ -165,7 +168,9 @@ impl ClickHousePool {
                     format: Some("TabSeparated"),
                 };
                 let policy = QueryPolicy::default();
-                let mut rows = self.send(&request, request.sql, &[], &policy, deadline).await?;
+                let mut rows = self
+                    .send(&request, request.sql, &[], &policy, deadline)
+                    .await?;
                 let mut text = Vec::new();
                 while let Some(chunk) = rows.next_chunk().await? {
                     text.extend_from_slice(&chunk);
@@ -267,7 +272,9 @@ impl ClickHousePool {
     async fn acquire(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, QueryError> {
         match tokio::time::timeout_at(deadline, self.inner.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(QueryError::Unavailable("the connection pool is closed".into())),
+            Ok(Err(_)) => Err(QueryError::Unavailable(
+                "the connection pool is closed".into(),
+            )),
             Err(_) => Err(QueryError::Timeout),
         }
     }

@@ -64,8 +64,8 @@ impl RouteComponent {
             .linker()
             .instantiate_pre(&component)
             .map_err(|err| ComponentError::Imports(format!("{err:#}")))?;
-        let pre =
-            ProxyPre::new(instance_pre).map_err(|err| ComponentError::Exports(format!("{err:#}")))?;
+        let pre = ProxyPre::new(instance_pre)
+            .map_err(|err| ComponentError::Exports(format!("{err:#}")))?;
         Ok(Arc::new(Self {
             pre,
             sha256: hex_sha256(bytes),
@@ -75,7 +75,10 @@ impl RouteComponent {
     }
 
     /// Read and compile a component file.
-    pub fn from_file(runtime: &Runtime, path: &std::path::Path) -> Result<Arc<Self>, ComponentError> {
+    pub fn from_file(
+        runtime: &Runtime,
+        path: &std::path::Path,
+    ) -> Result<Arc<Self>, ComponentError> {
         let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
             path: path.display().to_string(),
             source,

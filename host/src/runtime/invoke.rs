@@ -75,9 +75,10 @@ pub async fn handle(
 
     // wasi:http needs an authority; HTTP/1.0 clients may send no Host.
     if !request.headers().contains_key(hyper::header::HOST) {
-        request
-            .headers_mut()
-            .insert(hyper::header::HOST, hyper::header::HeaderValue::from_static("localhost"));
+        request.headers_mut().insert(
+            hyper::header::HOST,
+            hyper::header::HeaderValue::from_static("localhost"),
+        );
     }
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let setup = (|| -> wasmtime::Result<_> {
@@ -90,7 +91,12 @@ pub async fn handle(
         Ok(handles) => handles,
         Err(err) => {
             tracing::error!(request_id, route = %route.name, error = ?err, "host bug: preparing the request for the guest");
-            return respond::error(500, "internal", "the host could not prepare the request", request_id);
+            return respond::error(
+                500,
+                "internal",
+                "the host could not prepare the request",
+                request_id,
+            );
         }
     };
 
@@ -134,7 +140,12 @@ pub async fn handle(
         }
         Ok(Err(code)) => {
             tracing::warn!(request_id, route = %route.name, ?code, "guest answered with an error code");
-            respond::error(500, "guest_error", &format!("the route answered with error {code:?}"), request_id)
+            respond::error(
+                500,
+                "guest_error",
+                &format!("the route answered with error {code:?}"),
+                request_id,
+            )
         }
         Err(_) => {
             let failure = match task.await {
@@ -220,7 +231,12 @@ fn failure_response(
             request_id,
         ),
         GuestFailure::Exhausted(_) => respond::overloaded(request_id),
-        GuestFailure::Trap(_) => respond::error(500, "trap", "the route crashed (trapped); see the host log", request_id),
+        GuestFailure::Trap(_) => respond::error(
+            500,
+            "trap",
+            "the route crashed (trapped); see the host log",
+            request_id,
+        ),
         GuestFailure::NoResponse => respond::error(
             500,
             "no_response",
@@ -230,7 +246,13 @@ fn failure_response(
     }
 }
 
-fn log_failure(route: &str, request_id: &str, failure: &GuestFailure, stderr: &str, streaming: bool) {
+fn log_failure(
+    route: &str,
+    request_id: &str,
+    failure: &GuestFailure,
+    stderr: &str,
+    streaming: bool,
+) {
     let stderr = stderr.trim();
     match failure {
         GuestFailure::Trap(err) => {

@@ -1,0 +1,76 @@
+# Shared helpers for scripts/serve and scripts/test. Source, don't run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root to run: $* (install it yourself, or run as root)"
+  fi
+}
+
+ensure_wasm_target() {
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust from https://rustup.rs"
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    say "adding the wasm32-wasip2 Rust target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+clickhouse_server_bin() {
+  if [ -n "${CLICKHOUSE_SERVER_BIN:-}" ]; then echo "$CLICKHOUSE_SERVER_BIN"; return; fi
+  command -v clickhouse-server 2>/dev/null && return
+  for candidate in /usr/bin/clickhouse-server /usr/sbin/clickhouse-server; do
+    [ -x "$candidate" ] && { echo "$candidate"; return; }
+  done
+  return 1
+}
+
+ensure_clickhouse_installed() {
+  clickhouse_server_bin >/dev/null && return
+  [ "${WASMHOUSE_NO_APT:-0}" = 1 ] && die "clickhouse-server is not installed (and WASMHOUSE_NO_APT=1)"
+  command -v apt-get >/dev/null 2>&1 || die "clickhouse-server is not installed and apt-get is not available"
+  say "installing clickhouse-server with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server >/dev/null
+  clickhouse_server_bin >/dev/null || die "clickhouse-server still not found after installing it"
+}
+
+# Is a ClickHouse configured in the environment or in .env?
+clickhouse_configured() {
+  [ -n "${CLICKHOUSE_URL:-}" ] || [ -n "${CLICKHOUSE_HOST:-}" ] && return 0
+  [ -f "$ROOT/.env" ] && grep -Eq '^[[:space:]]*(CLICKHOUSE_URL|CLICKHOUSE_HOST)=.+' "$ROOT/.env"
+}
+
+ping_clickhouse() { curl -fsS --max-time 1 "http://127.0.0.1:$1/ping" 2>/dev/null | grep -q '^Ok\.'; }
+
+# Start a ClickHouse for development on 127.0.0.1:$1, data under .wasmhouse/.
+start_local_clickhouse() {
+  local port="$1" dir="$ROOT/.wasmhouse/clickhouse"
+  if ping_clickhouse "$port"; then
+    say "using the ClickHouse already answering on 127.0.0.1:$port"
+    return
+  fi
+  ensure_clickhouse_installed
+  mkdir -p "$dir"
+  say "starting a local ClickHouse on 127.0.0.1:$port (data in .wasmhouse/clickhouse, log in .wasmhouse/clickhouse.log)"
+  (cd "$dir" && exec "$(clickhouse_server_bin)" --config-file=/etc/clickhouse-server/config.xml -- \
+      --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
+      --format_schema_path="$dir/format_schemas/" --http_port="$port" \
+      --tcp_port="${WASMHOUSE_DEV_TCP_PORT:-19000}" --interserver_http_port="${WASMHOUSE_DEV_INTERSERVER_PORT:-19009}" \
+      --listen_host=127.0.0.1 --logger.console=1 --logger.log="$dir/clickhouse.log" \
+      --logger.errorlog="$dir/clickhouse.err.log") >"$ROOT/.wasmhouse/clickhouse.log" 2>&1 &
+  LOCAL_CLICKHOUSE_PID=$!
+  trap 'kill "$LOCAL_CLICKHOUSE_PID" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 300); do
+    ping_clickhouse "$port" && return
+    kill -0 "$LOCAL_CLICKHOUSE_PID" 2>/dev/null || { tail -20 "$ROOT/.wasmhouse/clickhouse.log" >&2; die "ClickHouse exited during start-up"; }
+    sleep 0.1
+  done
+  die "ClickHouse did not answer on port $port within 30 s (see .wasmhouse/clickhouse.log)"
+}
