@@ -51,6 +51,8 @@ fn build_guest(root: &Path, package: &str, artefact: &str) -> PathBuf {
         // The host's flags (and its profile's) are not the guest's.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
+        // Under `cargo clippy` this would lint the guests instead of building them.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")

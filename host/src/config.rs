@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::clickhouse::{ClickHouseConfig, QueryPolicy};
+use crate::manifest::{self, ComponentSource, RouteSpec};
 use crate::runtime::{InstanceLimits, PoolSizing};
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -43,9 +44,19 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Route component (.wasm) to serve on every path; the built-in seed
-    /// routes when absent.
-    #[arg(long, env = "WASMHOUSE_COMPONENT", value_name = "WASMHOUSE_COMPONENT")]
+    /// routes when neither this nor a manifest is given.
+    #[arg(
+        long,
+        env = "WASMHOUSE_COMPONENT",
+        value_name = "WASMHOUSE_COMPONENT",
+        conflicts_with = "manifest"
+    )]
     pub component: Option<PathBuf>,
+
+    /// Route manifest: a wasmhouse.toml (or a spin.toml) mapping path
+    /// prefixes to components, each with its own limits.
+    #[arg(long, env = "WASMHOUSE_MANIFEST", value_name = "WASMHOUSE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
 
     #[command(flatten)]
     #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
@@ -157,6 +168,19 @@ pub struct LimitArgs {
     )]
     pub max_instances: u32,
 
+    /// How long a request waits for a free instance before it gets 503 with
+    /// Retry-After.
+    #[arg(long = "queue-timeout", env = "WASMHOUSE_QUEUE_TIMEOUT", value_name = "WASMHOUSE_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+
+    /// Largest request body accepted (413 above it).
+    #[arg(long = "max-body-size", env = "WASMHOUSE_MAX_BODY_SIZE", value_name = "WASMHOUSE_MAX_BODY_SIZE", default_value = "16MiB", value_parser = parse_bytes)]
+    pub max_body_size: usize,
+
+    /// Upper bound on one query's run time (0: the request's budget only).
+    #[arg(long = "max-execution-time", env = "WASMHOUSE_MAX_EXECUTION_TIME", value_name = "WASMHOUSE_MAX_EXECUTION_TIME", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub max_execution_time: Duration,
+
     /// Allow guests to write (ClickHouse readonly off). Read-only by default.
     #[arg(
         long = "allow-writes",
@@ -184,28 +208,25 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
     usize::try_from(size.as_u64()).map_err(|_| format!("{text:?} is too large"))
 }
 
-/// Which component serves the routes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ComponentSource {
-    /// The seed's routes, built into the binary.
-    Builtin,
-    /// A component file.
-    File(PathBuf),
-}
-
 /// A validated configuration for [`crate::serve`].
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// The component serving every path.
-    pub component: ComponentSource,
+    /// What serves which path.
+    pub routes: Vec<RouteSpec>,
+    /// The manifest the routes came from, re-read on SIGHUP.
+    pub manifest: Option<PathBuf>,
     /// How to reach ClickHouse.
     pub clickhouse: ClickHouseConfig,
-    /// Per-request limits.
+    /// Limits for routes that set none.
     pub limits: InstanceLimits,
-    /// Guard-rails for guest queries.
+    /// Guard-rails for routes that set none.
     pub policy: QueryPolicy,
     /// Pooling allocator sizing.
     pub sizing: PoolSizing,
+    /// How long a request waits for a free instance.
+    pub queue_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body_size: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
@@ -214,14 +235,55 @@ impl ServeConfig {
     /// A configuration for the built-in routes against `clickhouse`, with
     /// every other value at its default.
     pub fn new(clickhouse: ClickHouseConfig) -> Self {
+        let limits = InstanceLimits::default();
+        let policy = QueryPolicy::default();
         Self {
-            component: ComponentSource::Builtin,
+            routes: vec![builtin_route(limits, &policy)],
+            manifest: None,
             clickhouse,
-            limits: InstanceLimits::default(),
-            policy: QueryPolicy::default(),
+            limits,
+            policy,
             sizing: PoolSizing::default(),
+            queue_timeout: Duration::from_secs(1),
+            max_body_size: 16 << 20,
             shutdown_grace: Duration::from_secs(30),
         }
+    }
+
+    /// Replace the routes with those of the manifest at `path`.
+    pub fn with_manifest(mut self, path: PathBuf) -> Result<Self, manifest::ManifestError> {
+        self.routes = manifest::load(&path, self.limits, &self.policy)?;
+        self.manifest = Some(path);
+        self.fit_sizing();
+        Ok(self)
+    }
+
+    /// Re-read the manifest (for SIGHUP); `None` without one.
+    pub fn reload_routes(&self) -> Option<Result<Vec<RouteSpec>, manifest::ManifestError>> {
+        let path = self.manifest.as_ref()?;
+        Some(manifest::load(path, self.limits, &self.policy))
+    }
+
+    /// Size the pooling allocator for the most demanding route.
+    fn fit_sizing(&mut self) {
+        let largest = self
+            .routes
+            .iter()
+            .map(|r| r.limits.memory_bytes)
+            .max()
+            .unwrap_or(0);
+        self.sizing.max_memory_bytes = self.sizing.max_memory_bytes.max(largest);
+    }
+}
+
+/// The built-in seed routes on every path.
+fn builtin_route(limits: InstanceLimits, policy: &QueryPolicy) -> RouteSpec {
+    RouteSpec {
+        name: "default".into(),
+        prefix: "/".into(),
+        source: ComponentSource::Builtin,
+        limits,
+        policy: policy.clone(),
     }
 }
 
@@ -251,6 +313,12 @@ impl ServeArgs {
                 "must be at least 1",
             ));
         }
+        if limits.max_body_size == 0 {
+            return Err(config_error(
+                "WASMHOUSE_MAX_BODY_SIZE",
+                "must be more than 0",
+            ));
+        }
         if let Some(path) = &self.component
             && !path.is_file()
         {
@@ -262,25 +330,43 @@ impl ServeArgs {
         let policy = QueryPolicy {
             readonly: !limits.allow_writes,
             max_result_rows: (limits.max_result_rows > 0).then_some(limits.max_result_rows),
+            max_execution_time: (!limits.max_execution_time.is_zero())
+                .then_some(limits.max_execution_time),
             ..QueryPolicy::default()
         };
-        Ok(ServeConfig {
-            component: self
-                .component
-                .map_or(ComponentSource::Builtin, ComponentSource::File),
+        let instance_limits = InstanceLimits {
+            timeout: limits.request_timeout,
+            memory_bytes: limits.memory_limit,
+        };
+        let mut route = builtin_route(instance_limits, &policy);
+        if let Some(path) = self.component {
+            route.name = path.file_stem().map_or_else(
+                || "component".to_owned(),
+                |s| s.to_string_lossy().into_owned(),
+            );
+            route.source = ComponentSource::File(path);
+        }
+        let config = ServeConfig {
+            routes: vec![route],
+            manifest: None,
             clickhouse,
-            limits: InstanceLimits {
-                timeout: limits.request_timeout,
-                memory_bytes: limits.memory_limit,
-            },
+            limits: instance_limits,
             policy,
             sizing: PoolSizing {
                 max_instances: limits.max_instances,
                 max_memory_bytes: limits.memory_limit,
                 ..PoolSizing::default()
             },
+            queue_timeout: limits.queue_timeout,
+            max_body_size: limits.max_body_size,
             shutdown_grace: limits.request_timeout,
-        })
+        };
+        match self.manifest {
+            Some(path) => config
+                .with_manifest(path)
+                .map_err(|err| config_error("WASMHOUSE_MANIFEST", err.to_string())),
+            None => Ok(config),
+        }
     }
 }
 
@@ -435,7 +521,7 @@ mod tests {
         assert_eq!(config.clickhouse.host, "localhost");
         assert_eq!(config.clickhouse.port, 8123);
         assert_eq!(config.clickhouse.user, "default");
-        assert_eq!(config.component, ComponentSource::Builtin);
+        assert_eq!(config.routes[0].source, ComponentSource::Builtin);
         assert!(config.policy.readonly);
     }
 }

@@ -12,6 +12,7 @@
 //!   loading, and the per-request store and instance.
 //! - [`clickhouse`]: the capability guests get: connection pool, typed
 //!   parameters, guard-rails, streamed results.
+//! - [`manifest`]: `wasmhouse.toml` (or `spin.toml`): routes, limits, guard-rails.
 //! - [`config`]: flags and environment variables (the FastAPI service's
 //!   names), validated at start-up.
 //! - [`respond`]: the JSON error responses the host writes itself.
@@ -20,6 +21,7 @@
 pub mod clickhouse;
 pub mod config;
 pub mod load;
+pub mod manifest;
 pub mod respond;
 pub mod routes;
 pub mod runtime;

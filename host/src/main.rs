@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve routes: a fresh sandboxed instance of the component per request.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Fire N requests at once at a URL and summarise latency, statuses and
     /// distinct instance ids.
     Load(LoadArgs),
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Load(args) => {
                 let report = load::run(&args).await?;
                 if args.json {

@@ -23,7 +23,7 @@ impl Route {
         component: Arc<RouteComponent>,
     ) -> Self {
         Self {
-            prefix: normalise_prefix(prefix.into()),
+            prefix: normalise_prefix(&prefix.into()),
             context,
             component: ArcSwap::new(component),
             previous: ArcSwap::from_pointee(None),
@@ -60,14 +60,12 @@ impl Route {
     }
 
     fn matches(&self, path: &str) -> bool {
-        self.prefix == "/"
-            || path
-                .strip_prefix(&self.prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        prefix_matches(&self.prefix, path)
     }
 }
 
-fn normalise_prefix(prefix: String) -> String {
+/// `/api/` → `/api`, `api` → `/api`, `` → `/`.
+pub fn normalise_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim().trim_end_matches('/');
     if trimmed.is_empty() {
         "/".to_owned()
@@ -76,6 +74,15 @@ fn normalise_prefix(prefix: String) -> String {
     } else {
         format!("/{trimmed}")
     }
+}
+
+/// Whether normalised `prefix` serves `path`: `/api` serves `/api` and
+/// `/api/x`, not `/apix`; `/` serves everything.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// All routes; the longest matching prefix wins.
@@ -111,13 +118,22 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
-    use super::normalise_prefix;
+    use super::{normalise_prefix, prefix_matches};
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/users"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(!prefix_matches("/api", "/"));
+    }
 
     #[test]
     fn prefixes_are_normalised() {
-        assert_eq!(normalise_prefix("".into()), "/");
-        assert_eq!(normalise_prefix("/".into()), "/");
-        assert_eq!(normalise_prefix("api/".into()), "/api");
-        assert_eq!(normalise_prefix("/api/v1/".into()), "/api/v1");
+        assert_eq!(normalise_prefix(""), "/");
+        assert_eq!(normalise_prefix("/"), "/");
+        assert_eq!(normalise_prefix("api/"), "/api");
+        assert_eq!(normalise_prefix("/api/v1/"), "/api/v1");
     }
 }

@@ -15,12 +15,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
+
 use crate::clickhouse::ClickHousePool;
-use crate::config::{ComponentSource, ServeConfig};
+use crate::config::ServeConfig;
+use crate::manifest::{ComponentSource, RouteSpec};
 use crate::respond::{self, ResponseBody};
 use crate::routes::{Route, RouteTable};
+use crate::runtime::Runtime;
+use crate::runtime::component::ComponentCache;
 use crate::runtime::invoke::{self, RouteContext};
-use crate::runtime::{RouteComponent, Runtime};
 
 /// The default route component: the seed service's routes.
 pub static BUILTIN_COMPONENT: &[u8] =
@@ -30,46 +35,71 @@ pub static BUILTIN_COMPONENT: &[u8] =
 pub struct App {
     runtime: Runtime,
     pool: Arc<ClickHousePool>,
+    components: ComponentCache,
     routes: ArcSwap<RouteTable>,
+    in_flight: Arc<Semaphore>,
+    queue_timeout: Duration,
+    max_body_size: usize,
     request_ids: RequestIds,
 }
 
 impl App {
-    /// Compile the configured component and set up the engine and pool.
+    /// Compile the configured components and set up the engine and pool.
     pub fn new(config: &ServeConfig) -> anyhow::Result<Self> {
         let runtime = Runtime::new(config.sizing)?;
         let pool = Arc::new(
             ClickHousePool::new(config.clickhouse.clone())
                 .context("creating the ClickHouse connection pool")?,
         );
-        let (name, component) = match &config.component {
-            ComponentSource::Builtin => (
-                "default".to_owned(),
-                RouteComponent::compile(&runtime, BUILTIN_COMPONENT)
-                    .context("compiling the built-in route component")?,
-            ),
-            ComponentSource::File(path) => (
-                path.file_stem().map_or_else(
-                    || "component".to_owned(),
-                    |s| s.to_string_lossy().into_owned(),
-                ),
-                RouteComponent::from_file(&runtime, path)
-                    .with_context(|| format!("loading {}", path.display()))?,
-            ),
-        };
-        let context = RouteContext {
-            name: name.into(),
-            limits: config.limits,
-            policy: Arc::new(config.policy.clone()),
-            pool: pool.clone(),
-        };
-        let routes = RouteTable::new(vec![Arc::new(Route::new("/", context, component))]);
-        Ok(Self {
+        let app = Self {
             runtime,
             pool,
-            routes: ArcSwap::from_pointee(routes),
+            components: ComponentCache::default(),
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            in_flight: Arc::new(Semaphore::new(config.sizing.max_instances as usize)),
+            queue_timeout: config.queue_timeout,
+            max_body_size: config.max_body_size,
             request_ids: RequestIds::new(),
-        })
+        };
+        let table = app.build_routes(&config.routes)?;
+        app.routes.store(Arc::new(table));
+        Ok(app)
+    }
+
+    /// Compile `specs` into a route table (not yet in force).
+    pub fn build_routes(&self, specs: &[RouteSpec]) -> anyhow::Result<RouteTable> {
+        let mut routes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let component = match &spec.source {
+                ComponentSource::Builtin => self
+                    .components
+                    .compile(&self.runtime, BUILTIN_COMPONENT)
+                    .context("compiling the built-in route component")?,
+                ComponentSource::File(path) => self
+                    .components
+                    .compile_file(&self.runtime, path)
+                    .with_context(|| {
+                        format!("route {:?}: loading {}", spec.name, path.display())
+                    })?,
+            };
+            let context = RouteContext {
+                name: spec.name.as_str().into(),
+                limits: spec.limits,
+                policy: Arc::new(spec.policy.clone()),
+                pool: self.pool.clone(),
+            };
+            routes.push(Arc::new(Route::new(
+                spec.prefix.clone(),
+                context,
+                component,
+            )));
+        }
+        Ok(RouteTable::new(routes))
+    }
+
+    /// Put `table` in force for new requests; requests running keep theirs.
+    pub fn replace_routes(&self, table: RouteTable) {
+        self.routes.store(Arc::new(table));
     }
 
     /// The route table in force now.
@@ -82,32 +112,73 @@ impl App {
         &self.pool
     }
 
+    /// The Wasmtime runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Compiled components by content hash.
+    pub fn components(&self) -> &ComponentCache {
+        &self.components
+    }
+
     /// Answer one request.
     pub async fn dispatch(
         &self,
         request: hyper::Request<Incoming>,
     ) -> hyper::Response<ResponseBody> {
         let request_id = self.request_ids.next();
-        let routes = self.routes.load();
-        let Some(route) = routes.find(request.uri().path()) else {
+        let path = request.uri().path();
+        let Some(route) = self.routes.load().find(path).cloned() else {
             return respond::error(
                 404,
                 "no_route",
-                &format!("no component serves {}", request.uri().path()),
+                &format!("no component serves {path}"),
                 &request_id,
             );
         };
-        let route = route.clone();
-        drop(routes);
-        invoke::handle(
-            &self.runtime,
-            route.component(),
-            route.context(),
-            &request_id,
-            request,
-        )
-        .await
+        if let Some(length) = content_length(&request)
+            && length > self.max_body_size as u64
+        {
+            return respond::error(
+                413,
+                "body_too_large",
+                &format!(
+                    "the request body is {length} bytes; the limit is {}",
+                    self.max_body_size
+                ),
+                &request_id,
+            );
+        }
+        // Backpressure: wait a bounded time for a free instance, then shed.
+        let permit =
+            match tokio::time::timeout(self.queue_timeout, self.in_flight.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return respond::overloaded(&request_id),
+            };
+        let limit = self.max_body_size;
+        let request = request.map(|body| {
+            http_body_util::Limited::new(body, limit)
+                .map_err(move |_| {
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit as u64))
+                })
+                .boxed_unsync()
+        });
+        invoke::handle(&self.runtime, &route, &request_id, request, permit).await
     }
+}
+
+/// The declared body length, if any.
+fn content_length<B>(request: &hyper::Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Serve HTTP on `listener` until `shutdown` resolves, then stop accepting

@@ -56,6 +56,14 @@ impl Request {
         &self.path
     }
 
+    /// The path below the prefix of the route that matched: `/users` for
+    /// `/api/users` on a route at `/api`. The whole path where the runtime
+    /// does not say (wasmhouse and Spin do, in `spin-path-info`).
+    pub fn path_info(&self) -> String {
+        self.header("spin-path-info")
+            .unwrap_or_else(|| self.path.clone())
+    }
+
     /// The raw query string, without the `?`.
     pub fn query_string(&self) -> &str {
         &self.query
@@ -108,6 +116,9 @@ impl Request {
     }
 }
 
+/// Writes a streamed body; `Err(())` aborts the response.
+pub type BodyWriter = Box<dyn FnOnce(&OutputStream) -> Result<(), ()>>;
+
 /// What a response carries after its headers.
 pub enum Body {
     /// Bytes already in guest memory.
@@ -115,6 +126,9 @@ pub enum Body {
     /// A ClickHouse result, forwarded by the runtime without passing through
     /// guest memory.
     Rows(Rows),
+    /// Written piece by piece by a function, after the headers are sent.
+    /// Return `Err(())` to abort the response (the client sees an error).
+    Stream(BodyWriter),
 }
 
 /// An HTTP response.
@@ -169,6 +183,16 @@ impl Response {
         Self::new(status, content_type, Body::Rows(rows))
     }
 
+    /// A body written piece by piece by `write` once the headers are sent;
+    /// use [`write_all`] inside it. Memory stays flat however large the body.
+    pub fn streamed(
+        status: u16,
+        content_type: &str,
+        write: impl FnOnce(&OutputStream) -> Result<(), ()> + 'static,
+    ) -> Self {
+        Self::new(status, content_type, Body::Stream(Box::new(write)))
+    }
+
     /// Add a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers
@@ -210,6 +234,7 @@ fn send(response: Response, out: ResponseOutparam) {
     let complete = match response.body {
         Body::Bytes(bytes) => write_all(&stream, &bytes).is_ok(),
         Body::Rows(rows) => rows.forward(&stream).is_ok(),
+        Body::Stream(write) => write(&stream).is_ok(),
     };
     drop(stream);
     if complete {

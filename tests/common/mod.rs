@@ -5,6 +5,7 @@
 )]
 
 pub mod clickhouse;
+pub mod guests;
 pub mod host;
 
 pub use clickhouse::ClickHouse;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::error::QueryError;
+use super::error::{QueryError, ServerException};
 
 /// Settings the host controls; a guest may never set them itself.
 const HOST_SETTINGS: &[&str] = &[
@@ -73,7 +73,49 @@ impl Default for QueryPolicy {
     }
 }
 
+/// ClickHouse's error code for "cannot do this in read-only mode".
+const READONLY: u32 = 164;
+/// ClickHouse's error code for "result over max_result_rows/bytes".
+const TOO_MANY_ROWS_OR_BYTES: u32 = 396;
+
+/// What a server error means under a policy: the host's own limits show up
+/// as refusals, running out of time as a timeout, the rest as server errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorContext {
+    readonly: bool,
+    limits_results: bool,
+}
+
+impl ErrorContext {
+    /// Turn an exception ClickHouse reported into the error the guest sees.
+    pub fn classify(self, exception: ServerException) -> QueryError {
+        if exception.is_timeout() {
+            QueryError::Timeout
+        } else if self.readonly && exception.code == READONLY {
+            QueryError::Refused(format!(
+                "this route is read-only ({}); configure it with readonly = false to write",
+                exception.message
+            ))
+        } else if self.limits_results && exception.code == TOO_MANY_ROWS_OR_BYTES {
+            QueryError::Refused(format!(
+                "the result is over this route's limit ({})",
+                exception.message
+            ))
+        } else {
+            exception.into()
+        }
+    }
+}
+
 impl QueryPolicy {
+    /// How server errors are reported under this policy.
+    pub fn error_context(&self) -> ErrorContext {
+        ErrorContext {
+            readonly: self.readonly,
+            limits_results: self.max_result_rows.is_some() || self.max_result_bytes.is_some(),
+        }
+    }
+
     /// Refuse settings this route may not change.
     pub fn check_settings(&self, settings: &[(String, String)]) -> Result<(), QueryError> {
         for (name, _) in settings {

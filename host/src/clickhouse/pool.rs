@@ -254,8 +254,7 @@ impl ClickHousePool {
                 .map_err(|_| QueryError::Timeout)?;
             guard.finished();
             return Err(match ServerException::parse(&text) {
-                Some(exception) if exception.is_timeout() => QueryError::Timeout,
-                Some(exception) => exception.into(),
+                Some(exception) => policy.error_context().classify(exception),
                 None if status.is_server_error() => QueryError::Unavailable(format!(
                     "ClickHouse answered {status}: {}",
                     text.trim()
@@ -266,7 +265,13 @@ impl ClickHousePool {
                 },
             });
         }
-        Ok(RowStream::new(response, guard, permit, deadline))
+        Ok(RowStream::new(
+            response,
+            guard,
+            permit,
+            deadline,
+            policy.error_context(),
+        ))
     }
 
     async fn acquire(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, QueryError> {

@@ -11,6 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::error::{QueryError, find_trailing_exception};
+use super::policy::ErrorContext;
 use super::pool::{PoolInner, unavailable};
 
 /// How many trailing bytes are held back until the next chunk arrives.
@@ -34,6 +35,7 @@ pub struct RowStream {
     failed: bool,
     guard: QueryGuard,
     deadline: Instant,
+    errors: ErrorContext,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -43,6 +45,7 @@ impl RowStream {
         guard: QueryGuard,
         permit: OwnedSemaphorePermit,
         deadline: Instant,
+        errors: ErrorContext,
     ) -> Self {
         Self {
             body: Box::pin(response.bytes_stream()),
@@ -52,6 +55,7 @@ impl RowStream {
             failed: false,
             guard,
             deadline,
+            errors,
             _permit: permit,
         }
     }
@@ -121,11 +125,7 @@ impl RowStream {
             tail.extend_from_slice(chunk);
         }
         let (_, exception) = find_trailing_exception(&tail)?;
-        Some(if exception.is_timeout() {
-            QueryError::Timeout
-        } else {
-            exception.into()
-        })
+        Some(self.errors.classify(exception))
     }
 }
 

@@ -6,15 +6,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::{RequestState, RouteComponent, Runtime};
+use super::{RequestState, Runtime};
 use crate::clickhouse::{ClickHousePool, QueryContext, QueryPolicy};
 use crate::respond::{self, ResponseBody};
+use crate::routes::Route;
+
+/// Header carrying the path below the route's prefix (Spin's name for it).
+const PATH_INFO: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("spin-path-info");
+/// Header carrying the prefix of the route that matched.
+const COMPONENT_ROUTE: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("spin-component-route");
+
+/// The part of `path` below `prefix`, starting with `/`.
+fn path_info<'a>(prefix: &str, path: &'a str) -> &'a str {
+    if prefix == "/" {
+        return path;
+    }
+    match path.strip_prefix(prefix) {
+        Some("") | None => "/",
+        Some(rest) => rest,
+    }
+}
+
+/// A request body as the guest reads it, already capped at the size limit.
+pub type RequestBody = UnsyncBoxBody<bytes::Bytes, wasmtime_wasi_http::Error>;
 
 /// Per-request limits of a route's instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,11 +88,14 @@ enum GuestFailure {
 /// Serve `request` with a fresh instance of `component`.
 pub async fn handle(
     runtime: &Runtime,
-    component: Arc<RouteComponent>,
-    route: &RouteContext,
+    route: &Route,
     request_id: &str,
-    mut request: hyper::Request<Incoming>,
+    mut request: hyper::Request<RequestBody>,
+    permit: OwnedSemaphorePermit,
 ) -> hyper::Response<ResponseBody> {
+    let component = route.component();
+    let prefix = route.prefix().to_owned();
+    let route = route.context();
     let deadline = Instant::now() + route.limits.timeout;
     let mut store = new_store(runtime, route, deadline);
 
@@ -79,6 +105,16 @@ pub async fn handle(
             hyper::header::HOST,
             hyper::header::HeaderValue::from_static("localhost"),
         );
+    }
+    // Like Spin: the guest sees the full path, and the part after its
+    // route's prefix in `spin-path-info`.
+    if let Ok(value) =
+        hyper::header::HeaderValue::from_str(path_info(&prefix, request.uri().path()))
+    {
+        request.headers_mut().insert(PATH_INFO, value);
+    }
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&prefix) {
+        request.headers_mut().insert(COMPONENT_ROUTE, value);
     }
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let setup = (|| -> wasmtime::Result<_> {
@@ -105,6 +141,8 @@ pub async fn handle(
     let task = tokio::spawn({
         let component = component.clone();
         async move {
+            // The instance slot is free again only when the guest is done.
+            let _permit = permit;
             let run = async {
                 let proxy = component
                     .pre()
@@ -125,8 +163,12 @@ pub async fn handle(
         }
     });
 
+    // If the client goes away before the response starts, this future is
+    // dropped; take the guest (and its query) down with it.
+    let mut task = AbortOnDrop(Some(task));
     match receiver.await {
         Ok(Ok(response)) => {
+            let task = task.disarm();
             let route_name = route.name.clone();
             let request_id = request_id.to_owned();
             // Failures after the headers went out can only be logged; the
@@ -148,7 +190,7 @@ pub async fn handle(
             )
         }
         Err(_) => {
-            let failure = match task.await {
+            let failure = match task.disarm().await {
                 Ok(Ok(())) => (GuestFailure::NoResponse, String::new()),
                 Ok(Err(failure)) => failure,
                 Err(join) => (
@@ -170,16 +212,8 @@ fn new_store(runtime: &Runtime, route: &RouteContext, deadline: Instant) -> Stor
     let query = QueryContext::new(route.pool.clone(), route.policy.clone(), deadline);
     let mut store = Store::new(runtime.engine(), RequestState::new(limits, query));
     store.limiter(|state| &mut state.limits);
-    // Every tick, CPU-bound guest code yields so other requests on this
-    // thread keep their latency; past the deadline it is stopped.
-    let deadline = deadline.into_std();
-    store.epoch_deadline_callback(move |_| {
-        if std::time::Instant::now() >= deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
+    // Every tick, running guest code yields; past the deadline it stops.
+    store.epoch_deadline_callback(runtime.cpu().epoch_callback(deadline.into_std()));
     store.set_epoch_deadline(1);
     store
 }
@@ -264,5 +298,35 @@ fn log_failure(
         other => {
             tracing::warn!(request_id, route, streaming, guest_stderr = stderr, failure = ?other, "guest failed");
         }
+    }
+}
+
+/// Aborts the guest's task if the request is abandoned while it runs.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    /// Keep the task running; hand over its handle.
+    fn disarm(&mut self) -> tokio::task::JoinHandle<T> {
+        self.0.take().expect("disarmed once")
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_info;
+
+    #[test]
+    fn path_info_is_the_part_below_the_prefix() {
+        assert_eq!(path_info("/", "/health"), "/health");
+        assert_eq!(path_info("/api", "/api/users"), "/users");
+        assert_eq!(path_info("/api", "/api"), "/");
     }
 }

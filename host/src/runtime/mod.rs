@@ -4,9 +4,11 @@
 //! - [`component`]: loading and validating route components.
 //! - [`state`]: what a request's store holds.
 //! - [`invoke`]: running one request through a component.
+//! - [`scheduling`]: sharing the CPU between guests (epoch yields, heavy guests).
 
 pub mod component;
 pub mod invoke;
+pub mod scheduling;
 pub mod state;
 
 use std::thread;
@@ -53,6 +55,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RequestState>,
     sizing: PoolSizing,
+    cpu: scheduling::CpuSlots,
 }
 
 impl Runtime {
@@ -96,6 +99,7 @@ impl Runtime {
             engine,
             linker,
             sizing,
+            cpu: scheduling::CpuSlots::for_this_machine(),
         })
     }
 
@@ -107,6 +111,11 @@ impl Runtime {
     /// The linker components are instantiated with.
     pub fn linker(&self) -> &Linker<RequestState> {
         &self.linker
+    }
+
+    /// The CPU slots heavy guests share.
+    pub fn cpu(&self) -> &scheduling::CpuSlots {
+        &self.cpu
     }
 
     /// The pooling allocator's sizing.

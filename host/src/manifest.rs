@@ -1,0 +1,464 @@
+//! The route manifest: which component serves which path prefix, with what
+//! limits and guard-rails. Read from `wasmhouse.toml`, or from the HTTP
+//! triggers and component sources of a Spin `spin.toml`.
+//!
+//! ```toml
+//! [defaults]                      # every key optional, for every route
+//! timeout = "30s"                 # whole request, ClickHouse included
+//! memory = "64MiB"                # linear memory per instance
+//! readonly = true                 # ClickHouse readonly=2 for guest queries
+//! max_result_rows = 0             # 0: no limit
+//! max_execution_time = "0s"       # per query; 0: the request's budget only
+//! allowed_settings = ["output_format_*", "max_block_size"]
+//!
+//! [[route]]
+//! name = "reports"                # admin API and log name
+//! prefix = "/reports"             # also matches /reports/...
+//! component = "build/reports.wasm" # relative to this file; "builtin" = seed routes
+//! timeout = "5s"                  # any [defaults] key, for this route only
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clickhouse::QueryPolicy;
+use crate::config::parse_bytes;
+use crate::runtime::InstanceLimits;
+
+/// Why a manifest cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is wrong; the message names the route and the key.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where a route's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// The seed's routes, built into the binary.
+    Builtin,
+    /// A component file.
+    File(PathBuf),
+}
+
+impl ComponentSource {
+    fn parse(text: &str, base: &Path) -> Self {
+        if text == "builtin" {
+            Self::Builtin
+        } else {
+            Self::File(base.join(text))
+        }
+    }
+}
+
+/// One route, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Its name (unique).
+    pub name: String,
+    /// The path prefix it serves.
+    pub prefix: String,
+    /// Its component.
+    pub source: ComponentSource,
+    /// Per-request limits.
+    pub limits: InstanceLimits,
+    /// Guard-rails for its queries.
+    pub policy: QueryPolicy,
+}
+
+/// Values a route can set, all optional; `[defaults]` has the same keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteSettings {
+    timeout: Option<String>,
+    memory: Option<String>,
+    readonly: Option<bool>,
+    max_result_rows: Option<u64>,
+    max_result_bytes: Option<String>,
+    max_execution_time: Option<String>,
+    allowed_settings: Option<Vec<String>>,
+}
+
+impl RouteSettings {
+    /// `self`, with `defaults` where `self` is silent.
+    fn over(self, defaults: &RouteSettings) -> RouteSettings {
+        RouteSettings {
+            timeout: self.timeout.or_else(|| defaults.timeout.clone()),
+            memory: self.memory.or_else(|| defaults.memory.clone()),
+            readonly: self.readonly.or(defaults.readonly),
+            max_result_rows: self.max_result_rows.or(defaults.max_result_rows),
+            max_result_bytes: self
+                .max_result_bytes
+                .or_else(|| defaults.max_result_bytes.clone()),
+            max_execution_time: self
+                .max_execution_time
+                .or_else(|| defaults.max_execution_time.clone()),
+            allowed_settings: self
+                .allowed_settings
+                .or_else(|| defaults.allowed_settings.clone()),
+        }
+    }
+
+    fn resolve(
+        &self,
+        route: &str,
+        base_limits: InstanceLimits,
+        base_policy: &QueryPolicy,
+    ) -> Result<(InstanceLimits, QueryPolicy), String> {
+        let duration = |key: &str, value: &Option<String>| -> Result<Option<Duration>, String> {
+            value
+                .as_deref()
+                .map(|text| {
+                    humantime::parse_duration(text)
+                        .map_err(|err| format!("route {route:?}: {key} = {text:?}: {err}"))
+                })
+                .transpose()
+        };
+        let mut limits = base_limits;
+        if let Some(timeout) = duration("timeout", &self.timeout)? {
+            if timeout.is_zero() {
+                return Err(format!("route {route:?}: timeout must be more than 0s"));
+            }
+            limits.timeout = timeout;
+        }
+        if let Some(memory) = &self.memory {
+            let bytes =
+                parse_bytes(memory).map_err(|err| format!("route {route:?}: memory: {err}"))?;
+            if bytes < 1 << 20 {
+                return Err(format!(
+                    "route {route:?}: memory = {memory:?} is below 1MiB"
+                ));
+            }
+            limits.memory_bytes = bytes;
+        }
+        let mut policy = base_policy.clone();
+        if let Some(readonly) = self.readonly {
+            policy.readonly = readonly;
+        }
+        if let Some(rows) = self.max_result_rows {
+            policy.max_result_rows = (rows > 0).then_some(rows);
+        }
+        if let Some(bytes) = &self.max_result_bytes {
+            let bytes = parse_bytes(bytes)
+                .map_err(|err| format!("route {route:?}: max_result_bytes: {err}"))?;
+            policy.max_result_bytes = (bytes > 0).then_some(bytes as u64);
+        }
+        if let Some(time) = duration("max_execution_time", &self.max_execution_time)? {
+            policy.max_execution_time = (!time.is_zero()).then_some(time);
+        }
+        if let Some(settings) = &self.allowed_settings {
+            policy.allowed_settings = settings.clone();
+        }
+        Ok((limits, policy))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    #[serde(default)]
+    defaults: RouteSettings,
+    #[serde(default, rename = "route")]
+    routes: Vec<RouteEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteEntry {
+    name: Option<String>,
+    prefix: String,
+    component: String,
+    #[serde(flatten)]
+    settings: RouteSettings,
+}
+
+/// Read the manifest at `path`: a `wasmhouse.toml`, or a `spin.toml` (its
+/// HTTP triggers and component sources), told apart by the file's content.
+/// `base_limits` and `base_policy` (from flags) apply where it is silent.
+pub fn load(
+    path: &Path,
+    base_limits: InstanceLimits,
+    base_policy: &QueryPolicy,
+) -> Result<Vec<RouteSpec>, ManifestError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &display, base, base_limits, base_policy)
+}
+
+/// Parse manifest text; relative component paths resolve against `base`.
+pub fn parse(
+    text: &str,
+    display: &str,
+    base: &Path,
+    base_limits: InstanceLimits,
+    base_policy: &QueryPolicy,
+) -> Result<Vec<RouteSpec>, ManifestError> {
+    let parse_error = |err: toml::de::Error| ManifestError::Parse {
+        path: display.to_owned(),
+        message: err.to_string(),
+    };
+    let invalid = |message: String| ManifestError::Invalid {
+        path: display.to_owned(),
+        message,
+    };
+    let value: toml::Table = toml::from_str(text).map_err(parse_error)?;
+    let entries = if value.contains_key("spin_manifest_version") {
+        spin_routes(&value).map_err(invalid)?
+    } else {
+        let file: ManifestFile = toml::from_str(text).map_err(parse_error)?;
+        file.routes
+            .into_iter()
+            .map(|entry| RouteEntry {
+                settings: entry.settings.over(&file.defaults),
+                ..entry
+            })
+            .collect()
+    };
+    if entries.is_empty() {
+        return Err(invalid(
+            "no routes: add a [[route]] with prefix and component".into(),
+        ));
+    }
+
+    let mut specs: Vec<RouteSpec> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let prefix = entry.prefix.trim().to_owned();
+        if !prefix.starts_with('/') {
+            return Err(invalid(format!(
+                "route {}: prefix {prefix:?} must start with '/'",
+                index + 1
+            )));
+        }
+        let name = entry.name.clone().unwrap_or_else(|| default_name(&prefix));
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(invalid(format!(
+                "route name {name:?} may only use letters, digits, '-' and '_'"
+            )));
+        }
+        if specs.iter().any(|spec| spec.name == name) {
+            return Err(invalid(format!("two routes are named {name:?}")));
+        }
+        let normalised = crate::routes::normalise_prefix(&prefix);
+        if specs
+            .iter()
+            .any(|spec| crate::routes::normalise_prefix(&spec.prefix) == normalised)
+        {
+            return Err(invalid(format!("two routes serve prefix {normalised:?}")));
+        }
+        let (limits, policy) = entry
+            .settings
+            .resolve(&name, base_limits, base_policy)
+            .map_err(invalid)?;
+        specs.push(RouteSpec {
+            name,
+            prefix,
+            source: ComponentSource::parse(&entry.component, base),
+            limits,
+            policy,
+        });
+    }
+    Ok(specs)
+}
+
+/// A route name from its prefix: `/api/v1` → `api-v1`, `/` → `root`.
+fn default_name(prefix: &str) -> String {
+    let name = prefix
+        .trim_matches('/')
+        .replace('/', "-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect::<String>();
+    if name.is_empty() { "root".into() } else { name }
+}
+
+/// Routes from a Spin 2+ manifest: each `[[trigger.http]]` with a `route`
+/// and a `component` whose `source` is a local file.
+fn spin_routes(value: &toml::Table) -> Result<Vec<RouteEntry>, String> {
+    let triggers = value
+        .get("trigger")
+        .and_then(|t| t.get("http"))
+        .and_then(toml::Value::as_array)
+        .ok_or("spin.toml has no [[trigger.http]] entries")?;
+    let components = value.get("component").and_then(toml::Value::as_table);
+    let mut entries = Vec::new();
+    for trigger in triggers {
+        let route = trigger
+            .get("route")
+            .and_then(toml::Value::as_str)
+            .ok_or("a [[trigger.http]] has no route")?;
+        let component = trigger
+            .get("component")
+            .and_then(toml::Value::as_str)
+            .ok_or_else(|| {
+                format!(
+                    "trigger for {route:?} names no component (inline components are not supported)"
+                )
+            })?;
+        let source = components
+            .and_then(|c| c.get(component))
+            .and_then(|c| c.get("source"))
+            .and_then(toml::Value::as_str)
+            .ok_or_else(|| format!("component {component:?} has no local `source` file"))?;
+        // Spin's `/api/...` is a prefix; an exact route serves as a prefix too.
+        let prefix = route.trim_end_matches("...").to_owned();
+        entries.push(RouteEntry {
+            name: Some(component.to_owned()),
+            prefix: if prefix.is_empty() {
+                "/".into()
+            } else {
+                prefix
+            },
+            component: source.to_owned(),
+            settings: RouteSettings::default(),
+        });
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Vec<RouteSpec> {
+        parse(
+            text,
+            "test.toml",
+            Path::new("/app"),
+            InstanceLimits::default(),
+            &QueryPolicy::default(),
+        )
+        .expect("valid manifest")
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse(
+            text,
+            "test.toml",
+            Path::new("/app"),
+            InstanceLimits::default(),
+            &QueryPolicy::default(),
+        )
+        .expect_err("invalid manifest")
+        .to_string()
+    }
+
+    #[test]
+    fn routes_take_defaults_and_override_them() {
+        let routes = parse_ok(
+            r#"
+            [defaults]
+            timeout = "5s"
+            max_result_rows = 100
+
+            [[route]]
+            prefix = "/reports"
+            component = "reports.wasm"
+            memory = "16MiB"
+
+            [[route]]
+            name = "seed"
+            prefix = "/"
+            component = "builtin"
+            timeout = "1s"
+            readonly = false
+            "#,
+        );
+        assert_eq!(routes[0].name, "reports");
+        assert_eq!(
+            routes[0].source,
+            ComponentSource::File("/app/reports.wasm".into())
+        );
+        assert_eq!(routes[0].limits.timeout, Duration::from_secs(5));
+        assert_eq!(routes[0].limits.memory_bytes, 16 << 20);
+        assert_eq!(routes[0].policy.max_result_rows, Some(100));
+        assert!(routes[0].policy.readonly);
+        assert_eq!(routes[1].source, ComponentSource::Builtin);
+        assert_eq!(routes[1].limits.timeout, Duration::from_secs(1));
+        assert!(!routes[1].policy.readonly);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\ncomponent = \"a.wasm\"\ntimeot = \"1s\"")
+                .contains("timeot")
+        );
+        assert!(
+            parse_err("[[route]]\nprefix = \"x\"\ncomponent = \"a.wasm\"")
+                .contains("must start with '/'")
+        );
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\ncomponent = \"a.wasm\"\ntimeout = \"soon\"")
+                .contains("timeout")
+        );
+        assert!(parse_err("").contains("no routes"));
+        assert!(parse_err(
+            "[[route]]\nprefix = \"/a\"\ncomponent = \"a.wasm\"\n[[route]]\nprefix = \"/a/\"\ncomponent = \"b.wasm\""
+        )
+        .contains("two routes"));
+    }
+
+    #[test]
+    fn spin_manifests_give_their_http_routes() {
+        let routes = parse_ok(
+            r#"
+            spin_manifest_version = 2
+            [application]
+            name = "seed"
+            [[trigger.http]]
+            route = "/..."
+            component = "seed"
+            [[trigger.http]]
+            route = "/reports/..."
+            component = "reports"
+            [component.seed]
+            source = "seed.wasm"
+            [component.reports]
+            source = "target/reports.wasm"
+            allowed_outbound_hosts = ["http://127.0.0.1:8123"]
+            "#,
+        );
+        assert_eq!(routes.len(), 2);
+        assert_eq!(
+            (routes[0].name.as_str(), routes[0].prefix.as_str()),
+            ("seed", "/")
+        );
+        assert_eq!(routes[1].prefix, "/reports/");
+        assert_eq!(
+            routes[1].source,
+            ComponentSource::File("/app/target/reports.wasm".into())
+        );
+    }
+}

@@ -1,0 +1,564 @@
+//! Sandbox limits, guard-rails and failure handling: hostile guests and a
+//! broken ClickHouse must never hurt other requests.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{ClickHouse, HostBuilder, Wasmhouse, get, guests};
+
+/// The hostile test guest on every path, with extra flags.
+fn hostile(clickhouse: &ClickHouse, args: &[&str]) -> Wasmhouse {
+    let guest = guests::hostile(1);
+    HostBuilder::new(clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .args(args)
+        .start()
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmRSS line")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infinite_loops_are_stopped_without_starving_others() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &["--request-timeout", "3s"]);
+    // As many spinning guests as the host has worker threads, and more.
+    let loops: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(get_owned(host.url("/loop"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..10 {
+        let reply = get(&host.url("/health")).await;
+        assert_eq!(reply.status, 200, "health {i} during loops: {}", reply.text);
+        let db = get(&host.url("/sleep?s=0")).await;
+        assert_eq!(db.status, 200, "query {i} during loops: {}", db.text);
+    }
+    assert!(
+        loops.iter().all(|task| !task.is_finished()),
+        "the loops ended before the other requests were answered"
+    );
+    for task in loops {
+        let reply = task.await.expect("loop request");
+        assert_eq!(reply.status, 504, "{}", reply.text);
+        assert_eq!(reply.json["kind"], "timeout");
+        assert!(reply.json["request_id"].is_string());
+    }
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+async fn get_owned(url: String) -> common::Reply {
+    get(&url).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_bombs_hit_the_limit_and_host_memory_stays_bounded() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &["--memory-limit", "32MiB"]);
+    let bombs = futures::future::join_all((0..6).map(|_| get_owned(host.url("/alloc")))).await;
+    for reply in bombs {
+        assert_eq!(reply.status, 500, "{}", reply.text);
+        assert_eq!(reply.json["kind"], "memory_limit");
+        assert!(
+            reply.json["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("32 MiB"))
+        );
+    }
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+    // Six 32 MiB instances at most were ever alive; the pool keeps only a
+    // small resident part of each slot afterwards.
+    let resident = rss(host.pid());
+    assert!(resident < 400 << 20, "host RSS {} MiB", resident >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn panics_and_traps_are_500s_with_logged_request_ids() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &[]);
+    for path in ["/panic", "/trap"] {
+        let reply = get(&host.url(path)).await;
+        assert_eq!(reply.status, 500, "{path}: {}", reply.text);
+        assert_eq!(reply.json["kind"], "trap", "{path}");
+        let request_id = reply.json["request_id"]
+            .as_str()
+            .expect("request id")
+            .to_owned();
+        // The log line carries the request id, the guest's stderr and the trap.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !host.log().contains(&request_id) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = host.log();
+        let at = log
+            .find(&request_id)
+            .unwrap_or_else(|| panic!("no log entry for {request_id} in:\n{log}"));
+        // The entry spans lines: the message, then the wasm backtrace.
+        let entry: String = log[at..].chars().take(4000).collect();
+        let expected = if path == "/panic" {
+            "deliberate panic"
+        } else {
+            "unreachable"
+        };
+        assert!(
+            entry.contains(expected),
+            "{path}: no {expected:?} in:\n{entry}"
+        );
+    }
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_beyond_the_concurrency_bound_are_shed_with_retry_after() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(
+        &clickhouse,
+        &["--max-instances", "2", "--queue-timeout", "300ms"],
+    );
+    let replies =
+        futures::future::join_all((0..6).map(|_| get_owned(host.url("/sleep?s=1.5")))).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let shed: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(
+        ok,
+        2,
+        "statuses: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(shed.len(), 4);
+    for reply in shed {
+        assert_eq!(reply.json["kind"], "overloaded");
+        assert_eq!(
+            reply
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or("")),
+            Some("1")
+        );
+    }
+    // Once the slots are free again, requests are served.
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+/// Send raw bytes and return the status code of the answer.
+fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_and_malformed_requests_are_rejected() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &["--max-body-size", "1KiB"]);
+    let client = common::client();
+
+    let small = common::send(client.post(host.url("/body")).body(vec![b'a'; 512])).await;
+    assert_eq!(small.status, 200, "{}", small.text);
+    assert_eq!(small.json["bytes"], 512);
+
+    let large = common::send(client.post(host.url("/body")).body(vec![b'a'; 4096])).await;
+    assert_eq!(large.status, 413, "{}", large.text);
+    assert_eq!(large.json["kind"], "body_too_large");
+
+    // Chunked, so no Content-Length: the guest's read fails at the limit.
+    let stream = futures::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 512])));
+    let chunked = common::send(
+        client
+            .post(host.url("/body"))
+            .body(reqwest::Body::wrap_stream(stream)),
+    )
+    .await;
+    assert_eq!(chunked.status, 413, "{}", chunked.text);
+
+    let addr = host.addr();
+    let status = tokio::task::spawn_blocking(move || {
+        let garbage = raw_status(addr, b"THIS IS NOT HTTP\r\n\r\n");
+        let mut many_headers = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..200 {
+            many_headers.extend_from_slice(format!("X-Header-{i}: v\r\n").as_bytes());
+        }
+        many_headers.extend_from_slice(b"Connection: close\r\n\r\n");
+        let too_many = raw_status(addr, &many_headers);
+        (garbage, too_many)
+    })
+    .await
+    .expect("raw requests");
+    assert_eq!(status.0, 400, "malformed request line");
+    assert_eq!(status.1, 431, "too many headers");
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_disconnect_cancels_the_running_query() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &[]);
+    let running = "SELECT count() FROM system.processes WHERE query_id LIKE 'wasmhouse-%' FORMAT TabSeparated";
+
+    let addr = host.addr();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .write_all(b"GET /slow-query HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clickhouse.query(running).trim() != "1" {
+        assert!(Instant::now() < deadline, "the slow query never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clickhouse.query(running).trim() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the query kept running after the client left"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        host.log().contains("cancelled abandoned query"),
+        "no KILL QUERY logged:\n{}",
+        host.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_are_read_only_and_settings_allow_listed() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &[]);
+    let write = get(&host.url("/write")).await;
+    assert_eq!(write.status, 403, "{}", write.text);
+    assert_eq!(write.json["kind"], "refused");
+    assert!(
+        write.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("read-only"))
+    );
+
+    for (name, value, status) in [
+        ("output_format_json_quote_denormals", "1", 200),
+        ("max_block_size", "1000", 200),
+        ("max_memory_usage", "1", 403),
+        ("readonly", "0", 403),
+        ("max_execution_time", "1000", 403),
+    ] {
+        let reply = get(&host.url(&format!("/setting?name={name}&value={value}"))).await;
+        assert_eq!(reply.status, status, "{name}={value}: {}", reply.text);
+    }
+
+    let writer = hostile(&clickhouse, &["--allow-writes"]);
+    let write = get(&writer.url("/write")).await;
+    assert_eq!(write.status, 200, "{}", write.text);
+    assert_eq!(
+        clickhouse
+            .query("EXISTS TABLE wasmhouse_write_test FORMAT TabSeparated")
+            .trim(),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_route_limits_come_from_the_manifest() {
+    let clickhouse = ClickHouse::start();
+    let guest = guests::hostile(1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("wasmhouse.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+[defaults]
+timeout = "10s"
+
+[[route]]
+name = "strict"
+prefix = "/strict"
+component = "{guest}"
+max_result_rows = 10
+max_execution_time = "1s"
+memory = "16MiB"
+
+[[route]]
+name = "writer"
+prefix = "/writer"
+component = "{guest}"
+readonly = false
+
+[[route]]
+name = "open"
+prefix = "/"
+component = "{guest}"
+"#,
+            guest = guest.display()
+        ),
+    )
+    .expect("write manifest");
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--manifest", manifest.to_str().expect("UTF-8")])
+        .start();
+
+    let limited = get(&host.url("/strict/many-rows")).await;
+    assert_eq!(limited.status, 403, "{}", limited.text);
+    assert_eq!(limited.json["kind"], "refused");
+    assert_eq!(get(&host.url("/many-rows")).await.status, 200);
+
+    let slow = get(&host.url("/strict/sleep?s=2")).await;
+    assert_eq!(slow.status, 504, "{}", slow.text);
+    assert_eq!(get(&host.url("/sleep?s=0.1")).await.status, 200);
+
+    let bomb = get(&host.url("/strict/alloc")).await;
+    assert_eq!(bomb.status, 500, "{}", bomb.text);
+    assert!(
+        bomb.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("16 MiB"))
+    );
+
+    assert_eq!(get(&host.url("/strict/write")).await.status, 403);
+    assert_eq!(get(&host.url("/writer/write")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_parameters_arrive_as_data() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &[]);
+    let echo = |ty: &str, value: &str| {
+        let url =
+            reqwest::Url::parse_with_params(&host.url("/echo"), &[("type", ty), ("value", value)])
+                .expect("URL");
+        async move { get(url.as_str()).await }
+    };
+    for attack in [
+        "' OR '1'='1",
+        "'; DROP TABLE users; --",
+        "\\'); DROP TABLE users; --",
+        "{v:String}",
+        "back\\slash \\\\ and \\n",
+        "line\nbreak\ttab",
+        "✓ ünïcödé",
+        "",
+    ] {
+        let reply = echo("String", attack).await;
+        assert_eq!(reply.status, 200, "{attack:?}: {}", reply.text);
+        assert_eq!(reply.json["rows"][0]["v"], attack, "{attack:?}");
+    }
+    let array = echo("Array(String)", "['a', 'b\\'c']").await;
+    assert_eq!(
+        array.json["rows"][0]["v"],
+        serde_json::json!(["a", "b'c"]),
+        "{}",
+        array.text
+    );
+    let number = echo("UInt64", "18446744073709551615").await;
+    assert_eq!(
+        number.json["rows"][0]["v"], 18_446_744_073_709_551_615u64,
+        "{}",
+        number.text
+    );
+    let date = echo("Date", "2024-02-29").await;
+    assert_eq!(date.json["rows"][0]["v"], "2024-02-29", "{}", date.text);
+    let null = echo("Nullable(String)", "\\N").await;
+    assert_eq!(
+        null.json["rows"][0]["v"],
+        serde_json::Value::Null,
+        "{}",
+        null.text
+    );
+
+    for (ty, bad) in [
+        ("UInt8", "300"),
+        ("Int64", "1 OR 1=1"),
+        ("Date", "2024-02-30"),
+        ("UUID", "not-a-uuid"),
+        ("Array(UInt32)", "[1, 2); DROP TABLE x; --]"),
+        ("Float64", "1e400"),
+    ] {
+        let reply = echo(ty, bad).await;
+        assert_eq!(reply.status, 500, "{ty} {bad:?}: {}", reply.text);
+        assert_eq!(reply.json["kind"], "invalid_parameter", "{ty} {bad:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_after_200_reach_the_guest_as_errors() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &[]);
+    let collected = get(&host.url("/midstream")).await;
+    assert_eq!(collected.status, 502, "{}", collected.text);
+    assert_eq!(collected.json["kind"], "clickhouse_error");
+    assert!(
+        collected.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("395")),
+        "{}",
+        collected.text
+    );
+
+    // Forwarded straight to the client, the body is cut off: the client
+    // sees a failed transfer, never a body that looks complete.
+    let response = common::client()
+        .get(host.url("/midstream-forward"))
+        .send()
+        .await
+        .expect("headers");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.bytes().await.is_err(),
+        "a truncated body was delivered as complete"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_results_stream_complete_and_in_order_with_flat_memory() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(&clickhouse, &[]);
+
+    let rows = 3_000_000u64;
+    let body = common::client()
+        .get(host.url(&format!("/rows?n={rows}")))
+        .send()
+        .await
+        .expect("headers")
+        .text()
+        .await
+        .expect("body");
+    let mut expected = 0u64;
+    for line in body.lines() {
+        assert_eq!(line.parse::<u64>().ok(), Some(expected), "row {expected}");
+        expected += 1;
+    }
+    assert_eq!(expected, rows);
+
+    let collected = get(&host.url("/rows-collected?n=2000000")).await;
+    assert_eq!(collected.status, 200, "{}", collected.text);
+    assert_eq!(collected.json["rows"], 2_000_000);
+    assert_eq!(collected.json["in_order"], true);
+    assert!(collected.json["chunks"].as_u64().is_some_and(|c| c > 1));
+
+    // A slow reader of a 256 MiB body: the guest is held back, the host
+    // buffers nothing like the whole body.
+    let before = rss(host.pid());
+    let mut response = common::client()
+        .get(host.url("/huge?mb=256"))
+        .send()
+        .await
+        .expect("headers");
+    let mut received = 0usize;
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        received += chunk.len();
+        if received < 8 << 20 {
+            continue;
+        }
+        if received < (8 << 20) + chunk.len() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let during = rss(host.pid());
+            assert!(
+                during < before + (64 << 20),
+                "host RSS grew from {} to {} MiB while the client was not reading",
+                before >> 20,
+                during >> 20
+            );
+        }
+    }
+    assert_eq!(received, 256 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_restart_under_load_fails_fast_and_recovers() {
+    let mut clickhouse = ClickHouse::start();
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--request-timeout", "5s"])
+        .start();
+    let url = host.url("/concurrent/simple-query");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let reply = get(&url).await;
+                    seen.push((reply.status, started.elapsed()));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| clickhouse.stop());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| clickhouse.restart());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut outage = 0;
+    for worker in workers {
+        let seen = worker.await.expect("worker");
+        for (status, elapsed) in &seen {
+            assert!(matches!(status, 200 | 503), "status {status}");
+            assert!(
+                *elapsed < Duration::from_secs(5),
+                "a request hung for {elapsed:?}"
+            );
+            if *status == 503 {
+                outage += 1;
+            }
+        }
+        assert_eq!(
+            seen.last().map(|s| s.0),
+            Some(200),
+            "not recovered: {seen:?}"
+        );
+    }
+    assert!(outage > 0, "the outage was never noticed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_and_normal_requests_mixed_normal_ones_all_succeed() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile(
+        &clickhouse,
+        &["--request-timeout", "2s", "--memory-limit", "32MiB"],
+    );
+    let mut hostile_requests = Vec::new();
+    for path in ["/loop", "/alloc", "/panic", "/trap", "/loop", "/alloc"] {
+        hostile_requests.push(tokio::spawn(get_owned(host.url(path))));
+    }
+    let normal = futures::future::join_all((0..40).map(|i| {
+        let path = if i % 2 == 0 {
+            "/health"
+        } else {
+            "/sleep?s=0.05"
+        };
+        get_owned(host.url(path))
+    }))
+    .await;
+    for reply in &normal {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    for task in hostile_requests {
+        let reply = task.await.expect("hostile request");
+        assert!(matches!(reply.status, 500 | 504), "{}", reply.text);
+    }
+}
