@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::admin::AdminConfig;
 use crate::clickhouse::{ClickHouseConfig, QueryPolicy};
 use crate::manifest::{self, ComponentSource, RouteSpec};
 use crate::runtime::{InstanceLimits, PoolSizing};
@@ -65,6 +66,64 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
+    pub admin: AdminArgs,
+}
+
+/// The admin API (deploy, list, roll back components).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Admin API")]
+pub struct AdminArgs {
+    /// Bearer token that enables the admin API (off without one).
+    #[arg(
+        id = "admin_token",
+        long = "admin-token",
+        env = "WASMHOUSE_ADMIN_TOKEN",
+        value_name = "WASMHOUSE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Serve the admin API on this address instead of under /admin on the
+    /// main one.
+    #[arg(
+        id = "admin_listen",
+        long = "admin-listen",
+        env = "WASMHOUSE_ADMIN_LISTEN",
+        value_name = "WASMHOUSE_ADMIN_LISTEN"
+    )]
+    pub listen: Option<SocketAddr>,
+
+    /// Largest component upload.
+    #[arg(id = "admin_max_upload", long = "admin-max-upload", env = "WASMHOUSE_ADMIN_MAX_UPLOAD", value_name = "WASMHOUSE_ADMIN_MAX_UPLOAD", default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_upload: usize,
+}
+
+impl AdminArgs {
+    fn into_config(self) -> Result<AdminConfig, ConfigError> {
+        let token = self.token.filter(|token| !token.is_empty());
+        if let Some(token) = &token
+            && token.len() < 16
+        {
+            return Err(config_error(
+                "WASMHOUSE_ADMIN_TOKEN",
+                "use at least 16 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+        if token.is_none() && self.listen.is_some() {
+            return Err(config_error(
+                "WASMHOUSE_ADMIN_LISTEN",
+                "the admin API needs WASMHOUSE_ADMIN_TOKEN as well",
+            ));
+        }
+        Ok(AdminConfig {
+            token,
+            listen: self.listen,
+            max_upload: self.max_upload,
+        })
+    }
 }
 
 /// Where ClickHouse is.
@@ -229,6 +288,8 @@ pub struct ServeConfig {
     pub max_body_size: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The admin API.
+    pub admin: AdminConfig,
 }
 
 impl ServeConfig {
@@ -247,6 +308,11 @@ impl ServeConfig {
             queue_timeout: Duration::from_secs(1),
             max_body_size: 16 << 20,
             shutdown_grace: Duration::from_secs(30),
+            admin: AdminConfig {
+                token: None,
+                listen: None,
+                max_upload: 64 << 20,
+            },
         }
     }
 
@@ -291,6 +357,7 @@ impl ServeArgs {
     /// Check every value and build the configuration.
     pub fn into_config(self) -> Result<ServeConfig, ConfigError> {
         let clickhouse = self.clickhouse.into_config()?;
+        let admin = self.admin.into_config()?;
         let limits = &self.limits;
         if limits.request_timeout.is_zero() {
             return Err(config_error(
@@ -360,6 +427,7 @@ impl ServeArgs {
             queue_timeout: limits.queue_timeout,
             max_body_size: limits.max_body_size,
             shutdown_grace: limits.request_timeout,
+            admin,
         };
         match self.manifest {
             Some(path) => config

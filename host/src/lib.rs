@@ -5,9 +5,12 @@
 //!
 //! # Layout
 //!
-//! - [`server`]: accepts HTTP, routes each request, shuts down gracefully.
-//!   [`serve`] takes a bound listener, so tests run servers on port 0.
-//! - [`routes`]: which component answers which path; swappable at run time.
+//! - [`server`]: accepts HTTP, shuts down gracefully. [`serve`] takes a
+//!   bound listener, so tests run servers on port 0.
+//! - [`app`]: the shared state: dispatch, deploy, roll back, reload.
+//! - [`routes`]: which component answers which path, with each route's
+//!   deployment history.
+//! - [`admin`]: the admin HTTP API; [`watch`]: redeploy when files change.
 //! - [`runtime`]: the Wasmtime engine (pooling allocator, epochs), component
 //!   loading, and the per-request store and instance.
 //! - [`clickhouse`]: the capability guests get: connection pool, typed
@@ -18,6 +21,8 @@
 //! - [`respond`]: the JSON error responses the host writes itself.
 //! - [`load`]: a small concurrent load generator (`wasmhouse load`).
 
+pub mod admin;
+pub mod app;
 pub mod clickhouse;
 pub mod config;
 pub mod load;
@@ -26,6 +31,7 @@ pub mod respond;
 pub mod routes;
 pub mod runtime;
 pub mod server;
+pub mod watch;
 
 pub use config::{ServeArgs, ServeConfig};
 pub use server::serve;

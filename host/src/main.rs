@@ -2,10 +2,15 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 use wasmhouse::ServeArgs;
+use wasmhouse::app::App;
 use wasmhouse::load::{self, LoadArgs};
+use wasmhouse::server::{self, Listener};
 
 /// Serve HTTP APIs over ClickHouse with route logic as WebAssembly components.
 #[derive(Parser)]
@@ -68,16 +73,89 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} (WASMHOUSE_LISTEN)"))?;
-    let app = std::sync::Arc::new(wasmhouse::server::App::new(&config)?);
+    let admin_listener = match config.admin.listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening on {address} (WASMHOUSE_ADMIN_LISTEN)"))?,
+        ),
+        None => None,
+    };
+    let app = Arc::new(App::new(&config)?);
+    app.watch_component_files();
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
         clickhouse = %format!("{}:{}", config.clickhouse.host, config.clickhouse.port),
+        routes = app.routes().routes().len(),
         "ready"
     );
-    // One plain line on stdout that scripts (and the tests) can wait for.
+    // Plain lines on stdout that scripts (and the tests) can wait for; the
+    // main listener's comes last and means "ready".
+    if let Some(admin_listener) = &admin_listener {
+        println!(
+            "wasmhouse admin listening on http://{}",
+            admin_listener.local_addr()?
+        );
+    }
     println!("wasmhouse listening on http://{address}");
-    wasmhouse::server::run(listener, app, config.shutdown_grace, shutdown_signal()).await
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    tokio::spawn(reload_on_sighup(app.clone()));
+    let grace = config.shutdown_grace;
+    let admin = admin_listener.map(|admin_listener| {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            server::run(
+                admin_listener,
+                app,
+                Listener::Admin,
+                grace,
+                shutdown.cancelled_owned(),
+            )
+            .await
+        })
+    });
+    let main = server::run(
+        listener,
+        app,
+        Listener::Main,
+        grace,
+        shutdown.clone().cancelled_owned(),
+    )
+    .await;
+    if let Some(admin) = admin {
+        admin.await.context("admin listener task")??;
+    }
+    main
+}
+
+/// Reload the manifest (or component file) on every SIGHUP.
+async fn reload_on_sighup(app: Arc<App>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with the admin API instead");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading routes");
+            if let Err(err) = app.reload().await {
+                tracing::error!(error = %err, "reload failed; the previous routes keep serving");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(app);
 }
 
 /// Resolves on SIGINT or SIGTERM.

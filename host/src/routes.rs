@@ -1,32 +1,65 @@
-//! Which component answers which path.
+//! Which component answers which path, and the deployments behind each route.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::manifest::ComponentSource;
 use crate::runtime::RouteComponent;
 use crate::runtime::invoke::RouteContext;
+
+/// Earlier deployments kept per route for rollback.
+const HISTORY: usize = 16;
+
+/// One component as deployed on a route.
+pub struct Deployment {
+    /// The compiled component.
+    pub component: Arc<RouteComponent>,
+    /// 1 for the first deployment on the route, then one more per deploy.
+    pub version: u64,
+    /// When it went live.
+    pub deployed_at: SystemTime,
+    /// Where it came from: `builtin`, `file`, `upload`.
+    pub origin: &'static str,
+}
 
 /// A path prefix served by one component, swappable while requests run.
 pub struct Route {
     prefix: String,
     context: RouteContext,
-    component: ArcSwap<RouteComponent>,
-    previous: ArcSwap<Option<Arc<RouteComponent>>>,
+    source: ComponentSource,
+    current: ArcSwap<Deployment>,
+    history: Mutex<Vec<Arc<Deployment>>>,
+    last_version: AtomicU64,
 }
 
 impl Route {
-    /// `prefix` served by `component` under `context`.
+    /// `prefix` served by `component` under `context`; `source` is where the
+    /// component is (re)loaded from.
     pub fn new(
         prefix: impl Into<String>,
         context: RouteContext,
+        source: ComponentSource,
         component: Arc<RouteComponent>,
     ) -> Self {
+        let origin = match source {
+            ComponentSource::Builtin => "builtin",
+            ComponentSource::File(_) => "file",
+        };
         Self {
             prefix: normalise_prefix(&prefix.into()),
             context,
-            component: ArcSwap::new(component),
-            previous: ArcSwap::from_pointee(None),
+            source,
+            current: ArcSwap::from_pointee(Deployment {
+                component,
+                version: 1,
+                deployed_at: SystemTime::now(),
+                origin,
+            }),
+            history: Mutex::new(Vec::new()),
+            last_version: AtomicU64::new(1),
         }
     }
 
@@ -41,22 +74,94 @@ impl Route {
         &self.context
     }
 
+    /// The route's name.
+    pub fn name(&self) -> &str {
+        &self.context.name
+    }
+
+    /// Where the route's component is loaded from.
+    pub fn source(&self) -> &ComponentSource {
+        &self.source
+    }
+
     /// The component serving this route now. Requests hold on to the one
     /// they started with, so a swap never disturbs them.
     pub fn component(&self) -> Arc<RouteComponent> {
-        self.component.load_full()
+        self.current.load().component.clone()
     }
 
-    /// Serve new requests with `component`; returns the one it replaces.
-    pub fn swap(&self, component: Arc<RouteComponent>) -> Arc<RouteComponent> {
-        let old = self.component.swap(component);
-        self.previous.store(Arc::new(Some(old.clone())));
-        old
+    /// The live deployment.
+    pub fn current(&self) -> Arc<Deployment> {
+        self.current.load_full()
     }
 
-    /// The component served before the last swap, if any.
-    pub fn previous(&self) -> Option<Arc<RouteComponent>> {
-        self.previous.load().as_ref().clone()
+    /// Earlier deployments, newest first.
+    pub fn history(&self) -> Vec<Arc<Deployment>> {
+        let mut history = self.lock_history().clone();
+        history.reverse();
+        history
+    }
+
+    /// Serve new requests with `component` in one atomic step; the one it
+    /// replaces is kept for [`Route::rollback`]. Deploying the component
+    /// already live changes nothing.
+    pub fn deploy(&self, component: Arc<RouteComponent>, origin: &'static str) -> Arc<Deployment> {
+        let mut history = self.lock_history();
+        let live = self.current.load_full();
+        if live.component.sha256() == component.sha256() {
+            return live;
+        }
+        let deployment = Arc::new(Deployment {
+            component,
+            version: self.last_version.fetch_add(1, Ordering::Relaxed) + 1,
+            deployed_at: SystemTime::now(),
+            origin,
+        });
+        let replaced = self.current.swap(deployment.clone());
+        history.push(replaced);
+        if history.len() > HISTORY {
+            history.remove(0);
+        }
+        deployment
+    }
+
+    /// Put the previous deployment back; `None` when there is none.
+    pub fn rollback(&self) -> Option<Arc<Deployment>> {
+        let mut history = self.lock_history();
+        let previous = history.pop()?;
+        self.current.store(previous.clone());
+        Some(previous)
+    }
+
+    /// Carry `old`'s deployments over to this route (same name, after a
+    /// manifest reload): if the component is unchanged, the live deployment
+    /// and its version stay; otherwise this one becomes the next version.
+    pub fn inherit(&self, old: &Route) {
+        let old_current = old.current();
+        let mut history = self.lock_history();
+        *history = old.lock_history().clone();
+        self.last_version
+            .store(old.last_version.load(Ordering::Relaxed), Ordering::Relaxed);
+        if old_current.component.sha256() == self.component().sha256() {
+            self.current.store(old_current);
+        } else {
+            let version = self.last_version.fetch_add(1, Ordering::Relaxed) + 1;
+            let fresh = self.current.load_full();
+            self.current.store(Arc::new(Deployment {
+                component: fresh.component.clone(),
+                version,
+                deployed_at: SystemTime::now(),
+                origin: fresh.origin,
+            }));
+            history.push(old_current);
+            if history.len() > HISTORY {
+                history.remove(0);
+            }
+        }
+    }
+
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Deployment>>> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn matches(&self, path: &str) -> bool {
@@ -110,9 +215,7 @@ impl RouteTable {
 
     /// The route named `name`.
     pub fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
-        self.routes
-            .iter()
-            .find(|route| &*route.context.name == name)
+        self.routes.iter().find(|route| route.name() == name)
     }
 }
 

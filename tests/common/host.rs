@@ -13,6 +13,7 @@ use super::clickhouse::ClickHouse;
 pub struct Wasmhouse {
     child: Option<Child>,
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -90,16 +91,23 @@ impl HostBuilder {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut sender = Some(sender);
+            let mut admin = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("wasmhouse admin listening on http://") {
+                    admin = Some(addr.trim().to_owned());
+                }
                 if let Some(addr) = line.strip_prefix("wasmhouse listening on http://")
                     && let Some(sender) = sender.take()
                 {
-                    let _ = sender.send(addr.trim().to_owned());
+                    let _ = sender.send((addr.trim().to_owned(), admin.clone()));
                 }
             }
         });
-        let addr = match receiver.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr.parse().expect("a socket address"),
+        let (addr, admin_addr) = match receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok((addr, admin)) => (
+                addr.parse().expect("a socket address"),
+                admin.map(|a| a.parse().expect("a socket address")),
+            ),
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -112,6 +120,7 @@ impl HostBuilder {
         Wasmhouse {
             child: Some(child),
             addr,
+            admin_addr,
             log,
         }
     }
@@ -126,6 +135,11 @@ impl Wasmhouse {
     /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://<admin addr><path>` when the admin API has its own listener.
+    pub fn admin_url(&self, path: &str) -> Option<String> {
+        self.admin_addr.map(|addr| format!("http://{addr}{path}"))
     }
 
     /// The address it listens on.
