@@ -1,12 +1,16 @@
-//! Builds the guest components the host embeds (the default route component)
-//! for `wasm32-wasip2`, so `cargo build` alone produces a working binary.
+//! Builds the components the host embeds (the default route component and
+//! the adapter) for `wasm32-wasip2`, so `cargo build` alone produces a
+//! working binary.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates built here and embedded into the binary: (package, artefact).
-const EMBEDDED: &[(&str, &str)] = &[("wasmhouse-guest", "wasmhouse_guest.wasm")];
+const EMBEDDED: &[(&str, &str)] = &[
+    ("wasmhouse-guest", "wasmhouse_guest.wasm"),
+    ("wasmhouse-adapter", "wasmhouse_adapter.wasm"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -11,60 +11,9 @@ use common::{ClickHouse, HostBuilder, Wasmhouse, get};
 async fn every_route_answers_like_the_seed() {
     let clickhouse = ClickHouse::start();
     let host = Wasmhouse::start(&clickhouse);
-
-    let health = get(&host.url("/health")).await;
-    assert_eq!(health.status, 200);
-    assert_eq!(health.json, serde_json::json!({ "status": "healthy" }));
-
-    let status = get(&host.url("/clickhouse-status")).await;
-    assert_eq!(status.status, 200, "{}", status.text);
-    assert_eq!(status.json["status"], "connected");
-    assert_eq!(status.json["version"], "18.16.1");
-    assert_eq!(status.json["host"], "127.0.0.1");
-    assert_eq!(status.json["port"], clickhouse.http_port());
-
-    let simple = get(&host.url("/concurrent/simple-query")).await;
-    assert_eq!(simple.status, 200, "{}", simple.text);
-    assert_eq!(simple.json["query"], "SELECT 1 AS value");
-    assert_eq!(simple.json["result"], serde_json::json!([{ "value": 1 }]));
-    assert!(
-        simple.json["elapsed_ms"]
-            .as_f64()
-            .is_some_and(|ms| ms >= 0.0)
-    );
-
-    let heavy = get(&host.url("/concurrent/heavy-query")).await;
-    assert_eq!(heavy.status, 200, "{}", heavy.text);
-    // Plain JSON numbers, not ClickHouse's quoted 64-bit integers.
-    assert_eq!(
-        heavy.json["result"],
-        serde_json::json!([{ "c": 10_000_000u64, "s": 49_999_995_000_000u64 }])
-    );
-
+    common::seed::assert_routes(&host.url(""), &clickhouse).await;
     let isolation = get(&host.url("/concurrent/test-isolation?delay=0.1")).await;
-    assert_eq!(isolation.status, 200, "{}", isolation.text);
-    assert_eq!(isolation.json["delay"], 0.1);
     assert_eq!(isolation.json["instance_requests"], 1);
-    assert!(
-        isolation.json["elapsed_s"]
-            .as_f64()
-            .is_some_and(|s| s >= 0.1)
-    );
-    for field in ["request_id", "instance_id", "started_at", "finished_at"] {
-        assert!(
-            isolation.json[field].is_string(),
-            "{field} missing: {}",
-            isolation.text
-        );
-    }
-
-    let missing = get(&host.url("/no/such/route")).await;
-    assert_eq!(missing.status, 404);
-    assert_eq!(missing.json["kind"], "not_found");
-
-    let wrong_method = common::send(common::client().post(host.url("/health"))).await;
-    assert_eq!(wrong_method.status, 405);
-    assert_eq!(wrong_method.json["kind"], "method_not_allowed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,10 +108,7 @@ async fn clickhouse_outage_is_503_and_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_starts_while_clickhouse_is_down() {
     let host = HostBuilder::without_clickhouse().start();
-    assert_eq!(get(&host.url("/health")).await.status, 200);
-    let status = get(&host.url("/clickhouse-status")).await;
-    assert_eq!(status.status, 503, "{}", status.text);
-    assert_eq!(status.json["status"], "disconnected");
+    common::seed::assert_clickhouse_down(&host.url("")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@
 //! | `GET /concurrent/simple-query` | `SELECT 1 AS value` |
 //! | `GET /concurrent/heavy-query` | `count()` and `sum()` over 10M numbers |
 //! | `GET /concurrent/test-isolation?delay=N` | `SELECT sleep(N)`, 0 ≤ N ≤ 3 |
+//! | `GET /stream/numbers?n=N` | `N` rows of `numbers()`, streamed as JSON lines |
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,6 +35,7 @@ impl Handler for Routes {
             "/concurrent/simple-query" => |_| timed_query(SIMPLE_QUERY),
             "/concurrent/heavy-query" => |_| timed_query(HEAVY_QUERY),
             "/concurrent/test-isolation" => test_isolation,
+            "/stream/numbers" => stream_numbers,
             path => return Response::error(404, "not_found", &format!("no route for {path}")),
         };
         if !matches!(request.method(), "GET" | "HEAD") {
@@ -117,6 +119,34 @@ fn test_isolation(request: &Request) -> Response {
             "elapsed_s": elapsed_s,
         }),
     )
+}
+
+/// Most rows `/stream/numbers` streams.
+const MAX_STREAM_ROWS: u64 = 1_000_000_000;
+
+/// Stream `n` rows straight from ClickHouse to the client as JSON lines: the
+/// rows never pass through guest memory, and memory stays flat at any size.
+fn stream_numbers(request: &Request) -> Response {
+    let n = match request.query_param("n") {
+        None => 1_000,
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(n) if n <= MAX_STREAM_ROWS => n,
+            _ => {
+                return Response::error(
+                    422,
+                    "invalid_parameter",
+                    &format!(
+                        "query parameter n must be a whole number up to {MAX_STREAM_ROWS}, got {raw:?}"
+                    ),
+                );
+            }
+        },
+    };
+    let query = Query::new("SELECT number FROM numbers({n:UInt64})").param("n", n);
+    match query.run() {
+        Ok(rows) => Response::rows(200, "application/x-ndjson", rows),
+        Err(err) => Response::from_query_error(&err),
+    }
 }
 
 /// `delay` as seconds: missing means 1; anything but a number in 0..=3 is

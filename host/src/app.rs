@@ -62,7 +62,7 @@ pub struct App {
 impl App {
     /// Compile the configured components and set up the engine and pool.
     pub fn new(config: &ServeConfig) -> anyhow::Result<Self> {
-        let runtime = Runtime::new(config.sizing)?;
+        let runtime = Runtime::new(config.sizing, config.compile_cache.as_deref())?;
         let pool = Arc::new(
             ClickHousePool::new(config.clickhouse.clone())
                 .context("creating the ClickHouse connection pool")?,

@@ -236,6 +236,25 @@ pub struct LimitArgs {
     #[arg(long = "max-body-size", env = "WASMHOUSE_MAX_BODY_SIZE", value_name = "WASMHOUSE_MAX_BODY_SIZE", default_value = "16MiB", value_parser = parse_bytes)]
     pub max_body_size: usize,
 
+    /// Worker threads serving requests, each with its own event loop
+    /// (default: one per CPU).
+    #[arg(
+        long = "workers",
+        env = "WASMHOUSE_WORKERS",
+        value_name = "WASMHOUSE_WORKERS"
+    )]
+    pub workers: Option<usize>,
+
+    /// Directory for compiled components, so restarts skip compilation
+    /// ("off" to disable). Default: $XDG_CACHE_HOME/wasmhouse or
+    /// ~/.cache/wasmhouse.
+    #[arg(
+        long = "compile-cache",
+        env = "WASMHOUSE_COMPILE_CACHE",
+        value_name = "WASMHOUSE_COMPILE_CACHE"
+    )]
+    pub compile_cache: Option<String>,
+
     /// Upper bound on one query's run time (0: the request's budget only).
     #[arg(long = "max-execution-time", env = "WASMHOUSE_MAX_EXECUTION_TIME", value_name = "WASMHOUSE_MAX_EXECUTION_TIME", default_value = "0s", value_parser = humantime::parse_duration)]
     pub max_execution_time: Duration,
@@ -290,6 +309,10 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// The admin API.
     pub admin: AdminConfig,
+    /// Where compiled components are cached; `None` to compile every time.
+    pub compile_cache: Option<PathBuf>,
+    /// Worker threads of the `wasmhouse` binary.
+    pub workers: usize,
 }
 
 impl ServeConfig {
@@ -313,6 +336,8 @@ impl ServeConfig {
                 listen: None,
                 max_upload: 64 << 20,
             },
+            compile_cache: None,
+            workers: default_workers(),
         }
     }
 
@@ -339,6 +364,28 @@ impl ServeConfig {
             .max()
             .unwrap_or(0);
         self.sizing.max_memory_bytes = self.sizing.max_memory_bytes.max(largest);
+    }
+}
+
+/// One worker thread per CPU.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+/// The compile cache directory: the flag's, none for "off", else the user's
+/// cache directory.
+fn compile_cache_directory(flag: Option<&str>) -> Option<PathBuf> {
+    match flag.map(str::trim) {
+        Some("off" | "false" | "0" | "none") => None,
+        Some(directory) if !directory.is_empty() => Some(PathBuf::from(directory)),
+        _ => {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
+                })?;
+            Some(base.join("wasmhouse"))
+        }
     }
 }
 
@@ -379,6 +426,9 @@ impl ServeArgs {
                 "WASMHOUSE_MAX_INSTANCES",
                 "must be at least 1",
             ));
+        }
+        if limits.workers == Some(0) {
+            return Err(config_error("WASMHOUSE_WORKERS", "must be at least 1"));
         }
         if limits.max_body_size == 0 {
             return Err(config_error(
@@ -428,6 +478,8 @@ impl ServeArgs {
             max_body_size: limits.max_body_size,
             shutdown_grace: limits.request_timeout,
             admin,
+            compile_cache: compile_cache_directory(limits.compile_cache.as_deref()),
+            workers: limits.workers.unwrap_or_else(default_workers),
         };
         match self.manifest {
             Some(path) => config

@@ -20,10 +20,12 @@
 //!   names), validated at start-up.
 //! - [`respond`]: the JSON error responses the host writes itself.
 //! - [`load`]: a small concurrent load generator (`wasmhouse load`).
+//! - [`compose`]: plug the adapter into a route component for other runtimes.
 
 pub mod admin;
 pub mod app;
 pub mod clickhouse;
+pub mod compose;
 pub mod config;
 pub mod load;
 pub mod manifest;

@@ -13,6 +13,12 @@ use wasmhouse::load::{self, LoadArgs};
 use wasmhouse::server::{self, Listener};
 
 /// Serve HTTP APIs over ClickHouse with route logic as WebAssembly components.
+/// Every request allocates a store, resource tables and buffers and frees
+/// them soon after; mimalloc's thread-local free lists beat glibc's malloc on
+/// that pattern (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "wasmhouse", version, about)]
 struct Cli {
@@ -27,6 +33,18 @@ enum Command {
     /// Fire N requests at once at a URL and summarise latency, statuses and
     /// distinct instance ids.
     Load(LoadArgs),
+    /// Plug the ClickHouse adapter into a route component so it runs on
+    /// Spin, `wasmtime serve` or `jco serve`.
+    Compose(ComposeArgs),
+}
+
+#[derive(clap::Args)]
+struct ComposeArgs {
+    /// The route component; the built-in seed routes when absent.
+    guest: Option<std::path::PathBuf>,
+    /// Where to write the composed component.
+    #[arg(short, long)]
+    output: std::path::PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -34,30 +52,11 @@ fn main() -> ExitCode {
     prepare_environment();
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: starting the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        Command::Serve(args) => serve(*args),
+        Command::Compose(args) => compose(&args),
+        Command::Load(args) => load(&args),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(*args).await,
-            Command::Load(args) => {
-                let report = load::run(&args).await?;
-                if args.json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
-                } else {
-                    println!("{report}");
-                }
-                Ok(())
-            }
-        }
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -67,75 +66,112 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn load(args: &LoadArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(load::run(args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = args.listen;
     let config = args.into_config()?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("listening on {listen} (WASMHOUSE_LISTEN)"))?;
     let admin_listener = match config.admin.listen {
         Some(address) => Some(
-            tokio::net::TcpListener::bind(address)
-                .await
+            std::net::TcpListener::bind(address)
                 .with_context(|| format!("listening on {address} (WASMHOUSE_ADMIN_LISTEN)"))?,
         ),
         None => None,
     };
     let app = Arc::new(App::new(&config)?);
-    app.watch_component_files();
     let address = listener.local_addr()?;
+    let workers = config.workers;
     tracing::info!(
         %address,
+        workers,
         clickhouse = %format!("{}:{}", config.clickhouse.host, config.clickhouse.port),
         routes = app.routes().routes().len(),
         "ready"
     );
-    // Plain lines on stdout that scripts (and the tests) can wait for; the
-    // main listener's comes last and means "ready".
-    if let Some(admin_listener) = &admin_listener {
-        println!(
-            "wasmhouse admin listening on http://{}",
-            admin_listener.local_addr()?
-        );
-    }
-    println!("wasmhouse listening on http://{address}");
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown_signal().await;
-            shutdown.cancel();
+    // The main thread runs a small runtime of its own for signals, the admin
+    // API and file watching; requests are served on the worker threads.
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the control runtime")?;
+    control.block_on(async move {
+        app.watch_component_files();
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown_signal().await;
+                shutdown.cancel();
+            }
+        });
+        tokio::spawn(reload_on_sighup(app.clone()));
+        let grace = config.shutdown_grace;
+        let mut admin = None;
+        if let Some(admin_listener) = admin_listener {
+            admin_listener.set_nonblocking(true)?;
+            let admin_listener = tokio::net::TcpListener::from_std(admin_listener)?;
+            println!(
+                "wasmhouse admin listening on http://{}",
+                admin_listener.local_addr()?
+            );
+            let (app, shutdown) = (app.clone(), shutdown.clone());
+            admin = Some(tokio::spawn(async move {
+                server::run(
+                    admin_listener,
+                    app,
+                    Listener::Admin,
+                    grace,
+                    shutdown.cancelled_owned(),
+                )
+                .await
+            }));
         }
-    });
-    tokio::spawn(reload_on_sighup(app.clone()));
-    let grace = config.shutdown_grace;
-    let admin = admin_listener.map(|admin_listener| {
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            server::run(
-                admin_listener,
-                app,
-                Listener::Admin,
-                grace,
-                shutdown.cancelled_owned(),
-            )
-            .await
+        // A plain line on stdout that scripts (and the tests) wait for.
+        println!("wasmhouse listening on http://{address}");
+        let main = tokio::task::spawn_blocking({
+            let shutdown = shutdown.clone();
+            move || server::run_on_threads(listener, app, workers, grace, shutdown)
         })
-    });
-    let main = server::run(
-        listener,
-        app,
-        Listener::Main,
-        grace,
-        shutdown.clone().cancelled_owned(),
-    )
-    .await;
-    if let Some(admin) = admin {
-        admin.await.context("admin listener task")??;
-    }
-    main
+        .await
+        .context("worker threads")?;
+        if let Some(admin) = admin {
+            admin.await.context("admin listener task")??;
+        }
+        main
+    })
+}
+
+fn compose(args: &ComposeArgs) -> anyhow::Result<()> {
+    let guest = match &args.guest {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => wasmhouse::app::BUILTIN_COMPONENT.to_vec(),
+    };
+    let composed = wasmhouse::compose::compose(&guest)?;
+    std::fs::write(&args.output, &composed)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    let imports = wasmhouse::compose::imports(&composed).map_err(anyhow::Error::msg)?;
+    println!(
+        "wrote {} ({} bytes); it imports {}",
+        args.output.display(),
+        composed.len(),
+        imports.join(", ")
+    );
+    Ok(())
 }
 
 /// Reload the manifest (or component file) on every SIGHUP.

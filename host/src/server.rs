@@ -6,11 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin;
 use crate::app::App;
@@ -47,6 +49,55 @@ pub async fn serve(
         shutdown,
     )
     .await
+}
+
+/// Serve the main listener on `workers` threads, each with a single-threaded
+/// tokio runtime of its own ("thread per core"): a request, its guest and
+/// its ClickHouse connection then live on one thread, with no cross-thread
+/// wake-ups. Blocks until `shutdown` is cancelled and every worker is done.
+pub fn run_on_threads(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    workers: usize,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    listener
+        .set_nonblocking(true)
+        .context("making the listener non-blocking")?;
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers.max(1) {
+        let listener = listener.try_clone().context("sharing the listener")?;
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("wasmhouse-worker-{index}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a worker runtime")?;
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    run(
+                        listener,
+                        app,
+                        Listener::Main,
+                        grace,
+                        shutdown.cancelled_owned(),
+                    )
+                    .await
+                })
+            })
+            .context("starting a worker thread")?;
+        threads.push(thread);
+    }
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+    }
+    Ok(())
 }
 
 /// Accept connections on `listener` for `app` until `shutdown` resolves.

@@ -25,6 +25,21 @@ pub fn hostile(version: u32) -> PathBuf {
     .clone()
 }
 
+/// The smallest wasi:http handler (`bench/guests/empty`): 200, no body.
+pub fn empty() -> PathBuf {
+    static EMPTY: OnceLock<PathBuf> = OnceLock::new();
+    EMPTY
+        .get_or_init(|| {
+            build(
+                "wasmhouse-bench-empty",
+                "wasmhouse_bench_empty.wasm",
+                None,
+                "wasm-test-v1",
+            )
+        })
+        .clone()
+}
+
 /// Build `package` into `target/<target_dir>` and return its component.
 /// Each feature set has its own target directory, so concurrent test
 /// processes never overwrite each other's artefact.

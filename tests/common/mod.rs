@@ -7,6 +7,7 @@
 pub mod clickhouse;
 pub mod guests;
 pub mod host;
+pub mod seed;
 
 pub use clickhouse::ClickHouse;
 pub use host::{HostBuilder, Wasmhouse};

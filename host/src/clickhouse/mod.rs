@@ -3,7 +3,8 @@
 //!
 //! - [`pool`]: the shared keep-alive HTTP connection pool, credentials,
 //!   query ids, the one retry on a stale connection.
-//! - [`params`]: `{name:Type}` placeholders, checked and bound safely.
+//! - `{name:Type}` parameters are bound by [`wasmhouse_sql::params`], shared
+//!   with the adapter component.
 //! - [`policy`]: per-route guard-rails (read-only, limits, allowed settings).
 //! - [`stream`]: results streamed chunk by chunk, errors after `200 OK`
 //!   detected, abandoned queries cancelled.
@@ -12,7 +13,6 @@
 
 pub mod capability;
 pub mod error;
-pub mod params;
 pub mod policy;
 pub mod pool;
 pub mod stream;

@@ -1,25 +1,20 @@
 //! A query's result, streamed chunk by chunk as ClickHouse sends it.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::AUTHORIZATION;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::error::{QueryError, find_trailing_exception};
+use wasmhouse_sql::HoldBack;
+use wasmhouse_sql::holdback::DEFAULT_HOLD_BACK;
+
+use super::error::QueryError;
 use super::policy::ErrorContext;
 use super::pool::{PoolInner, unavailable};
-
-/// How many trailing bytes are held back until the next chunk arrives.
-///
-/// ClickHouse reports an error that happens after it has sent `200 OK` by
-/// appending `Code: N, … DB::Exception …` to the body. Holding the tail back
-/// lets us turn that into an error instead of handing it on as data.
-const HOLD_BACK: usize = 16 * 1024;
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -29,8 +24,9 @@ type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 /// it before the end cancels the query on the server.
 pub struct RowStream {
     body: ByteStream,
-    held: VecDeque<Bytes>,
-    held_len: usize,
+    /// The result's tail, held until it is known not to be an exception
+    /// ClickHouse appended after `200 OK`.
+    held: HoldBack<Bytes>,
     body_done: bool,
     failed: bool,
     guard: QueryGuard,
@@ -49,8 +45,7 @@ impl RowStream {
     ) -> Self {
         Self {
             body: Box::pin(response.bytes_stream()),
-            held: VecDeque::new(),
-            held_len: 0,
+            held: HoldBack::new(DEFAULT_HOLD_BACK),
             body_done: false,
             failed: false,
             guard,
@@ -74,25 +69,20 @@ impl RowStream {
             return Err(QueryError::Unavailable("the result already failed".into()));
         }
         loop {
-            if let Some(front) = self.held.front()
-                && (self.body_done || self.held_len - front.len() >= HOLD_BACK)
-            {
-                let chunk = self.held.pop_front().unwrap_or_default();
-                self.held_len -= chunk.len();
+            let ready = if self.body_done {
+                self.held.pop_any()
+            } else {
+                self.held.pop_ready()
+            };
+            if let Some(chunk) = ready {
                 return Ok(Some(chunk));
             }
             if self.body_done {
-                self.guard.finished();
                 return Ok(None);
             }
             match tokio::time::timeout_at(self.deadline, self.body.next()).await {
                 Err(_) => return Err(self.fail(QueryError::Timeout)),
-                Ok(Some(Ok(chunk))) => {
-                    if !chunk.is_empty() {
-                        self.held_len += chunk.len();
-                        self.held.push_back(chunk);
-                    }
-                }
+                Ok(Some(Ok(chunk))) => self.held.push(chunk),
                 Ok(Some(Err(err))) => {
                     let err = unavailable(&self.guard.pool.config, &err);
                     return Err(self.fail(err));
@@ -100,7 +90,8 @@ impl RowStream {
                 Ok(None) => {
                     self.body_done = true;
                     self.guard.finished();
-                    if let Some(err) = self.trailing_exception() {
+                    if let Err(exception) = self.held.finish() {
+                        let err = self.errors.classify(exception);
                         return Err(self.fail(err));
                     }
                 }
@@ -111,21 +102,7 @@ impl RowStream {
     fn fail(&mut self, err: QueryError) -> QueryError {
         self.failed = true;
         self.held.clear();
-        self.held_len = 0;
         err
-    }
-
-    /// An exception ClickHouse appended after the rows it had sent.
-    fn trailing_exception(&mut self) -> Option<QueryError> {
-        if self.held.is_empty() {
-            return None;
-        }
-        let mut tail = BytesMut::with_capacity(self.held_len);
-        for chunk in &self.held {
-            tail.extend_from_slice(chunk);
-        }
-        let (_, exception) = find_trailing_exception(&tail)?;
-        Some(self.errors.classify(exception))
     }
 }
 
@@ -168,7 +145,7 @@ impl Drop for QueryGuard {
             let sql = format!("KILL QUERY WHERE query_id = '{query_id}' ASYNC");
             let url = format!("http://{}:{}/", bracket(&config.host), config.port);
             let sent = pool
-                .client
+                .client()
                 .post(url)
                 .header(AUTHORIZATION, pool.authorization.clone())
                 .body(sql)

@@ -140,6 +140,8 @@ pub async fn handle(
     // running to stream the body, while hyper sends what it writes.
     let task = tokio::spawn({
         let component = component.clone();
+        let route_name = route.name.clone();
+        let request_id = request_id.to_owned();
         async move {
             // The instance slot is free again only when the guest is done.
             let _permit = permit;
@@ -155,11 +157,16 @@ pub async fn handle(
                     .await
                     .map_err(|err| classify_trap(err, &store))
             };
-            match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(failure)) => Err((failure, store.data().stderr())),
-                Err(_) => Err((GuestFailure::Timeout, store.data().stderr())),
-            }
+            let failure = match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(failure)) => failure,
+                Err(_) => GuestFailure::Timeout,
+            };
+            // Logged here, where the guest's stderr is: after the headers
+            // went out nobody else hears of it (the body is cut short, so the
+            // client sees an error rather than a short body).
+            log_failure(&route_name, &request_id, &failure, &store.data().stderr());
+            Err(failure)
         }
     });
 
@@ -168,16 +175,8 @@ pub async fn handle(
     let mut task = AbortOnDrop(Some(task));
     match receiver.await {
         Ok(Ok(response)) => {
-            let task = task.disarm();
-            let route_name = route.name.clone();
-            let request_id = request_id.to_owned();
-            // Failures after the headers went out can only be logged; the
-            // body is cut short so the client sees an error, not a short body.
-            tokio::spawn(async move {
-                if let Ok(Err((failure, stderr))) = task.await {
-                    log_failure(&route_name, &request_id, &failure, &stderr, true);
-                }
-            });
+            // The guest streams the body on; its task lives until it is done.
+            drop(task.disarm());
             response.map(|body| body.map_err(respond::BodyError::from).boxed_unsync())
         }
         Ok(Err(code)) => {
@@ -191,15 +190,17 @@ pub async fn handle(
         }
         Err(_) => {
             let failure = match task.disarm().await {
-                Ok(Ok(())) => (GuestFailure::NoResponse, String::new()),
+                Ok(Ok(())) => {
+                    tracing::warn!(request_id, route = %route.name, "guest returned without a response");
+                    GuestFailure::NoResponse
+                }
                 Ok(Err(failure)) => failure,
-                Err(join) => (
-                    GuestFailure::Trap(wasmtime::format_err!("guest task failed: {join}")),
-                    String::new(),
-                ),
+                Err(join) => {
+                    tracing::error!(request_id, route = %route.name, error = %join, "host bug: the guest task failed");
+                    GuestFailure::Trap(wasmtime::format_err!("guest task failed: {join}"))
+                }
             };
-            log_failure(&route.name, request_id, &failure.0, &failure.1, false);
-            failure_response(&failure.0, route, request_id)
+            failure_response(&failure, route, request_id)
         }
     }
 }
@@ -280,23 +281,17 @@ fn failure_response(
     }
 }
 
-fn log_failure(
-    route: &str,
-    request_id: &str,
-    failure: &GuestFailure,
-    stderr: &str,
-    streaming: bool,
-) {
+fn log_failure(route: &str, request_id: &str, failure: &GuestFailure, stderr: &str) {
     let stderr = stderr.trim();
     match failure {
         GuestFailure::Trap(err) => {
-            tracing::error!(request_id, route, streaming, guest_stderr = stderr, error = ?err, "guest trapped");
+            tracing::error!(request_id, route, guest_stderr = stderr, error = ?err, "guest trapped");
         }
         GuestFailure::Exhausted(why) => {
             tracing::warn!(request_id, route, why, "no instance slot free");
         }
         other => {
-            tracing::warn!(request_id, route, streaming, guest_stderr = stderr, failure = ?other, "guest failed");
+            tracing::warn!(request_id, route, guest_stderr = stderr, failure = ?other, "guest failed");
         }
     }
 }

@@ -62,7 +62,14 @@ impl Runtime {
     /// Build the engine (pooling allocator, epoch interruption) and a linker
     /// with WASI p2, `wasi:http` and the ClickHouse capability; start the
     /// epoch ticker.
-    pub fn new(sizing: PoolSizing) -> anyhow::Result<Self> {
+    ///
+    /// With `compile_cache`, compiled machine code is kept in that directory
+    /// (keyed by the component's hash and the engine's settings), so a
+    /// restart loads components instead of compiling them.
+    pub fn new(
+        sizing: PoolSizing,
+        compile_cache: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
         let instances = sizing.max_instances;
         pool.total_component_instances(instances)
@@ -84,6 +91,20 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
             .parallel_compilation(true);
+        if let Some(directory) = compile_cache {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(directory);
+            match wasmtime::Cache::new(cache) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(err) => tracing::warn!(
+                    directory = %directory.display(),
+                    error = %err,
+                    "compile cache unavailable; components are compiled at every start"
+                ),
+            }
+        }
         let engine = Engine::new(&config).context("creating the Wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);

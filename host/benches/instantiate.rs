@@ -1,0 +1,64 @@
+//! Micro-benchmark: what the sandbox costs per request. A fresh store and
+//! instance of the smallest `wasi:http` handler, one call, the response
+//! collected: `cargo bench -p wasmhouse --bench instantiate`.
+
+#[path = "../../tests/common/guests.rs"]
+mod guests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use tokio::sync::Semaphore;
+use wasmhouse::ServeConfig;
+use wasmhouse::app::App;
+use wasmhouse::clickhouse::ClickHouseConfig;
+use wasmhouse::manifest::ComponentSource;
+use wasmhouse::runtime::invoke;
+
+fn instantiate_and_call(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut config = ServeConfig::new(ClickHouseConfig {
+        host: "127.0.0.1".into(),
+        port: 9,
+        user: "default".into(),
+        password: String::new(),
+        database: "default".into(),
+        pool_max_size: 4,
+        pool_idle_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+    });
+    config.routes[0].source = ComponentSource::File(guests::empty());
+    let app = runtime.block_on(async { Arc::new(App::new(&config).expect("app")) });
+    let route = app.routes().routes()[0].clone();
+    let permits = Arc::new(Semaphore::new(1024));
+
+    c.bench_function("instantiate + empty handler + response", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let request = hyper::Request::builder()
+                .uri("/")
+                .header("host", "localhost")
+                .body(
+                    Empty::new()
+                        .map_err(|never: std::convert::Infallible| match never {})
+                        .boxed_unsync(),
+                )
+                .expect("request");
+            let permit = permits.clone().acquire_owned().await.expect("permit");
+            let response = invoke::handle(app.runtime(), &route, "bench", request, permit).await;
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.expect("body");
+        });
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = instantiate_and_call
+}
+criterion_main!(benches);

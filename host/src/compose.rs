@@ -1,0 +1,78 @@
+//! `wasmhouse compose`: plug the adapter component into a route component so
+//! it runs on runtimes without the wasmhouse host (Spin, `wasmtime serve`,
+//! `jco serve`). The result imports only standard WASI interfaces and
+//! exports `wasi:http/incoming-handler`.
+
+use wac_graph::types::Package;
+use wac_graph::{CompositionGraph, EncodeOptions, PlugError};
+
+/// The adapter: `wasmhouse:clickhouse/query` over outgoing `wasi:http`.
+pub static ADAPTER_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/wasmhouse_adapter.wasm"));
+
+/// Why composition failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    /// The input is not a component wac can read.
+    #[error("reading the route component: {0:#}")]
+    Input(anyhow::Error),
+    /// The guest does not import the query interface: nothing to plug.
+    #[error(
+        "the component does not import wasmhouse:clickhouse/query, so it needs no adapter: \
+         it runs on other wasi:http runtimes as it is"
+    )]
+    NothingToPlug,
+    /// Building or encoding the composition failed.
+    #[error("composing: {0:#}")]
+    Compose(anyhow::Error),
+}
+
+/// Plug [`ADAPTER_COMPONENT`] into `guest`; returns the composed component.
+pub fn compose(guest: &[u8]) -> Result<Vec<u8>, ComposeError> {
+    let mut graph = CompositionGraph::new();
+    let guest = Package::from_bytes("wasmhouse:route", None, guest.to_vec(), graph.types_mut())
+        .map_err(ComposeError::Input)?;
+    let guest = graph
+        .register_package(guest)
+        .map_err(|err| ComposeError::Input(err.into()))?;
+    let adapter = Package::from_bytes(
+        "wasmhouse:adapter",
+        None,
+        ADAPTER_COMPONENT.to_vec(),
+        graph.types_mut(),
+    )
+    .map_err(ComposeError::Compose)?;
+    let adapter = graph
+        .register_package(adapter)
+        .map_err(|err| ComposeError::Compose(err.into()))?;
+    match wac_graph::plug(&mut graph, vec![adapter], guest) {
+        Ok(()) => {}
+        Err(PlugError::NoPlugHappened) => return Err(ComposeError::NothingToPlug),
+        Err(PlugError::GraphError { source }) => return Err(ComposeError::Compose(source)),
+    }
+    graph
+        .encode(EncodeOptions::default())
+        .map_err(|err| ComposeError::Compose(err.into()))
+}
+
+/// The names a component imports, in order.
+pub fn imports(component: &[u8]) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        match payload.map_err(|err| err.to_string())? {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => {
+                depth += 1;
+            }
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    names.push(import.map_err(|err| err.to_string())?.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
