@@ -3,6 +3,7 @@
 //! collected: `cargo bench -p wasmhouse --bench instantiate`.
 
 #[path = "../../tests/common/guests.rs"]
+#[allow(dead_code, reason = "the bench uses one of the shared test guests")]
 mod guests;
 
 use std::sync::Arc;
@@ -17,8 +18,13 @@ use wasmhouse::clickhouse::ClickHouseConfig;
 use wasmhouse::manifest::ComponentSource;
 use wasmhouse::runtime::invoke;
 
+/// The allocator the `wasmhouse` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn instantiate_and_call(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // A single-threaded runtime, like each of the server's worker threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -56,9 +62,18 @@ fn instantiate_and_call(c: &mut Criterion) {
     });
 }
 
-criterion_group! {
+#[allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
+mod group {
+    use super::*;
+
+    criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
     targets = instantiate_and_call
+    }
 }
-criterion_main!(benches);
+
+criterion_main!(group::benches);
