@@ -74,3 +74,17 @@ start_local_clickhouse() {
   done
   die "ClickHouse did not answer on port $port within 30 s (see .wasmhouse/clickhouse.log)"
 }
+
+# The npm packages the portability tests run (jco), pinned by package-lock.json.
+ensure_node_packages() {
+  local dir="$ROOT/tests/portability"
+  if ! command -v npm >/dev/null 2>&1; then
+    [ "${WASMHOUSE_NO_APT:-0}" = 1 ] && die "npm is not installed (and WASMHOUSE_NO_APT=1)"
+    say "installing Node.js and npm with apt-get"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if [ ! -x "$dir/node_modules/.bin/jco" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    say "installing the portability tests' npm packages (jco)"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
+}

@@ -149,7 +149,7 @@ pub fn classify(exception: ServerException) -> query::Error {
 }
 
 fn path_and_query(endpoint: &Endpoint, options: &query::Options, query_id: &str) -> String {
-    let mut query = url::form_urlencoded::Serializer::new(String::from("/?"));
+    let mut query = url::form_urlencoded::Serializer::for_suffix(String::from("/?"), 2);
     query
         .append_pair("database", &endpoint.database)
         .append_pair("query_id", query_id)

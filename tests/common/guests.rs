@@ -40,6 +40,42 @@ pub fn empty() -> PathBuf {
         .clone()
 }
 
+/// The seed routes in JavaScript (`guest-js/seed.js`), built with
+/// componentize-js from the portability tests' npm packages; rebuilt only
+/// when the source is newer than the component.
+pub fn javascript_seed() -> PathBuf {
+    static SEED: OnceLock<PathBuf> = OnceLock::new();
+    SEED.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let source = root.join("guest-js/seed.js");
+        let output = root.join("target/js/seed-js.wasm");
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if modified(&output).is_some() && modified(&output) >= modified(&source) {
+            return output;
+        }
+        let componentize = root.join("tests/portability/node_modules/.bin/componentize-js");
+        assert!(
+            componentize.exists(),
+            "{} is missing: run `npm ci --prefix tests/portability` (./scripts/test does)",
+            componentize.display()
+        );
+        std::fs::create_dir_all(output.parent().expect("target/js")).expect("create target/js");
+        // componentize-js reads the WIT relative to the working directory.
+        let status = Command::new(componentize)
+            .current_dir(root)
+            .args(["--wit", "wit", "--world-name", "route", "-o"])
+            .arg(&output)
+            .arg("guest-js/seed.js")
+            .status()
+            .expect("running componentize-js");
+        assert!(status.success(), "building the JavaScript guest failed");
+        output
+    })
+    .clone()
+}
+
 /// Build `package` into `target/<target_dir>` and return its component.
 /// Each feature set has its own target directory, so concurrent test
 /// processes never overwrite each other's artefact.

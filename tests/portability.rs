@@ -1,0 +1,196 @@
+//! The same route component elsewhere: composed with the adapter, the seed
+//! guest runs on `jco serve` (Node.js) and answers like it does on the host;
+//! and the same routes written in JavaScript pass the same tests on the host.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ClickHouse, Wasmhouse, get, guests};
+
+/// `jco serve` from the npm packages `scripts/test` installs.
+fn jco() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let jco = root.join("tests/portability/node_modules/.bin/jco");
+    assert!(
+        jco.exists(),
+        "{} is missing: run `npm ci --prefix tests/portability` (./scripts/test does)",
+        jco.display()
+    );
+    jco
+}
+
+/// A `jco serve` process serving `component`, killed when dropped.
+struct JcoServe {
+    child: Child,
+    port: u16,
+}
+
+impl JcoServe {
+    fn start(component: &Path, environment: &[(&str, String)]) -> Self {
+        let port = common::clickhouse::free_port();
+        let mut command = Command::new(jco());
+        command
+            .arg("serve")
+            .arg("--host")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg(component)
+            // jco hands its whole environment to the guest: keep it to what
+            // the test means to pass.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // jco runs the server in a child `node` process that outlives it:
+        // give them a process group of their own and stop the whole group.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        for (key, value) in environment {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("spawning jco serve");
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "jco serve did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for JcoServe {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `wasmhouse compose` of the built-in seed routes.
+fn composed_seed(dir: &Path) -> PathBuf {
+    let output = dir.join("seed.wasm");
+    let status = Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args(["compose", "-o"])
+        .arg(&output)
+        .status()
+        .expect("running wasmhouse compose");
+    assert!(status.success(), "wasmhouse compose failed");
+    output
+}
+
+#[test]
+fn composed_component_imports_only_standard_wasi() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let composed = std::fs::read(composed_seed(dir.path())).expect("composed component");
+    let imports = wasmhouse::compose::imports(&composed).expect("parse imports");
+    assert!(!imports.is_empty());
+    for import in &imports {
+        assert!(import.starts_with("wasi:"), "non-WASI import {import}");
+    }
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:http/outgoing-handler@"))
+    );
+    assert!(!imports.iter().any(|i| i.starts_with("wasmhouse:")));
+}
+
+#[test]
+fn compose_explains_a_component_without_the_query_import() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .arg("compose")
+        .arg(guests::empty())
+        .args(["-o", "/dev/null"])
+        .output()
+        .expect("running wasmhouse compose");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not import wasmhouse:clickhouse/query"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_routes_pass_on_jco_serve() {
+    let clickhouse = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = composed_seed(dir.path());
+    let jco = JcoServe::start(&component, &[("CLICKHOUSE_URL", clickhouse.url())]);
+    let base = jco.url("");
+    common::seed::assert_routes(&base, &clickhouse).await;
+    common::seed::assert_client_errors(&base).await;
+
+    // The same answers as the host gives, timings aside.
+    let host = Wasmhouse::start(&clickhouse);
+    for path in [
+        "/health",
+        "/clickhouse-status",
+        "/concurrent/heavy-query",
+        "/stream/numbers?n=500",
+        "/nope",
+    ] {
+        let (on_jco, on_host) = (get(&jco.url(path)).await, get(&host.url(path)).await);
+        assert_eq!(on_jco.status, on_host.status, "{path}");
+        let strip = |mut json: serde_json::Value| {
+            if let Some(object) = json.as_object_mut() {
+                object.remove("elapsed_ms");
+            }
+            json
+        };
+        if on_host.json.is_null() {
+            assert_eq!(on_jco.text, on_host.text, "{path}");
+        } else {
+            assert_eq!(strip(on_jco.json), strip(on_host.json), "{path}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jco_serve_with_clickhouse_down_or_unconfigured_answers_503() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = composed_seed(dir.path());
+    let dead = format!("http://127.0.0.1:{}", common::clickhouse::free_port());
+    let down = JcoServe::start(&component, &[("CLICKHOUSE_URL", dead)]);
+    common::seed::assert_clickhouse_down(&down.url("")).await;
+
+    let unconfigured = JcoServe::start(&component, &[]);
+    let status = get(&unconfigured.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 503, "{}", status.text);
+    assert!(
+        status.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("CLICKHOUSE_URL")),
+        "{}",
+        status.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn javascript_seed_guest_passes_the_route_tests_on_the_host() {
+    let mut clickhouse = ClickHouse::start();
+    let guest = guests::javascript_seed();
+    let host = common::HostBuilder::new(&clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .start();
+    let base = host.url("");
+    common::seed::assert_routes(&base, &clickhouse).await;
+    common::seed::assert_client_errors(&base).await;
+    let isolation = get(&host.url("/concurrent/test-isolation?delay=0")).await;
+    assert_eq!(isolation.json["instance_requests"], 1, "{}", isolation.text);
+    clickhouse.stop();
+    common::seed::assert_clickhouse_down(&base).await;
+}
