@@ -1,5 +1,6 @@
 //! The `wasmhouse` command: parse flags, then hand over to the library.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -72,12 +73,17 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let report = runtime.block_on(load::run(args))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)?
     } else {
-        println!("{report}");
+        report.to_string()
+    };
+    // A closed pipe (`wasmhouse load … | head`) is not an error worth a panic.
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}") {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
