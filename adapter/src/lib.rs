@@ -33,6 +33,7 @@ use bindings::wasi::io::streams::{OutputStream, StreamError};
 use wasmhouse_sql::HoldBack;
 use wasmhouse_sql::holdback::DEFAULT_HOLD_BACK;
 use wasmhouse_sql::params::{self, BindMode};
+use wasmhouse_sql::settings::DEFAULT_ALLOWED_SETTINGS;
 
 use config::Endpoint;
 use request::ResponseBody;
@@ -154,27 +155,9 @@ fn write_all(out: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     out.blocking_flush()
 }
 
-/// Settings a guest may pass, as on the host by default.
-const ALLOWED_SETTINGS: &[&str] = &[
-    "output_format_*",
-    "format_*",
-    "date_time_output_format",
-    "date_time_input_format",
-    "extremes",
-    "join_use_nulls",
-    "max_block_size",
-    "totals_mode",
-    "use_uncompressed_cache",
-];
-
 fn check_settings(settings: &[(String, String)]) -> Result<(), query::Error> {
     for (name, _) in settings {
-        let allowed = ALLOWED_SETTINGS
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => pattern == name,
-            });
+        let allowed = wasmhouse_sql::settings::is_allowed(name, DEFAULT_ALLOWED_SETTINGS);
         if !allowed {
             return Err(query::Error::Refused(format!(
                 "setting {name} is not allowed through the adapter"

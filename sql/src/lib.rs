@@ -5,12 +5,14 @@
 //! - [`params`]: `{name:Type}` placeholders, values checked against their
 //!   types and bound safely.
 //! - [`exception`]: ClickHouse's error texts, parsed.
+//! - [`settings`]: the settings a guest may pass.
 //! - [`holdback`]: holding back the tail of a result until it is known not
 //!   to be an exception ClickHouse appended after `200 OK`.
 
 pub mod exception;
 pub mod holdback;
 pub mod params;
+pub mod settings;
 
 pub use exception::ServerException;
 pub use holdback::HoldBack;

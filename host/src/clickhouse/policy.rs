@@ -26,20 +26,7 @@ const HOST_SETTINGS: &[&str] = &[
     "allow_introspection_functions",
 ];
 
-/// Settings a guest may set unless its route says otherwise: ones that shape
-/// the output, not the resources a query may use. A trailing `*` matches any
-/// suffix.
-pub const DEFAULT_ALLOWED_SETTINGS: &[&str] = &[
-    "output_format_*",
-    "format_*",
-    "date_time_output_format",
-    "date_time_input_format",
-    "extremes",
-    "join_use_nulls",
-    "max_block_size",
-    "totals_mode",
-    "use_uncompressed_cache",
-];
+pub use wasmhouse_sql::settings::DEFAULT_ALLOWED_SETTINGS;
 
 /// What one route's queries may do.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,13 +118,7 @@ impl QueryPolicy {
                     "setting {name} is controlled by the host"
                 )));
             }
-            let allowed =
-                self.allowed_settings
-                    .iter()
-                    .any(|pattern| match pattern.strip_suffix('*') {
-                        Some(prefix) => name.starts_with(prefix),
-                        None => pattern == name,
-                    });
+            let allowed = wasmhouse_sql::settings::is_allowed(name, &self.allowed_settings);
             if !allowed {
                 return Err(QueryError::Refused(format!(
                     "setting {name} is not allowed on this route"
