@@ -194,3 +194,35 @@ async fn javascript_seed_guest_passes_the_route_tests_on_the_host() {
     clickhouse.stop();
     common::seed::assert_clickhouse_down(&base).await;
 }
+
+/// Opt-in: `wasmtime serve` is not installed by CI (building `wasmtime-cli`
+/// takes about 17 minutes on two cores). Run with
+/// `cargo install wasmtime-cli --version 48.0.8 --locked` and
+/// `cargo test -p wasmhouse --test portability -- --ignored`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs wasmtime-cli 48 on PATH (a 17-minute build); opt in with --ignored"]
+async fn seed_routes_pass_on_wasmtime_serve() {
+    let clickhouse = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = composed_seed(dir.path());
+    let port = common::clickhouse::free_port();
+    let mut child = Command::new("wasmtime")
+        .args(["serve", "-S", "cli", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(&component)
+        .env("CLICKHOUSE_URL", clickhouse.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wasmtime serve on PATH");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "wasmtime serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    common::seed::assert_routes(&base, &clickhouse).await;
+    common::seed::assert_client_errors(&base).await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
