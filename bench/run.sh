@@ -156,7 +156,7 @@ WT_LINE="| \`wasmtime serve\` (default flags), same guest composed | not install
 if command -v wasmtime >/dev/null 2>&1 && wasmtime --version | grep -q '^wasmtime 48\.'; then
   "$BIN" compose -o "$WORK/composed.wasm" > /dev/null
   WT_PORT="$(free_port)"
-  CLICKHOUSE_URL="$CH" wasmtime serve -S cli --addr "127.0.0.1:$WT_PORT" "$WORK/composed.wasm" > "$WORK/wt.log" 2>&1 &
+  wasmtime serve -S cli --env CLICKHOUSE_URL="$CH" --addr "127.0.0.1:$WT_PORT" "$WORK/composed.wasm" > "$WORK/wt.log" 2>&1 &
   WT_PID=$!; PIDS+=("$WT_PID")
   for _ in $(seq 1 300); do curl -fs -o /dev/null "http://127.0.0.1:$WT_PORT/health" && break; sleep 0.1; done
   read -r WT_RPS WT_P50 WT_P99 WT_RSS _ < <(load "http://127.0.0.1:$WT_PORT/health" "$WT_PID")

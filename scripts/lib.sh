@@ -88,3 +88,13 @@ ensure_node_packages() {
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
   fi
 }
+
+# wasmtime-cli 48 for the portability test on `wasmtime serve` (a long build,
+# once per machine).
+ensure_wasmtime_cli() {
+  if command -v wasmtime >/dev/null 2>&1 && wasmtime --version | grep -q '^wasmtime 48\.'; then
+    return
+  fi
+  say "installing wasmtime-cli 48 (once; 8-17 minutes on two cores)"
+  cargo install wasmtime-cli --version 48.0.8 --locked --quiet
+}

@@ -15,9 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
+use hyper::Method;
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
-use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -219,8 +219,5 @@ fn deploy_error(err: &DeployError) -> hyper::Response<ResponseBody> {
 }
 
 fn error(status: u16, kind: &str, message: &str) -> hyper::Response<ResponseBody> {
-    let mut response = respond::json(status, &json!({ "error": message, "kind": kind }));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
+    respond::json(status, &json!({ "error": message, "kind": kind }))
 }

@@ -28,6 +28,8 @@ pub struct Deployment {
 /// A path prefix served by one component, swappable while requests run.
 pub struct Route {
     prefix: String,
+    /// The prefix as a header value, made once rather than per request.
+    prefix_header: hyper::header::HeaderValue,
     context: RouteContext,
     source: ComponentSource,
     current: ArcSwap<Deployment>,
@@ -48,8 +50,13 @@ impl Route {
             ComponentSource::Builtin => "builtin",
             ComponentSource::File(_) => "file",
         };
+        let prefix = normalise_prefix(&prefix.into());
         Self {
-            prefix: normalise_prefix(&prefix.into()),
+            // A prefix comes from the manifest; one that is no header value
+            // (control characters) is reported as the root.
+            prefix_header: hyper::header::HeaderValue::from_str(&prefix)
+                .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("/")),
+            prefix,
             context,
             source,
             current: ArcSwap::from_pointee(Deployment {
@@ -67,6 +74,11 @@ impl Route {
     /// (except the root route `/`).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// [`Route::prefix`] as a header value.
+    pub fn prefix_header(&self) -> &hyper::header::HeaderValue {
+        &self.prefix_header
     }
 
     /// The route's name, limits and guard-rails.

@@ -94,7 +94,7 @@ pub async fn handle(
     permit: OwnedSemaphorePermit,
 ) -> hyper::Response<ResponseBody> {
     let component = route.component();
-    let prefix = route.prefix().to_owned();
+    let table_entry = route;
     let route = route.context();
     let deadline = Instant::now() + route.limits.timeout;
     let mut store = new_store(runtime, route, deadline);
@@ -109,13 +109,13 @@ pub async fn handle(
     // Like Spin: the guest sees the full path, and the part after its
     // route's prefix in `spin-path-info`.
     if let Ok(value) =
-        hyper::header::HeaderValue::from_str(path_info(&prefix, request.uri().path()))
+        hyper::header::HeaderValue::from_str(path_info(table_entry.prefix(), request.uri().path()))
     {
         request.headers_mut().insert(PATH_INFO, value);
     }
-    if let Ok(value) = hyper::header::HeaderValue::from_str(&prefix) {
-        request.headers_mut().insert(COMPONENT_ROUTE, value);
-    }
+    request
+        .headers_mut()
+        .insert(COMPONENT_ROUTE, table_entry.prefix_header().clone());
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let setup = (|| -> wasmtime::Result<_> {
         let mut http = store.data_mut().http();
@@ -155,7 +155,7 @@ pub async fn handle(
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
                     .await
-                    .map_err(|err| classify_trap(err, &store))
+                    .map_err(classify_trap)
             };
             let failure = match tokio::time::timeout_at(deadline, run).await {
                 Ok(Ok(())) => return Ok(()),
@@ -228,8 +228,7 @@ fn classify_instantiation(err: wasmtime::Error) -> GuestFailure {
     }
 }
 
-fn classify_trap(err: wasmtime::Error, store: &Store<RequestState>) -> GuestFailure {
-    let _ = store;
+fn classify_trap(err: wasmtime::Error) -> GuestFailure {
     if let Some(trap) = err.downcast_ref::<Trap>()
         && *trap == Trap::Interrupt
     {
