@@ -4,10 +4,14 @@
 //! passed as text; the runtime checks each value against its type and binds
 //! it as data:
 //!
-//! ```ignore
+//! ```no_run
+//! # use wasmhouse_sdk::clickhouse::{Error, Query};
+//! # fn names(user_id: u64) -> Result<String, Error> {
 //! let rows = Query::new("SELECT name FROM users WHERE id = {id:UInt64}")
 //!     .param("id", user_id)
 //!     .json_array()?;
+//! # Ok(rows)
+//! # }
 //! ```
 
 use crate::bindings::wasi::io::streams::OutputStream;

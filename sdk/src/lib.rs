@@ -4,7 +4,7 @@
 //! may query ClickHouse through the `wasmhouse:clickhouse/query` import. This
 //! crate hides the generated bindings behind a small, synchronous API:
 //!
-//! ```ignore
+//! ```no_run
 //! use wasmhouse_sdk::{Request, Response, clickhouse::Query};
 //!
 //! struct Routes;
