@@ -145,7 +145,7 @@ read -r CH_SIMPLE CH_SIMPLE_P50 CH_SIMPLE_P99 _ _ < <(load "$CH/?query=SELECT%20
 read -r WH_SIMPLE WH_SIMPLE_P50 WH_SIMPLE_P99 WH_SIMPLE_RSS WH_SIMPLE_BAD < <(load "$WH/concurrent/simple-query" "$WH_PID")
 
 say "heavy query"
-HEAVY_SQL="SELECT%20count()%20AS%20c%2C%20sum(number)%20AS%20s%20FROM%20numbers(10000000)%20FORMAT%20JSONEachRow"
+HEAVY_SQL="SELECT%20count()%20AS%20c%2C%20sum(number)%20AS%20s%20FROM%20(SELECT%20number%20FROM%20system.numbers%20LIMIT%2010000000)%20FORMAT%20JSONEachRow"
 read -r CH_HEAVY CH_HEAVY_P50 CH_HEAVY_P99 _ _ < <(load "$CH/?query=$HEAVY_SQL" 0 8)
 read -r WH_HEAVY WH_HEAVY_P50 WH_HEAVY_P99 WH_HEAVY_RSS WH_HEAVY_BAD < <(load "$WH/concurrent/heavy-query" "$WH_PID" 8)
 
@@ -177,7 +177,7 @@ stream() {
   if [ "$pid" != 0 ]; then while [ ! -e "$rss" ]; do sleep 0.05; done; peak="$(cat "$rss")"; fi
   python3 -c "import sys; t,b=float(sys.argv[1]),int(sys.argv[2]); print(f'{t:.2f} {b/t/1e6:.0f} {b} {int(sys.argv[3])/1024:.1f}')" $result "$peak"
 }
-STREAM_SQL="SELECT%20number%20FROM%20numbers($STREAM_ROWS)%20FORMAT%20JSONEachRow"
+STREAM_SQL="SELECT%20number%20FROM%20system.numbers%20LIMIT%20$STREAM_ROWS%20FORMAT%20JSONEachRow"
 read -r CH_STREAM_S CH_STREAM_MBS CH_STREAM_BYTES _ < <(stream "$CH/?query=$STREAM_SQL")
 IDLE_RSS="$(awk "BEGIN {print $(rss_kib "$WH_PID") / 1024}")"
 read -r WH_STREAM_S WH_STREAM_MBS WH_STREAM_BYTES WH_STREAM_RSS < <(stream "$WH/stream/numbers?n=$STREAM_ROWS" "$WH_PID")

@@ -255,7 +255,8 @@ async fn queries_are_read_only_and_settings_allow_listed() {
 
     for (name, value, status) in [
         ("output_format_json_quote_denormals", "1", 200),
-        ("max_block_size", "1000", 200),
+        // Resource settings are off the default allow-list.
+        ("max_block_size", "1000", 403),
         ("max_memory_usage", "1", 403),
         ("readonly", "0", 403),
         ("max_execution_time", "1000", 403),

@@ -1,18 +1,20 @@
-//! Where ClickHouse is, from the component's environment.
+//! Where ClickHouse is, from the component's environment, read with the same
+//! rules as the host (`wasmhouse_clickhouse::Endpoint`).
+
+use wasmhouse_clickhouse::{Endpoint, QueryPolicy, ReadOnly};
 
 use crate::bindings::wasi::cli::environment::get_environment;
 
-/// A ClickHouse HTTP endpoint with credentials.
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-    pub database: String,
-    pub readonly: bool,
+/// The endpoint and the guard-rails the adapter applies.
+pub struct Settings {
+    /// The server and the account to use there.
+    pub endpoint: Endpoint,
+    /// Read-only unless `CLICKHOUSE_ALLOW_WRITES=1`; the host's defaults
+    /// otherwise.
+    pub policy: QueryPolicy,
 }
 
-impl Endpoint {
+impl Settings {
     /// Read `CLICKHOUSE_URL`, or `CLICKHOUSE_HOST` and friends.
     pub fn from_environment() -> Result<Self, String> {
         let environment = get_environment();
@@ -23,38 +25,24 @@ impl Endpoint {
                 .map(|(_, value)| value.clone())
                 .filter(|value| !value.is_empty())
         };
-        let mut endpoint = Self {
+        let defaults = Endpoint::default();
+        let mut endpoint = Endpoint {
             host: var("CLICKHOUSE_HOST").unwrap_or_default(),
             port: match var("CLICKHOUSE_PORT") {
                 Some(port) => port
                     .parse()
                     .map_err(|_| format!("CLICKHOUSE_PORT={port:?} is not a port number"))?,
-                None => 8123,
+                None => defaults.port,
             },
-            user: var("CLICKHOUSE_USER").unwrap_or_else(|| "default".into()),
+            user: var("CLICKHOUSE_USER").unwrap_or(defaults.user),
             password: var("CLICKHOUSE_PASSWORD").unwrap_or_default(),
-            database: var("CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".into()),
-            readonly: var("CLICKHOUSE_ALLOW_WRITES").as_deref() != Some("1"),
+            database: var("CLICKHOUSE_DATABASE").unwrap_or(defaults.database),
+            scheme: defaults.scheme,
         };
         if let Some(text) = var("CLICKHOUSE_URL") {
-            let url = url::Url::parse(&text)
-                .map_err(|err| format!("CLICKHOUSE_URL is not a URL: {err}"))?;
-            if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(format!(
-                    "CLICKHOUSE_URL: scheme {:?} is not http",
-                    url.scheme()
-                ));
-            }
-            endpoint.host = url.host_str().unwrap_or_default().to_owned();
-            endpoint.port = url.port_or_known_default().unwrap_or(8123);
-            if !url.username().is_empty() {
-                endpoint.user = decode(url.username());
-                endpoint.password = url.password().map(decode).unwrap_or_default();
-            }
-            let database = url.path().trim_matches('/');
-            if !database.is_empty() {
-                endpoint.database = decode(database);
-            }
+            endpoint
+                .apply_url(&text)
+                .map_err(|err| format!("CLICKHOUSE_URL: {err}"))?;
         }
         if endpoint.host.is_empty() {
             return Err(
@@ -62,13 +50,17 @@ impl Endpoint {
                     .into(),
             );
         }
-        Ok(endpoint)
+        endpoint
+            .validate()
+            .map_err(|(variable, err)| format!("{variable}: {err}"))?;
+        let policy = QueryPolicy {
+            readonly: if var("CLICKHOUSE_ALLOW_WRITES").as_deref() == Some("1") {
+                ReadOnly::Off
+            } else {
+                ReadOnly::Strict
+            },
+            ..QueryPolicy::default()
+        };
+        Ok(Self { endpoint, policy })
     }
-}
-
-fn decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
 }

@@ -10,10 +10,20 @@
 //!   `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE`;
 //! - `CLICKHOUSE_ALLOW_WRITES=1` to lift the read-only default.
 //!
+//! Every rule it applies comes from `wasmhouse-clickhouse`, the crate the
+//! host uses: URL parsing, the statement allow-list, the setting allow-list,
+//! the server-side caps, parameter binding, error classification and the
+//! held-back result tail. Only the transport is its own.
+//!
+//! **Not a security boundary.** The credentials live in the component's
+//! environment and the guest shares the component's outgoing `wasi:http`:
+//! a hostile guest can read them and talk to ClickHouse directly. The
+//! adapter makes an honest guest portable; isolating a hostile one is what
+//! the wasmhouse host is for.
+//!
 //! Compared with the host: parameters are always bound as typed literals
-//! (no server-side `param_`), there is no connection pooling (the platform
-//! decides), no time budget beyond the platform's, and of the host's
-//! guard-rails only read-only and the setting allow-list apply.
+//! (no server-side `param_`), there is no connection pool of its own (the
+//! platform decides) and no time budget beyond the platform's.
 
 mod config;
 mod request;
@@ -30,12 +40,12 @@ use std::cell::RefCell;
 
 use bindings::exports::wasmhouse::clickhouse::query::{self, Guest, GuestRows};
 use bindings::wasi::io::streams::{OutputStream, StreamError};
-use wasmhouse_sql::HoldBack;
-use wasmhouse_sql::holdback::DEFAULT_HOLD_BACK;
-use wasmhouse_sql::params::{self, BindMode};
-use wasmhouse_sql::settings::DEFAULT_ALLOWED_SETTINGS;
+use wasmhouse_clickhouse::QueryError;
+use wasmhouse_clickhouse::QueryPolicy;
+use wasmhouse_clickhouse::params::{self, BindMode};
+use wasmhouse_clickhouse::response::{DEFAULT_HOLD_BACK, HoldBack};
 
-use config::Endpoint;
+use config::Settings;
 use request::ResponseBody;
 
 struct Adapter;
@@ -44,14 +54,18 @@ impl Guest for Adapter {
     type Rows = Rows;
 
     fn execute(sql: String, options: query::Options) -> Result<query::Rows, query::Error> {
-        let endpoint = Endpoint::from_environment().map_err(query::Error::Unavailable)?;
-        check_settings(&options.settings)?;
+        let settings = Settings::from_environment().map_err(query::Error::Unavailable)?;
+        settings
+            .policy
+            .admit(&sql, &options.params, &options.settings)
+            .map_err(to_wit)?;
         let bound = params::bind(&sql, &options.params, BindMode::Inline)
             .map_err(|err| query::Error::InvalidParameter(err.to_string()))?;
         let query_id = request::query_id();
-        let body = request::send(&endpoint, &bound.sql, &options, &query_id)?;
+        let body = request::send(&settings, &bound.sql, &options, &query_id)?;
         Ok(query::Rows::new(Rows {
             query_id,
+            policy: settings.policy,
             state: RefCell::new(RowsState {
                 body: Some(body),
                 held: HoldBack::new(DEFAULT_HOLD_BACK),
@@ -61,8 +75,8 @@ impl Guest for Adapter {
     }
 
     fn server() -> query::Endpoint {
-        match Endpoint::from_environment() {
-            Ok(endpoint) => query::Endpoint {
+        match Settings::from_environment() {
+            Ok(Settings { endpoint, .. }) => query::Endpoint {
                 host: endpoint.host,
                 port: endpoint.port,
                 database: endpoint.database,
@@ -79,6 +93,7 @@ impl Guest for Adapter {
 /// A result being read from the response body.
 struct Rows {
     query_id: String,
+    policy: QueryPolicy,
     state: RefCell<RowsState>,
 }
 
@@ -112,7 +127,7 @@ impl GuestRows for Rows {
                     state.done = true;
                     state.body = None;
                     if let Err(exception) = state.held.finish() {
-                        return Err(request::classify(exception));
+                        return Err(to_wit(self.policy.classify(exception)));
                     }
                 }
                 Err(err) => {
@@ -155,16 +170,17 @@ fn write_all(out: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     out.blocking_flush()
 }
 
-fn check_settings(settings: &[(String, String)]) -> Result<(), query::Error> {
-    for (name, _) in settings {
-        let allowed = wasmhouse_sql::settings::is_allowed(name, DEFAULT_ALLOWED_SETTINGS);
-        if !allowed {
-            return Err(query::Error::Refused(format!(
-                "setting {name} is not allowed through the adapter"
-            )));
+/// The WIT form of a failure the shared rules report.
+fn to_wit(err: QueryError) -> query::Error {
+    match err {
+        QueryError::Server { code, message } => {
+            query::Error::Server(query::ServerError { code, message })
         }
+        QueryError::Unavailable(why) => query::Error::Unavailable(why),
+        QueryError::Refused(why) => query::Error::Refused(why),
+        QueryError::InvalidParameter(why) => query::Error::InvalidParameter(why),
+        QueryError::Timeout => query::Error::Timeout,
     }
-    Ok(())
 }
 
 #[expect(unsafe_code, reason = "wit-bindgen's generated export glue")]

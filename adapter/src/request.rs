@@ -1,7 +1,6 @@
 //! One query as one outgoing `wasi:http` request to ClickHouse.
 
-use base64::Engine as _;
-use wasmhouse_sql::ServerException;
+use wasmhouse_clickhouse::response::{ServerException, truncate};
 
 use crate::bindings::exports::wasmhouse::clickhouse::query;
 use crate::bindings::wasi::http::outgoing_handler;
@@ -9,15 +8,12 @@ use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
 use crate::bindings::wasi::io::streams::{InputStream, StreamError};
-use crate::config::Endpoint;
+use crate::config::Settings;
 
 /// How much of the body one read asks for.
 const READ_SIZE: u64 = 64 * 1024;
 /// Most of an error body that is read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-/// ClickHouse's "cannot do this in read-only mode".
-const READONLY: u32 = 164;
 
 /// A response body being read.
 pub struct ResponseBody {
@@ -49,30 +45,29 @@ pub fn query_id() -> String {
 /// Send `sql` and wait for the response head. A non-200 answer becomes the
 /// error ClickHouse reported.
 pub fn send(
-    endpoint: &Endpoint,
+    settings: &Settings,
     sql: &str,
     options: &query::Options,
     query_id: &str,
 ) -> Result<ResponseBody, query::Error> {
-    let unavailable = |what: &str| {
-        query::Error::Unavailable(format!("{what} ({}:{})", endpoint.host, endpoint.port))
-    };
+    let endpoint = &settings.endpoint;
+    let unavailable =
+        |what: &str| query::Error::Unavailable(format!("{what} ({})", endpoint.authority()));
     let headers = Fields::new();
-    let credentials = format!("{}:{}", endpoint.user, endpoint.password);
-    let authorization = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(credentials)
-    );
+    let authorization = endpoint.basic_authorization();
     headers
         .append("authorization", authorization.as_bytes())
         .map_err(|_| unavailable("the platform refused the authorization header"))?;
     let request = OutgoingRequest::new(headers);
-    let path = path_and_query(endpoint, options, query_id);
+    let path = path_and_query(settings, options, query_id);
+    // TLS when the URL says https: never plaintext to a TLS port.
+    let scheme = match endpoint.scheme {
+        wasmhouse_clickhouse::Scheme::Http => Scheme::Http,
+        wasmhouse_clickhouse::Scheme::Https => Scheme::Https,
+    };
     let parts_ok = request.set_method(&Method::Post).is_ok()
-        && request.set_scheme(Some(&Scheme::Http)).is_ok()
-        && request
-            .set_authority(Some(&format!("{}:{}", endpoint.host, endpoint.port)))
-            .is_ok()
+        && request.set_scheme(Some(&scheme)).is_ok()
+        && request.set_authority(Some(&endpoint.authority())).is_ok()
         && request.set_path_with_query(Some(&path)).is_ok();
     if !parts_ok {
         return Err(unavailable("could not build the request to ClickHouse"));
@@ -119,64 +114,49 @@ pub fn send(
         }
     }
     let text = String::from_utf8_lossy(&text);
-    Err(match ServerException::parse(&text) {
-        Some(exception) => classify(exception),
+    let text = truncate(text.trim(), 512);
+    Err(match ServerException::parse(text) {
+        Some(exception) => crate::to_wit(settings.policy.classify(exception)),
         None if status >= 500 => {
-            query::Error::Unavailable(format!("ClickHouse answered {status}: {}", text.trim()))
+            query::Error::Unavailable(format!("ClickHouse answered {status}: {text}"))
         }
         None => query::Error::Server(query::ServerError {
             code: 0,
-            message: format!("ClickHouse answered {status}: {}", text.trim()),
+            message: format!("ClickHouse answered {status}: {text}"),
         }),
     })
 }
 
-/// What an exception means to the guest, as on the host.
-pub fn classify(exception: ServerException) -> query::Error {
-    if exception.is_timeout() {
-        query::Error::Timeout
-    } else if exception.code == READONLY {
-        query::Error::Refused(format!(
-            "read-only ({}); set CLICKHOUSE_ALLOW_WRITES=1 to write",
-            exception.message
-        ))
-    } else {
-        query::Error::Server(query::ServerError {
-            code: exception.code,
-            message: exception.message,
-        })
-    }
-}
-
-fn path_and_query(endpoint: &Endpoint, options: &query::Options, query_id: &str) -> String {
+fn path_and_query(settings: &Settings, options: &query::Options, query_id: &str) -> String {
     let mut query = url::form_urlencoded::Serializer::for_suffix(String::from("/?"), 2);
     query
-        .append_pair("database", &endpoint.database)
+        .append_pair("database", &settings.endpoint.database)
         .append_pair("query_id", query_id)
         .append_pair(
             "default_format",
             options.format.as_deref().unwrap_or("JSONEachRow"),
         )
         .append_pair("output_format_json_quote_64bit_integers", "0");
-    if endpoint.readonly {
-        query.append_pair("readonly", "2");
-    }
     for (name, value) in &options.settings {
         query.append_pair(name, value);
+    }
+    // The caps after the guest's settings, as on the host.
+    for (name, value) in settings.policy.settings(None) {
+        query.append_pair(name, &value);
     }
     query.finish()
 }
 
-fn describe(code: ErrorCode, endpoint: &Endpoint) -> query::Error {
+fn describe(code: ErrorCode, endpoint: &wasmhouse_clickhouse::Endpoint) -> query::Error {
     let hint = match code {
         ErrorCode::HttpRequestDenied => format!(
-            "; allow outbound requests to http://{}:{} (Spin: allowed_outbound_hosts)",
-            endpoint.host, endpoint.port
+            "; allow outbound requests to {} (Spin: allowed_outbound_hosts)",
+            endpoint.base_url().trim_end_matches('/')
         ),
         _ => String::new(),
     };
     query::Error::Unavailable(format!(
-        "cannot reach ClickHouse at {}:{}: {code:?}{hint}",
-        endpoint.host, endpoint.port
+        "cannot reach ClickHouse at {}: {code:?}{hint}",
+        endpoint.authority()
     ))
 }

@@ -8,7 +8,11 @@
 //! | `GET /concurrent/simple-query` | `SELECT 1 AS value` |
 //! | `GET /concurrent/heavy-query` | `count()` and `sum()` over 10M numbers |
 //! | `GET /concurrent/test-isolation?delay=N` | `SELECT sleep(N)`, 0 ≤ N ≤ 3 |
-//! | `GET /stream/numbers?n=N` | `N` rows of `numbers()`, streamed as JSON lines |
+//! | `GET /stream/numbers?n=N` | `N` rows of `system.numbers`, streamed as JSON lines |
+//!
+//! Every query works under the host's strict read-only default (ClickHouse
+//! `readonly = 1`), which refuses table functions on older servers: numbers
+//! come from the `system.numbers` table, not the `numbers()` function.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,7 +24,8 @@ use wasmhouse_sdk::clickhouse::{self, Query};
 use wasmhouse_sdk::{Handler, Request, Response};
 
 const SIMPLE_QUERY: &str = "SELECT 1 AS value";
-const HEAVY_QUERY: &str = "SELECT count() AS c, sum(number) AS s FROM numbers(10000000)";
+const HEAVY_QUERY: &str =
+    "SELECT count() AS c, sum(number) AS s FROM (SELECT number FROM system.numbers LIMIT 10000000)";
 const ISOLATION_QUERY: &str = "SELECT sleep({delay:Float64}) AS slept";
 /// `sleep()` refuses more than 3 s per call, and so does this route.
 const MAX_DELAY_S: f64 = 3.0;
@@ -121,8 +126,9 @@ fn test_isolation(request: &Request) -> Response {
     )
 }
 
-/// Most rows `/stream/numbers` streams.
-const MAX_STREAM_ROWS: u64 = 1_000_000_000;
+/// Most rows `/stream/numbers` streams (well below the host's default cap
+/// on rows read per query).
+const MAX_STREAM_ROWS: u64 = 100_000_000;
 
 /// Stream `n` rows straight from ClickHouse to the client as JSON lines: the
 /// rows never pass through guest memory, and memory stays flat at any size.
@@ -142,7 +148,9 @@ fn stream_numbers(request: &Request) -> Response {
             }
         },
     };
-    let query = Query::new("SELECT number FROM numbers({n:UInt64})").param("n", n);
+    // `n` is a parsed integer, so formatting it into the SQL is safe; LIMIT
+    // takes no typed placeholder on servers before 19.11.
+    let query = Query::new(format!("SELECT number FROM system.numbers LIMIT {n}"));
     match query.run() {
         Ok(rows) => Response::rows(200, "application/x-ndjson", rows),
         Err(err) => Response::from_query_error(&err),

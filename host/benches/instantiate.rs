@@ -14,9 +14,9 @@ use http_body_util::{BodyExt, Empty};
 use tokio::sync::Semaphore;
 use wasmhouse::ServeConfig;
 use wasmhouse::app::App;
-use wasmhouse::clickhouse::ClickHouseConfig;
 use wasmhouse::manifest::ComponentSource;
 use wasmhouse::runtime::invoke;
+use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint};
 
 /// The allocator the `wasmhouse` binary uses.
 #[global_allocator]
@@ -28,16 +28,11 @@ fn instantiate_and_call(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut config = ServeConfig::new(ClickHouseConfig {
+    let mut config = ServeConfig::new(ClickHouseConfig::new(Endpoint {
         host: "127.0.0.1".into(),
         port: 9,
-        user: "default".into(),
-        password: String::new(),
-        database: "default".into(),
-        pool_max_size: 4,
-        pool_idle_timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(1),
-    });
+        ..Endpoint::default()
+    }));
     config.routes[0].source = ComponentSource::File(guests::empty());
     let app = runtime.block_on(async { Arc::new(App::new(&config).expect("app")) });
     let route = app.routes().routes()[0].clone();

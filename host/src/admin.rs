@@ -54,9 +54,64 @@ impl AdminConfig {
     }
 }
 
-/// Whether `path` is under `/admin`.
+/// Whether `path` is under `/admin` once normalised (see
+/// [`normalise_path`]), in any letter case: a request that any proxy or
+/// router could read as an admin call is never handed to a guest.
 pub fn is_admin_path(path: &str) -> bool {
-    path == "/admin" || path.starts_with("/admin/")
+    let path = normalise_path(path);
+    let lower = path.to_ascii_lowercase();
+    lower == "/admin" || lower.starts_with("/admin/")
+}
+
+/// `path` percent-decoded, with empty and `.` segments dropped and `..`
+/// segments resolved: `//admin/./components/`, `/x/../admin` and
+/// `/%61dmin` all become `/admin/...`.
+pub fn normalise_path(path: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    let mut normalised = String::with_capacity(decoded.len() + 1);
+    for segment in &segments {
+        normalised.push('/');
+        normalised.push_str(segment);
+    }
+    if normalised.is_empty() {
+        normalised.push('/');
+    }
+    normalised
+}
+
+/// Remove an `Authorization` header that carries the admin token from a
+/// request bound for a guest: the token is the host's, never a route's.
+/// Returns whether one was removed.
+pub fn strip_admin_token(headers: &mut hyper::HeaderMap, token: &str) -> bool {
+    let carries_token = headers.get_all(AUTHORIZATION).iter().any(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|presented| tokens_match(presented, token))
+    });
+    if carries_token {
+        headers.remove(AUTHORIZATION);
+    }
+    carries_token
+}
+
+/// Compare in constant time, after hashing, so neither the content nor the
+/// length of the token leaks through timing.
+fn tokens_match(presented: &str, token: &str) -> bool {
+    let expected = Sha256::digest(token.as_bytes());
+    let given = Sha256::digest(presented.trim().as_bytes());
+    bool::from(expected.ct_eq(&given))
 }
 
 /// Answer one admin request.
@@ -75,7 +130,7 @@ pub async fn handle(
     if let Some(rejection) = reject_unauthorized(&request, token) {
         return rejection;
     }
-    let path = request.uri().path().trim_end_matches('/').to_owned();
+    let path = normalise_path(request.uri().path());
     let segments: Vec<&str> = path.split('/').skip(2).collect();
     let method = request.method().clone();
     match (&method, segments.as_slice()) {
@@ -145,9 +200,7 @@ pub async fn handle(
     }
 }
 
-/// The 401/403 answer unless the request carries the bearer token. Compared
-/// in constant time, after hashing, so neither the content nor the length of
-/// the token leaks through timing.
+/// The 401/403 answer unless the request carries the bearer token.
 fn reject_unauthorized<B>(
     request: &hyper::Request<B>,
     token: &str,
@@ -169,9 +222,7 @@ fn reject_unauthorized<B>(
         );
         return Some(response);
     };
-    let expected = Sha256::digest(token.as_bytes());
-    let given = Sha256::digest(presented.trim().as_bytes());
-    if bool::from(expected.ct_eq(&given)) {
+    if tokens_match(presented, token) {
         None
     } else {
         Some(error(403, "forbidden", "the admin token is wrong"))
@@ -220,4 +271,36 @@ fn deploy_error(err: &DeployError) -> hyper::Response<ResponseBody> {
 
 fn error(status: u16, kind: &str, message: &str) -> hyper::Response<ResponseBody> {
     respond::json(status, &json!({ "error": message, "kind": kind }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_admin_path, normalise_path};
+
+    #[test]
+    fn admin_paths_are_recognised_however_spelt() {
+        for path in [
+            "/admin",
+            "/admin/",
+            "//admin/components",
+            "/./admin/components",
+            "/x/../admin/components",
+            "/%61dmin/components",
+            "/ADMIN/components",
+            "/admin%2Fcomponents",
+            "\\admin/components",
+        ] {
+            assert!(is_admin_path(path), "{path}");
+        }
+        for path in ["/", "/administrator", "/api/admin", "/health"] {
+            assert!(!is_admin_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn paths_are_normalised() {
+        assert_eq!(normalise_path("//a/./b/../c/"), "/a/c");
+        assert_eq!(normalise_path("/../../"), "/");
+        assert_eq!(normalise_path("/%E2%9C%93"), "/✓");
+    }
 }

@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use futures::FutureExt as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
+use wasmhouse_clickhouse::ClickHousePool;
+
 use crate::admin::{self, AdminConfig};
-use crate::clickhouse::ClickHousePool;
 use crate::config::ServeConfig;
 use crate::manifest::{ComponentSource, ManifestError, RouteSpec};
 use crate::respond::{self, ResponseBody};
@@ -148,6 +150,16 @@ impl App {
             Ok(Ok(permit)) => permit,
             _ => return respond::overloaded(&request_id),
         };
+        let mut request = request;
+        if let Some(token) = &self.config.admin.token
+            && admin::strip_admin_token(request.headers_mut(), token)
+        {
+            tracing::warn!(
+                request_id,
+                route = route.name(),
+                "removed the admin token from a request for a route"
+            );
+        }
         let request = request.map(|body| {
             http_body_util::Limited::new(body, max_body)
                 .map_err(move |_| {
@@ -155,7 +167,30 @@ impl App {
                 })
                 .boxed_unsync()
         });
-        invoke::handle(&self.runtime, &route, &request_id, request, permit).await
+        // A host bug must cost one request, never the process or the worker.
+        let invoked = invoke::handle(&self.runtime, &route, &request_id, request, permit);
+        match std::panic::AssertUnwindSafe(invoked).catch_unwind().await {
+            Ok(response) => response,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(
+                    request_id,
+                    route = route.name(),
+                    panic = why,
+                    "host bug: panicked while serving a request"
+                );
+                respond::error(
+                    500,
+                    "internal",
+                    "the host failed while serving this request",
+                    &request_id,
+                )
+            }
+        }
     }
 
     /// Compile `specs` into a route table (not yet in force). Slow: call it

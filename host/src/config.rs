@@ -10,8 +10,16 @@ use std::time::Duration;
 
 use clap::Args;
 
+use wasmhouse_clickhouse::host::client::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_SIZE,
+};
+use wasmhouse_clickhouse::policy::{
+    DEFAULT_MAX_BYTES_TO_READ, DEFAULT_MAX_MEMORY_USAGE, DEFAULT_MAX_ROWS_TO_READ,
+    DEFAULT_MAX_THREADS,
+};
+use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint, QueryPolicy, ReadOnly, Scheme};
+
 use crate::admin::AdminConfig;
-use crate::clickhouse::{ClickHouseConfig, QueryPolicy};
 use crate::manifest::{self, ComponentSource, RouteSpec};
 use crate::runtime::{InstanceLimits, PoolSizing};
 
@@ -145,7 +153,7 @@ pub struct ClickHouseArgs {
         long = "clickhouse-host",
         env = "CLICKHOUSE_HOST",
         value_name = "CLICKHOUSE_HOST",
-        default_value = "localhost"
+        default_value = wasmhouse_clickhouse::endpoint::DEFAULT_HOST
     )]
     pub host: String,
 
@@ -154,7 +162,7 @@ pub struct ClickHouseArgs {
         long = "clickhouse-port",
         env = "CLICKHOUSE_PORT",
         value_name = "CLICKHOUSE_PORT",
-        default_value_t = 8123
+        default_value_t = wasmhouse_clickhouse::endpoint::DEFAULT_HTTP_PORT
     )]
     pub port: u16,
 
@@ -163,7 +171,7 @@ pub struct ClickHouseArgs {
         long = "clickhouse-user",
         env = "CLICKHOUSE_USER",
         value_name = "CLICKHOUSE_USER",
-        default_value = "default"
+        default_value = wasmhouse_clickhouse::endpoint::DEFAULT_USER
     )]
     pub user: String,
 
@@ -183,7 +191,7 @@ pub struct ClickHouseArgs {
         long = "clickhouse-database",
         env = "CLICKHOUSE_DATABASE",
         value_name = "CLICKHOUSE_DATABASE",
-        default_value = "default"
+        default_value = wasmhouse_clickhouse::endpoint::DEFAULT_DATABASE
     )]
     pub database: String,
 
@@ -192,17 +200,17 @@ pub struct ClickHouseArgs {
         long = "pool-max-size",
         env = "POOL_MGR_MAX_SIZE",
         value_name = "POOL_MGR_MAX_SIZE",
-        default_value_t = 64
+        default_value_t = DEFAULT_POOL_MAX_SIZE
     )]
     pub pool_max_size: usize,
 
     /// How long an idle pooled connection is kept; keep it below the
     /// server's keep_alive_timeout (3 s on ClickHouse 18.16).
-    #[arg(long = "pool-idle-timeout", env = "CLICKHOUSE_POOL_IDLE_TIMEOUT", value_name = "CLICKHOUSE_POOL_IDLE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long = "pool-idle-timeout", env = "CLICKHOUSE_POOL_IDLE_TIMEOUT", value_name = "CLICKHOUSE_POOL_IDLE_TIMEOUT", default_value = humantime::format_duration(DEFAULT_POOL_IDLE_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
     pub pool_idle_timeout: Duration,
 
     /// Budget for opening a connection to ClickHouse.
-    #[arg(long = "clickhouse-connect-timeout", env = "CLICKHOUSE_CONNECT_TIMEOUT", value_name = "CLICKHOUSE_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long = "clickhouse-connect-timeout", env = "CLICKHOUSE_CONNECT_TIMEOUT", value_name = "CLICKHOUSE_CONNECT_TIMEOUT", default_value = humantime::format_duration(DEFAULT_CONNECT_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
 }
 
@@ -266,6 +274,32 @@ pub struct LimitArgs {
         value_name = "WASMHOUSE_ALLOW_WRITES"
     )]
     pub allow_writes: bool,
+
+    /// Most memory one guest query may use on the ClickHouse server.
+    #[arg(long = "max-memory-usage", env = "WASMHOUSE_MAX_MEMORY_USAGE", value_name = "WASMHOUSE_MAX_MEMORY_USAGE", default_value = bytesize::ByteSize(DEFAULT_MAX_MEMORY_USAGE).display().iec().to_string(), value_parser = parse_bytes)]
+    pub max_memory_usage: usize,
+
+    /// Most threads one guest query may use on the ClickHouse server.
+    #[arg(
+        long = "max-threads",
+        env = "WASMHOUSE_MAX_THREADS",
+        value_name = "WASMHOUSE_MAX_THREADS",
+        default_value_t = DEFAULT_MAX_THREADS
+    )]
+    pub max_threads: u64,
+
+    /// Most rows one guest query may read.
+    #[arg(
+        long = "max-rows-to-read",
+        env = "WASMHOUSE_MAX_ROWS_TO_READ",
+        value_name = "WASMHOUSE_MAX_ROWS_TO_READ",
+        default_value_t = DEFAULT_MAX_ROWS_TO_READ
+    )]
+    pub max_rows_to_read: u64,
+
+    /// Most bytes one guest query may read.
+    #[arg(long = "max-bytes-to-read", env = "WASMHOUSE_MAX_BYTES_TO_READ", value_name = "WASMHOUSE_MAX_BYTES_TO_READ", default_value = bytesize::ByteSize(DEFAULT_MAX_BYTES_TO_READ).display().iec().to_string(), value_parser = parse_bytes)]
+    pub max_bytes_to_read: usize,
 
     /// Most rows one query may return (0: no limit).
     #[arg(
@@ -444,11 +478,28 @@ impl ServeArgs {
                 format!("{} is not a file", path.display()),
             ));
         }
+        if limits.max_threads == 0 {
+            return Err(config_error("WASMHOUSE_MAX_THREADS", "must be at least 1"));
+        }
+        if limits.max_memory_usage == 0 {
+            return Err(config_error(
+                "WASMHOUSE_MAX_MEMORY_USAGE",
+                "must be more than 0 (0 would mean no limit)",
+            ));
+        }
         let policy = QueryPolicy {
-            readonly: !limits.allow_writes,
+            readonly: if limits.allow_writes {
+                ReadOnly::Off
+            } else {
+                ReadOnly::Strict
+            },
             max_result_rows: (limits.max_result_rows > 0).then_some(limits.max_result_rows),
             max_execution_time: (!limits.max_execution_time.is_zero())
                 .then_some(limits.max_execution_time),
+            max_memory_usage: limits.max_memory_usage as u64,
+            max_threads: limits.max_threads,
+            max_rows_to_read: limits.max_rows_to_read,
+            max_bytes_to_read: limits.max_bytes_to_read as u64,
             ..QueryPolicy::default()
         };
         let instance_limits = InstanceLimits {
@@ -493,97 +544,44 @@ impl ServeArgs {
 impl ClickHouseArgs {
     /// Resolve `CLICKHOUSE_URL` and the separate variables into one config.
     pub fn into_config(self) -> Result<ClickHouseConfig, ConfigError> {
-        let mut config = ClickHouseConfig {
+        let mut endpoint = Endpoint {
+            scheme: Scheme::Http,
             host: self.host,
             port: self.port,
             user: self.user,
             password: self.password,
             database: self.database,
-            pool_max_size: self.pool_max_size,
-            pool_idle_timeout: self.pool_idle_timeout,
-            connect_timeout: self.connect_timeout,
         };
         if let Some(url) = self.url.filter(|url| !url.trim().is_empty()) {
-            apply_url(&mut config, url.trim())?;
+            endpoint
+                .apply_url(&url)
+                .map_err(|err| config_error("CLICKHOUSE_URL", err.to_string()))?;
+            if endpoint.scheme == Scheme::Https {
+                return Err(config_error(
+                    "CLICKHOUSE_URL",
+                    "https is not supported by the host yet; use http:// (or a TLS-terminating proxy on loopback)",
+                ));
+            }
         }
-        if config.host.trim().is_empty() {
-            return Err(config_error("CLICKHOUSE_HOST", "must not be empty"));
-        }
-        if config.port == 0 {
-            return Err(config_error(
-                "CLICKHOUSE_PORT",
-                "must be a port from 1 to 65535",
-            ));
-        }
-        if config.pool_max_size == 0 {
+        endpoint
+            .validate()
+            .map_err(|(variable, err)| config_error(variable, err.to_string()))?;
+        if self.pool_max_size == 0 {
             return Err(config_error("POOL_MGR_MAX_SIZE", "must be at least 1"));
         }
-        if config.pool_idle_timeout.is_zero() {
+        if self.pool_idle_timeout.is_zero() {
             return Err(config_error(
                 "CLICKHOUSE_POOL_IDLE_TIMEOUT",
                 "must be more than 0s (and below the server's keep-alive timeout)",
             ));
         }
-        let valid_database = !config.database.is_empty()
-            && config
-                .database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_database {
-            return Err(config_error(
-                "CLICKHOUSE_DATABASE",
-                format!(
-                    "{:?} is not a database name (letters, digits, '_')",
-                    config.database
-                ),
-            ));
-        }
-        Ok(config)
+        Ok(ClickHouseConfig {
+            endpoint,
+            pool_max_size: self.pool_max_size,
+            pool_idle_timeout: self.pool_idle_timeout,
+            connect_timeout: self.connect_timeout,
+        })
     }
-}
-
-fn apply_url(config: &mut ClickHouseConfig, text: &str) -> Result<(), ConfigError> {
-    let url = url::Url::parse(text)
-        .map_err(|err| config_error("CLICKHOUSE_URL", format!("not a URL: {err}")))?;
-    match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(config_error(
-                "CLICKHOUSE_URL",
-                "https is not supported yet; use http:// (or a TLS-terminating proxy on loopback)",
-            ));
-        }
-        other => {
-            return Err(config_error(
-                "CLICKHOUSE_URL",
-                format!("scheme {other:?} is not supported; use http://host:8123"),
-            ));
-        }
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| config_error("CLICKHOUSE_URL", "has no host"))?;
-    config.host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    config.port = url.port().unwrap_or(8123);
-    if !url.username().is_empty() {
-        config.user = decode(url.username());
-        config.password = url.password().map(decode).unwrap_or_default();
-    }
-    let database = url.path().trim_matches('/');
-    if !database.is_empty() {
-        config.database = decode(database);
-    }
-    Ok(())
-}
-
-fn decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -612,7 +610,7 @@ mod tests {
             "http://reader:s%40cret@db.internal:9123/analytics",
         ])
         .unwrap();
-        let ch = config.clickhouse;
+        let ch = config.clickhouse.endpoint;
         assert_eq!((ch.host.as_str(), ch.port), ("db.internal", 9123));
         assert_eq!(
             (ch.user.as_str(), ch.password.as_str()),
@@ -638,10 +636,10 @@ mod tests {
     #[test]
     fn defaults_are_the_seed_defaults() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.clickhouse.host, "localhost");
-        assert_eq!(config.clickhouse.port, 8123);
-        assert_eq!(config.clickhouse.user, "default");
+        assert_eq!(config.clickhouse.endpoint.host, "localhost");
+        assert_eq!(config.clickhouse.endpoint.port, 8123);
+        assert_eq!(config.clickhouse.endpoint.user, "default");
         assert_eq!(config.routes[0].source, ComponentSource::Builtin);
-        assert!(config.policy.readonly);
+        assert_eq!(config.policy.readonly, ReadOnly::Strict);
     }
 }

@@ -13,8 +13,8 @@
 //! - [`admin`]: the admin HTTP API; [`watch`]: redeploy when files change.
 //! - [`runtime`]: the Wasmtime engine (pooling allocator, epochs), component
 //!   loading, and the per-request store and instance.
-//! - [`clickhouse`]: the capability guests get: connection pool, typed
-//!   parameters, guard-rails, streamed results.
+//! - The capability guests get (connection pool, typed parameters,
+//!   guard-rails, streamed results) is the `wasmhouse-clickhouse` crate.
 //! - [`manifest`]: `wasmhouse.toml` (or `spin.toml`): routes, limits, guard-rails.
 //! - [`config`]: flags and environment variables (the FastAPI service's
 //!   names), validated at start-up.
@@ -24,7 +24,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod clickhouse;
 pub mod compose;
 pub mod config;
 pub mod load;

@@ -104,7 +104,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         %address,
         workers,
-        clickhouse = %format!("{}:{}", config.clickhouse.host, config.clickhouse.port),
+        clickhouse = %config.clickhouse.endpoint.authority(),
         routes = app.routes().routes().len(),
         "ready"
     );
@@ -224,18 +224,26 @@ async fn shutdown_signal() {
     }
 }
 
-/// Load `.env` (or the file `WASMHOUSE_ENV_FILE` names) without overriding
-/// the real environment, and keep error backtraces off the request path.
+/// Load `.env` from the working directory (or the file `WASMHOUSE_ENV_FILE`
+/// names) without overriding the real environment, and keep error
+/// backtraces off the request path.
 fn prepare_environment() {
-    let loaded = match std::env::var_os("WASMHOUSE_ENV_FILE") {
-        Some(path) => dotenvy::from_path(&path).map(|()| Some(path.into())),
-        None => dotenvy::dotenv().map(Some),
-    };
-    match loaded {
-        Ok(_) => {}
-        Err(err) if err.not_found() => {}
+    // Only the working directory's `.env`: dotenvy's default also searches
+    // every parent directory, which would pick up a stranger's file.
+    let named = std::env::var_os("WASMHOUSE_ENV_FILE");
+    let explicit = named.is_some();
+    let path = named.map_or_else(
+        || std::path::PathBuf::from(".env"),
+        std::path::PathBuf::from,
+    );
+    match dotenvy::from_path(&path) {
+        Ok(()) => {}
+        Err(err) if err.not_found() && !explicit => {}
         Err(err) => {
-            eprintln!("error: reading the .env file: {err}");
+            eprintln!(
+                "error: reading {} (WASMHOUSE_ENV_FILE): {err}",
+                path.display()
+            );
             std::process::exit(2);
         }
     }

@@ -6,10 +6,17 @@
 //! [defaults]                      # every key optional, for every route
 //! timeout = "30s"                 # whole request, ClickHouse included
 //! memory = "64MiB"                # linear memory per instance
-//! readonly = true                 # ClickHouse readonly=2 for guest queries
+//! readonly = true                 # true: reads only (ClickHouse readonly=1);
+//!                                 # "relaxed": readonly=2, table functions and
+//!                                 # SETTINGS clauses; false: writes allowed
 //! max_result_rows = 0             # 0: no limit
 //! max_execution_time = "0s"       # per query; 0: the request's budget only
+//! max_memory_usage = "1GiB"       # per query, on the ClickHouse server
+//! max_threads = 4                 # per query, on the ClickHouse server
+//! max_rows_to_read = 1000000000   # per query
+//! max_bytes_to_read = "100GiB"    # per query
 //! allowed_settings = ["output_format_*", "max_block_size"]
+//! allowed_functions = ["url"]     # functions that reach outside ClickHouse
 //!
 //! [[route]]
 //! name = "reports"                # admin API and log name
@@ -23,7 +30,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::clickhouse::QueryPolicy;
+use wasmhouse_clickhouse::{QueryPolicy, ReadOnly};
+
 use crate::config::parse_bytes;
 use crate::runtime::InstanceLimits;
 
@@ -96,11 +104,46 @@ pub struct RouteSpec {
 struct RouteSettings {
     timeout: Option<String>,
     memory: Option<String>,
-    readonly: Option<bool>,
+    readonly: Option<ReadOnlySetting>,
     max_result_rows: Option<u64>,
     max_result_bytes: Option<String>,
     max_execution_time: Option<String>,
+    max_memory_usage: Option<String>,
+    max_threads: Option<u64>,
+    max_rows_to_read: Option<u64>,
+    max_bytes_to_read: Option<String>,
     allowed_settings: Option<Vec<String>>,
+    allowed_functions: Option<Vec<String>>,
+}
+
+/// `readonly = true | false | "relaxed"` (also `"strict"` and `"off"`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum ReadOnlySetting {
+    Flag(bool),
+    Level(ReadOnlyLevel),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ReadOnlyLevel {
+    Strict,
+    Relaxed,
+    Off,
+}
+
+impl From<ReadOnlySetting> for ReadOnly {
+    fn from(setting: ReadOnlySetting) -> Self {
+        match setting {
+            ReadOnlySetting::Flag(true) | ReadOnlySetting::Level(ReadOnlyLevel::Strict) => {
+                ReadOnly::Strict
+            }
+            ReadOnlySetting::Level(ReadOnlyLevel::Relaxed) => ReadOnly::Relaxed,
+            ReadOnlySetting::Flag(false) | ReadOnlySetting::Level(ReadOnlyLevel::Off) => {
+                ReadOnly::Off
+            }
+        }
+    }
 }
 
 impl RouteSettings {
@@ -117,9 +160,20 @@ impl RouteSettings {
             max_execution_time: self
                 .max_execution_time
                 .or_else(|| defaults.max_execution_time.clone()),
+            max_memory_usage: self
+                .max_memory_usage
+                .or_else(|| defaults.max_memory_usage.clone()),
+            max_threads: self.max_threads.or(defaults.max_threads),
+            max_rows_to_read: self.max_rows_to_read.or(defaults.max_rows_to_read),
+            max_bytes_to_read: self
+                .max_bytes_to_read
+                .or_else(|| defaults.max_bytes_to_read.clone()),
             allowed_settings: self
                 .allowed_settings
                 .or_else(|| defaults.allowed_settings.clone()),
+            allowed_functions: self
+                .allowed_functions
+                .or_else(|| defaults.allowed_functions.clone()),
         }
     }
 
@@ -157,7 +211,7 @@ impl RouteSettings {
         }
         let mut policy = base_policy.clone();
         if let Some(readonly) = self.readonly {
-            policy.readonly = readonly;
+            policy.readonly = readonly.into();
         }
         if let Some(rows) = self.max_result_rows {
             policy.max_result_rows = (rows > 0).then_some(rows);
@@ -170,8 +224,58 @@ impl RouteSettings {
         if let Some(time) = duration("max_execution_time", &self.max_execution_time)? {
             policy.max_execution_time = (!time.is_zero()).then_some(time);
         }
+        if let Some(bytes) = &self.max_memory_usage {
+            let bytes = parse_bytes(bytes)
+                .map_err(|err| format!("route {route:?}: max_memory_usage: {err}"))?;
+            if bytes == 0 {
+                return Err(format!(
+                    "route {route:?}: max_memory_usage must be more than 0"
+                ));
+            }
+            policy.max_memory_usage = bytes as u64;
+        }
+        if let Some(threads) = self.max_threads {
+            if threads == 0 {
+                return Err(format!("route {route:?}: max_threads must be at least 1"));
+            }
+            policy.max_threads = threads;
+        }
+        if let Some(rows) = self.max_rows_to_read {
+            policy.max_rows_to_read = rows;
+        }
+        if let Some(bytes) = &self.max_bytes_to_read {
+            let bytes = parse_bytes(bytes)
+                .map_err(|err| format!("route {route:?}: max_bytes_to_read: {err}"))?;
+            policy.max_bytes_to_read = bytes as u64;
+        }
         if let Some(settings) = &self.allowed_settings {
+            // The host refuses these at run time anyway; say so at load time.
+            if let Some(host) = settings.iter().find(|pattern| {
+                wasmhouse_clickhouse::settings::HOST_SETTINGS.contains(&pattern.as_str())
+            }) {
+                return Err(format!(
+                    "route {route:?}: allowed_settings: {host} is always the host's to set"
+                ));
+            }
             policy.allowed_settings = settings.clone();
+        }
+        if let Some(functions) = &self.allowed_functions {
+            let known = wasmhouse_clickhouse::statement::EXTERNAL_FUNCTIONS;
+            for function in functions {
+                let lower = function.to_ascii_lowercase();
+                if !known.contains(&lower.as_str()) {
+                    return Err(format!(
+                        "route {route:?}: allowed_functions: {function:?} is not a function wasmhouse restricts (known: {})",
+                        known.join(", ")
+                    ));
+                }
+            }
+            if policy.readonly == ReadOnly::Strict && !functions.is_empty() {
+                return Err(format!(
+                    "route {route:?}: allowed_functions needs readonly = \"relaxed\" (or false): strict routes cannot use table functions"
+                ));
+            }
+            policy.allowed_functions = functions.iter().map(|f| f.to_ascii_lowercase()).collect();
         }
         Ok((limits, policy))
     }
@@ -403,10 +507,10 @@ mod tests {
         assert_eq!(routes[0].limits.timeout, Duration::from_secs(5));
         assert_eq!(routes[0].limits.memory_bytes, 16 << 20);
         assert_eq!(routes[0].policy.max_result_rows, Some(100));
-        assert!(routes[0].policy.readonly);
+        assert_eq!(routes[0].policy.readonly, ReadOnly::Strict);
         assert_eq!(routes[1].source, ComponentSource::Builtin);
         assert_eq!(routes[1].limits.timeout, Duration::from_secs(1));
-        assert!(!routes[1].policy.readonly);
+        assert_eq!(routes[1].policy.readonly, ReadOnly::Off);
     }
 
     #[test]

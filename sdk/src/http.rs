@@ -88,6 +88,11 @@ impl Request {
             .find_map(|value| String::from_utf8(value).ok())
     }
 
+    /// Every header, in order, names lower case.
+    pub fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.inner.headers().entries()
+    }
+
     /// Read the whole request body, up to [`MAX_BODY_BYTES`].
     pub fn body(self) -> Result<Vec<u8>, String> {
         let body = self

@@ -9,14 +9,15 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use super::state::MemoryLimitExceeded;
 use super::{RequestState, Runtime};
-use crate::clickhouse::{ClickHousePool, QueryContext, QueryPolicy};
 use crate::respond::{self, ResponseBody};
 use crate::routes::Route;
+use wasmhouse_clickhouse::{ClickHousePool, QueryContext, QueryPolicy};
 
 /// Header carrying the path below the route's prefix (Spin's name for it).
 const PATH_INFO: hyper::header::HeaderName =
@@ -174,6 +175,19 @@ pub async fn handle(
     // dropped; take the guest (and its query) down with it.
     let mut task = AbortOnDrop(Some(task));
     match receiver.await {
+        Ok(Ok(response)) if response.status().is_informational() => {
+            // hyper cannot send a 1xx (or a 101 upgrade) as the final answer.
+            tracing::warn!(request_id, route = %route.name, status = %response.status(), "guest answered with an informational status");
+            respond::error(
+                500,
+                "guest_error",
+                &format!(
+                    "the route answered {}, which is not a final response",
+                    response.status().as_u16()
+                ),
+                request_id,
+            )
+        }
         Ok(Ok(response)) => {
             // The guest streams the body on; its task lives until it is done.
             drop(task.disarm());
@@ -206,13 +220,10 @@ pub async fn handle(
 }
 
 fn new_store(runtime: &Runtime, route: &RouteContext, deadline: Instant) -> Store<RequestState> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(route.limits.memory_bytes)
-        .trap_on_grow_failure(true)
-        .build();
     let query = QueryContext::new(route.pool.clone(), route.policy.clone(), deadline);
-    let mut store = Store::new(runtime.engine(), RequestState::new(limits, query));
-    store.limiter(|state| &mut state.limits);
+    let state = RequestState::new(route.limits.memory_bytes, query);
+    let mut store = Store::new(runtime.engine(), state);
+    store.limiter(|state| &mut state.memory);
     // Every tick, running guest code yields; past the deadline it stops.
     store.epoch_deadline_callback(runtime.cpu().epoch_callback(deadline.into_std()));
     store.set_epoch_deadline(1);
@@ -220,11 +231,10 @@ fn new_store(runtime: &Runtime, route: &RouteContext, deadline: Instant) -> Stor
 }
 
 fn classify_instantiation(err: wasmtime::Error) -> GuestFailure {
-    let text = format!("{err:#}");
-    if text.contains("concurrent") && text.contains("limit") {
-        GuestFailure::Exhausted(text)
+    if err.is::<wasmtime::PoolConcurrencyLimitError>() {
+        GuestFailure::Exhausted(format!("{err:#}"))
     } else {
-        GuestFailure::Trap(err)
+        classify_trap(err)
     }
 }
 
@@ -234,7 +244,7 @@ fn classify_trap(err: wasmtime::Error) -> GuestFailure {
     {
         return GuestFailure::Timeout;
     }
-    if format!("{err:#}").contains("forcing trap when growing memory") {
+    if err.is::<MemoryLimitExceeded>() {
         return GuestFailure::MemoryLimit;
     }
     GuestFailure::Trap(err)

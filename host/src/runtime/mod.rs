@@ -112,7 +112,7 @@ impl Runtime {
             .context("linking WASI p2 interfaces")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .context("linking wasi:http interfaces")?;
-        crate::clickhouse::capability::add_to_linker(&mut linker, RequestState::clickhouse)
+        wasmhouse_clickhouse::add_to_linker(&mut linker, RequestState::clickhouse)
             .context("linking the wasmhouse:clickhouse interface")?;
 
         start_epoch_ticker(&engine);

@@ -1,9 +1,15 @@
 //! A route component that misbehaves on request, so the integration tests can
 //! prove that no request hurts another: it loops, allocates without end,
 //! panics, traps, streams huge bodies, and sends awkward queries.
+//!
+//! It is also the attacker of the security tests: `/sql` runs whatever SQL,
+//! parameters, settings and format the test sends, and other routes hoard
+//! host resources, read their own request headers or answer with statuses a
+//! server must not send.
 
 use serde_json::json;
-use wasmhouse_sdk::clickhouse::Query;
+use wasmhouse_sdk::bindings::wasi::http::types::Fields;
+use wasmhouse_sdk::clickhouse::{Query, Rows};
 use wasmhouse_sdk::http::write_all;
 use wasmhouse_sdk::{Handler, Request, Response};
 
@@ -54,15 +60,27 @@ impl Handler for Routes {
                 request.query_param("name").unwrap_or_default(),
                 request.query_param("value").unwrap_or_default(),
             )),
-            "/many-rows" => query_status(Query::new("SELECT number FROM numbers(1000)")),
+            "/many-rows" => {
+                query_status(Query::new("SELECT number FROM system.numbers LIMIT 1000"))
+            }
             "/midstream" => midstream(false),
             "/midstream-forward" => midstream(true),
+            // Tens of seconds of CPU on the server, within the default caps.
             "/slow-query" => query_status(Query::new(
-                "SELECT count() AS c FROM numbers(1000000000000)",
+                "SELECT sum(cityHash64(toString(number))) AS h FROM (SELECT number FROM system.numbers LIMIT 900000000)",
             )),
             "/sleep" => query_status(
                 Query::new("SELECT sleep({s:Float64}) AS slept")
                     .param("s", request.query_param("s").unwrap_or_else(|| "1".into())),
+            ),
+            "/sql" => sql(&request),
+            "/open-results" => open_results(number("n", 16)),
+            "/fields" => hoard_fields(number("n", 10_000)),
+            "/big-header" => big_header(number("kb", 1024)),
+            "/headers" => echo_headers(&request),
+            "/informational" => Response::json(
+                u16::try_from(number("status", 101)).unwrap_or(101),
+                &json!({ "informational": true }),
             ),
             "/body" => match request.body() {
                 Ok(body) => Response::json(200, &json!({ "bytes": body.len() })),
@@ -74,6 +92,100 @@ impl Handler for Routes {
 }
 
 wasmhouse_sdk::serve!(Routes);
+
+/// Run the SQL in `q` with `param.<name>=` parameters, `setting.<name>=`
+/// settings and an optional `format`: the attacker's console.
+fn sql(request: &Request) -> Response {
+    let mut query = Query::new(request.query_param("q").unwrap_or_default());
+    for (name, value) in form_pairs(request.query_string()) {
+        if let Some(param) = name.strip_prefix("param.") {
+            query = query.param(param, value);
+        } else if let Some(setting) = name.strip_prefix("setting.") {
+            query = query.setting(setting, value);
+        }
+    }
+    if let Some(format) = request.query_param("format") {
+        query = query.format(format);
+    } else {
+        query = query.format("TabSeparated");
+    }
+    match query.bytes() {
+        Ok(bytes) => Response::json(200, &json!({ "result": String::from_utf8_lossy(&bytes) })),
+        Err(err) => Response::from_query_error(&err),
+    }
+}
+
+/// The query string's pairs, percent-decoded.
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(name)?, decode(value)?))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> Option<String> {
+    let text = text.replace('+', " ");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Start `n` queries and keep every result open.
+fn open_results(n: u64) -> Response {
+    let mut open: Vec<Rows> = Vec::new();
+    let mut refused = None;
+    for _ in 0..n {
+        match Query::new("SELECT 1").run() {
+            Ok(rows) => open.push(rows),
+            Err(err) => {
+                refused = Some(wasmhouse_sdk::clickhouse::describe(&err));
+                break;
+            }
+        }
+    }
+    Response::json(200, &json!({ "open": open.len(), "refused": refused }))
+}
+
+/// Create `n` header sets and keep them all.
+fn hoard_fields(n: u64) -> Response {
+    let mut hoard = Vec::new();
+    for _ in 0..n {
+        hoard.push(Fields::new());
+    }
+    Response::json(200, &json!({ "fields": hoard.len() }))
+}
+
+/// One header of `kb` KiB.
+fn big_header(kb: u64) -> Response {
+    let fields = Fields::new();
+    let value = vec![b'x'; usize::try_from(kb * 1024).unwrap_or(usize::MAX)];
+    let accepted = fields.append("x-big", &value).is_ok();
+    Response::json(200, &json!({ "accepted": accepted }))
+}
+
+/// The request's headers, as the guest sees them.
+fn echo_headers(request: &Request) -> Response {
+    let headers: serde_json::Map<String, serde_json::Value> = request
+        .headers()
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned().into()))
+        .collect();
+    Response::json(200, &json!({ "headers": headers }))
+}
 
 fn spin_forever() -> Response {
     let mut counter: u64 = 0;
@@ -110,10 +222,9 @@ fn huge(mb: u64) -> Response {
     })
 }
 
-/// `SELECT number FROM numbers(n)` forwarded straight to the client.
+/// `n` rows of `system.numbers` forwarded straight to the client.
 fn rows(n: u64) -> Response {
-    match Query::new("SELECT number FROM numbers({n:UInt64})")
-        .param("n", n)
+    match Query::new(format!("SELECT number FROM system.numbers LIMIT {n}"))
         .format("TabSeparated")
         .run()
     {
@@ -124,8 +235,7 @@ fn rows(n: u64) -> Response {
 
 /// The same rows pulled chunk by chunk through guest memory and checked.
 fn rows_collected(n: u64) -> Response {
-    let rows = match Query::new("SELECT number FROM numbers({n:UInt64})")
-        .param("n", n)
+    let rows = match Query::new(format!("SELECT number FROM system.numbers LIMIT {n}"))
         .format("TabSeparated")
         .run()
     {
@@ -198,8 +308,11 @@ fn query_status(query: Query) -> Response {
 
 /// A result that fails after ClickHouse has already sent `200 OK` and rows.
 fn midstream(forward: bool) -> Response {
-    let query = Query::new("SELECT number, throwIf(number = 300000) AS boom FROM numbers(2000000)")
-        .setting("max_block_size", "1000");
+    // Several 65536-row blocks (megabytes of rows) are on the wire before
+    // the error.
+    let query = Query::new(
+        "SELECT number, throwIf(number = 300000) AS boom FROM system.numbers LIMIT 2000000",
+    );
     if forward {
         match query.run() {
             Ok(rows) => Response::rows(200, "application/x-ndjson", rows),

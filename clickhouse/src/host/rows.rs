@@ -5,16 +5,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use reqwest::header::AUTHORIZATION;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use wasmhouse_sql::HoldBack;
-use wasmhouse_sql::holdback::DEFAULT_HOLD_BACK;
-
-use super::error::QueryError;
-use super::policy::ErrorContext;
-use super::pool::{PoolInner, unavailable};
+use super::cancel::QueryGuard;
+use super::client::unavailable;
+use crate::error::QueryError;
+use crate::policy::QueryPolicy;
+use crate::response::{DEFAULT_HOLD_BACK, HoldBack};
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -31,7 +29,7 @@ pub struct RowStream {
     failed: bool,
     guard: QueryGuard,
     deadline: Instant,
-    errors: ErrorContext,
+    policy: Arc<QueryPolicy>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -41,7 +39,7 @@ impl RowStream {
         guard: QueryGuard,
         permit: OwnedSemaphorePermit,
         deadline: Instant,
-        errors: ErrorContext,
+        policy: Arc<QueryPolicy>,
     ) -> Self {
         Self {
             body: Box::pin(response.bytes_stream()),
@@ -50,14 +48,14 @@ impl RowStream {
             failed: false,
             guard,
             deadline,
-            errors,
+            policy,
             _permit: permit,
         }
     }
 
     /// The id ClickHouse knows this query by.
     pub fn query_id(&self) -> &str {
-        &self.guard.query_id
+        self.guard.query_id()
     }
 
     /// The next chunk of the result, `None` once it is complete.
@@ -84,14 +82,14 @@ impl RowStream {
                 Err(_) => return Err(self.fail(QueryError::Timeout)),
                 Ok(Some(Ok(chunk))) => self.held.push(chunk),
                 Ok(Some(Err(err))) => {
-                    let err = unavailable(&self.guard.pool.config, &err);
+                    let err = unavailable(self.guard.query_id(), err);
                     return Err(self.fail(err));
                 }
                 Ok(None) => {
                     self.body_done = true;
                     self.guard.finished();
                     if let Err(exception) = self.held.finish() {
-                        let err = self.errors.classify(exception);
+                        let err = self.policy.classify(exception);
                         return Err(self.fail(err));
                     }
                 }
@@ -103,72 +101,5 @@ impl RowStream {
         self.failed = true;
         self.held.clear();
         err
-    }
-}
-
-/// Cancels a query on the server unless it is marked finished first: a
-/// client that hangs up or a deadline that passes must not leave a query
-/// running for nobody.
-pub(super) struct QueryGuard {
-    pool: Arc<PoolInner>,
-    query_id: String,
-    done: bool,
-}
-
-impl QueryGuard {
-    pub(super) fn new(pool: Arc<PoolInner>, query_id: String) -> Self {
-        Self {
-            pool,
-            query_id,
-            done: false,
-        }
-    }
-
-    /// The query ended on the server; nothing to cancel.
-    pub(super) fn finished(&mut self) {
-        self.done = true;
-    }
-}
-
-impl Drop for QueryGuard {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let pool = self.pool.clone();
-        let query_id = std::mem::take(&mut self.query_id);
-        runtime.spawn(async move {
-            let config = &pool.config;
-            let sql = format!("KILL QUERY WHERE query_id = '{query_id}' ASYNC");
-            let url = format!("http://{}:{}/", bracket(&config.host), config.port);
-            let sent = pool
-                .client()
-                .post(url)
-                .header(AUTHORIZATION, pool.authorization.clone())
-                .body(sql)
-                .timeout(std::time::Duration::from_secs(5))
-                .send()
-                .await;
-            match sent {
-                Ok(response) if response.status().is_success() => {
-                    tracing::debug!(%query_id, "cancelled abandoned query");
-                }
-                Ok(response) => {
-                    tracing::warn!(%query_id, status = %response.status(), "KILL QUERY failed");
-                }
-                Err(err) => tracing::debug!(%query_id, error = %err, "KILL QUERY not sent"),
-            }
-        });
-    }
-}
-
-fn bracket(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
     }
 }

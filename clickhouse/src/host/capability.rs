@@ -1,4 +1,7 @@
 //! The `wasmhouse:clickhouse/query` interface, served to guests from the pool.
+//!
+//! Guest-caused failures come back as the WIT `error` variant; only host
+//! bugs (a resource the guest cannot have) are traps.
 
 use std::sync::Arc;
 
@@ -6,10 +9,10 @@ use tokio::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::DynOutputStream;
 
-use super::error::QueryError;
-use super::policy::QueryPolicy;
-use super::pool::{ClickHousePool, QueryRequest};
-use super::stream::RowStream;
+use super::client::{ClickHousePool, QueryRequest};
+use super::rows::RowStream;
+use crate::error::QueryError;
+use crate::policy::QueryPolicy;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -18,18 +21,23 @@ mod bindings {
         imports: { default: async | trappable },
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasmhouse:clickhouse/query.rows": crate::clickhouse::stream::RowStream,
+            "wasmhouse:clickhouse/query.rows": crate::host::rows::RowStream,
         },
     });
 }
 
 use bindings::wasmhouse::clickhouse::query;
 
+/// Most results one request may have open at once: each holds a pooled
+/// connection, so a guest must not be able to take the whole pool.
+pub const MAX_OPEN_RESULTS: usize = 8;
+
 /// Per-request state behind the ClickHouse capability.
 pub struct QueryContext {
     pool: Arc<ClickHousePool>,
     policy: Arc<QueryPolicy>,
     deadline: Instant,
+    open_results: usize,
 }
 
 impl QueryContext {
@@ -39,6 +47,7 @@ impl QueryContext {
             pool,
             policy,
             deadline,
+            open_results: 0,
         }
     }
 }
@@ -88,6 +97,11 @@ impl query::Host for ClickHouseView<'_> {
         sql: String,
         options: query::Options,
     ) -> wasmtime::Result<Result<Resource<RowStream>, query::Error>> {
+        if self.ctx.open_results >= MAX_OPEN_RESULTS {
+            return Ok(Err(query::Error::Refused(format!(
+                "a request may have at most {MAX_OPEN_RESULTS} results open at once; drop finished ones"
+            ))));
+        }
         let request = QueryRequest {
             sql: &sql,
             params: &options.params,
@@ -103,15 +117,17 @@ impl query::Host for ClickHouseView<'_> {
             Ok(rows) => rows,
             Err(err) => return Ok(Err(err.into())),
         };
-        Ok(Ok(self.table.push(rows)?))
+        let handle = self.table.push(rows)?;
+        self.ctx.open_results += 1;
+        Ok(Ok(handle))
     }
 
     async fn server(&mut self) -> wasmtime::Result<query::Endpoint> {
-        let config = self.ctx.pool.config();
+        let endpoint = &self.ctx.pool.config().endpoint;
         Ok(query::Endpoint {
-            host: config.host.clone(),
-            port: config.port,
-            database: config.database.clone(),
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            database: endpoint.database.clone(),
         })
     }
 }
@@ -165,6 +181,7 @@ impl query::HostRows for ClickHouseView<'_> {
 
     async fn drop(&mut self, rows: Resource<RowStream>) -> wasmtime::Result<()> {
         self.table.delete(rows)?;
+        self.ctx.open_results = self.ctx.open_results.saturating_sub(1);
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! What can go wrong with a query, split by whose fault it is.
 
-pub use wasmhouse_sql::exception::{ServerException, find_trailing_exception};
+use crate::response::ServerException;
 
 /// Why a query failed. Each case maps one-to-one onto the WIT `error` variant
 /// the guest sees; none of them is a host bug.

@@ -1,53 +1,53 @@
-//! The shared keep-alive connection pool to ClickHouse's HTTP interface.
+//! The shared keep-alive connection pool to ClickHouse's HTTP interface, and
+//! how one guest query is sent through it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::error::{QueryError, ServerException};
-use super::policy::QueryPolicy;
-use super::stream::RowStream;
-use wasmhouse_sql::params::{self, BindMode};
+use super::cancel::Canceller;
+use super::rows::RowStream;
+use crate::endpoint::{Endpoint, Scheme};
+use crate::error::QueryError;
+use crate::params::{self, BindMode};
+use crate::policy::QueryPolicy;
+use crate::response::{ServerException, truncate};
+use crate::statement::StatementKind;
+
+/// Default most queries in flight at once (`POOL_MGR_MAX_SIZE`).
+pub const DEFAULT_POOL_MAX_SIZE: usize = 64;
+/// Default idle time after which a pooled connection is closed: below
+/// ClickHouse 18.16's 3 s keep-alive, or a request after a pause would be
+/// written into a socket the server has already closed.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default budget for opening a TCP connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where ClickHouse is and how to reach it; credentials stay in the host.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ClickHouseConfig {
-    /// Host name or address.
-    pub host: String,
-    /// HTTP port.
-    pub port: u16,
-    /// User to authenticate as.
-    pub user: String,
-    /// That user's password.
-    pub password: String,
-    /// Database unqualified names resolve in.
-    pub database: String,
+    /// The server and the account wasmhouse uses there.
+    pub endpoint: Endpoint,
     /// Most queries in flight at once (`POOL_MGR_MAX_SIZE`).
     pub pool_max_size: usize,
-    /// How long an idle connection is kept. Must stay below the server's
-    /// `keep_alive_timeout` (3 s on 18.16), or a request after a pause is
-    /// written into a socket the server already closed.
+    /// How long an idle connection is kept; see [`DEFAULT_POOL_IDLE_TIMEOUT`].
     pub pool_idle_timeout: Duration,
     /// Budget for opening a TCP connection.
     pub connect_timeout: Duration,
 }
 
-impl std::fmt::Debug for ClickHouseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .field("database", &self.database)
-            .field("pool_max_size", &self.pool_max_size)
-            .field("pool_idle_timeout", &self.pool_idle_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
+impl ClickHouseConfig {
+    /// `endpoint` with the default pool settings.
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            pool_max_size: DEFAULT_POOL_MAX_SIZE,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
     }
 }
 
@@ -60,6 +60,14 @@ pub enum PoolError {
     /// Host and port do not make a URL.
     #[error("{0} is not a valid ClickHouse address: {1}")]
     Address(String, url::ParseError),
+    /// The host speaks plain HTTP only.
+    #[error(
+        "https is not supported by the host; reach ClickHouse over http (a TLS-terminating proxy on loopback, for example)"
+    )]
+    Https,
+    /// The credentials cannot be sent in a header.
+    #[error("the ClickHouse user or password contains characters HTTP headers cannot carry")]
+    Credentials,
 }
 
 /// A query as the guest asked for it.
@@ -102,78 +110,67 @@ impl ServerInfo {
 /// Keep-alive HTTP connections to one ClickHouse server, shared by every
 /// request, with a bound on concurrent queries.
 pub struct ClickHousePool {
-    inner: Arc<PoolInner>,
-}
-
-pub(super) struct PoolInner {
     /// One HTTP client, and so one set of pooled connections, per worker
     /// thread: a connection's driver task then runs on the thread that uses
     /// it, and a query costs no cross-thread wake-ups.
     clients: thread_local::ThreadLocal<reqwest::Client>,
-    /// Built (and checked) up front; the template for the per-thread ones.
-    builder_check: reqwest::Client,
-    pub(super) config: ClickHouseConfig,
+    config: ClickHouseConfig,
     /// `http://host:port/`, parsed once: parsing a URL per query (host
     /// name normalisation included) is measurable at thousands of queries
     /// per second.
     base_url: reqwest::Url,
     /// The parts of the query string that never change.
     base_query: String,
-    pub(super) authorization: HeaderValue,
+    authorization: HeaderValue,
     permits: Arc<Semaphore>,
     server: OnceCell<ServerInfo>,
-    query_prefix: String,
-    next_query: AtomicU64,
+    canceller: Arc<Canceller>,
 }
 
 impl ClickHousePool {
     /// Build the pool. No connection is opened until the first query, so a
     /// host can start while ClickHouse is still down.
     pub fn new(config: ClickHouseConfig) -> Result<Self, PoolError> {
-        let client = build_client(&config)?;
-        let host = if config.host.contains(':') && !config.host.starts_with('[') {
-            format!("[{}]", config.host)
-        } else {
-            config.host.clone()
-        };
-        let database: String =
-            url::form_urlencoded::byte_serialize(config.database.as_bytes()).collect();
-        let address = format!("http://{host}:{}/", config.port);
+        let endpoint = &config.endpoint;
+        if endpoint.scheme == Scheme::Https {
+            return Err(PoolError::Https);
+        }
+        // Fail at start-up, not on the first query, if the client cannot be built.
+        build_client(&config)?;
+        let address = endpoint.base_url();
         let base_url =
             reqwest::Url::parse(&address).map_err(|err| PoolError::Address(address, err))?;
+        let database: String =
+            url::form_urlencoded::byte_serialize(endpoint.database.as_bytes()).collect();
         let base_query = format!("database={database}&output_format_json_quote_64bit_integers=0");
-        let credentials = format!("{}:{}", config.user, config.password);
-        let mut authorization =
-            HeaderValue::from_str(&format!("Basic {}", base64_encode(credentials.as_bytes())))
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
+        let mut authorization = HeaderValue::from_str(&endpoint.basic_authorization())
+            .map_err(|_| PoolError::Credentials)?;
         authorization.set_sensitive(true);
-        let permits = Arc::new(Semaphore::new(config.pool_max_size.max(1)));
-        let query_prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let canceller = Arc::new(Canceller::new(
+            base_url.clone(),
+            authorization.clone(),
+            config.connect_timeout,
+        )?);
         Ok(Self {
-            inner: Arc::new(PoolInner {
-                clients: thread_local::ThreadLocal::new(),
-                builder_check: client,
-                config,
-                base_url,
-                base_query,
-                authorization,
-                permits,
-                server: OnceCell::new(),
-                query_prefix,
-                next_query: AtomicU64::new(0),
-            }),
+            clients: thread_local::ThreadLocal::new(),
+            permits: Arc::new(Semaphore::new(config.pool_max_size.max(1))),
+            config,
+            base_url,
+            base_query,
+            authorization,
+            server: OnceCell::new(),
+            canceller,
         })
     }
 
     /// The configuration this pool was built from.
     pub fn config(&self) -> &ClickHouseConfig {
-        &self.inner.config
+        &self.config
     }
 
     /// The server's version and features, asking it once on first use.
     pub async fn server_info(&self, deadline: Instant) -> Result<&ServerInfo, QueryError> {
-        self.inner
-            .server
+        self.server
             .get_or_try_init(|| async {
                 let request = QueryRequest {
                     sql: "SELECT version()",
@@ -181,9 +178,16 @@ impl ClickHousePool {
                     settings: &[],
                     format: Some("TabSeparated"),
                 };
-                let policy = QueryPolicy::default();
+                let policy = Arc::new(QueryPolicy::default());
                 let mut rows = self
-                    .send(&request, request.sql, &[], &policy, deadline)
+                    .send(
+                        &request,
+                        request.sql,
+                        &[],
+                        &policy,
+                        StatementKind::Read,
+                        deadline,
+                    )
                     .await?;
                 let mut text = Vec::new();
                 while let Some(chunk) = rows.next_chunk().await? {
@@ -194,26 +198,50 @@ impl ClickHousePool {
             .await
     }
 
-    /// Run a query under `policy`, giving up at `deadline`. Returns once the
-    /// server has accepted the query; the rows follow as a stream.
+    /// Run a guest's query under `policy`, giving up at `deadline`. Returns
+    /// once the server has accepted the query; the rows follow as a stream.
     pub async fn execute(
         &self,
         request: &QueryRequest<'_>,
-        policy: &QueryPolicy,
+        policy: &Arc<QueryPolicy>,
         deadline: Instant,
     ) -> Result<RowStream, QueryError> {
-        policy.check_settings(request.settings)?;
-        let mode = if request.params.is_empty() {
-            BindMode::Inline
-        } else if self.server_info(deadline).await?.native_params {
+        let kind = policy.admit(request.sql, request.params, request.settings)?;
+        if let Some(format) = request.format
+            && !is_format_name(format)
+        {
+            return Err(QueryError::Refused(format!(
+                "{:?} is not a ClickHouse format name",
+                truncate(format, 64)
+            )));
+        }
+        if request.params.is_empty() {
+            return self
+                .send(request, request.sql, &[], policy, kind, deadline)
+                .await;
+        }
+        let mode = if self.server_info(deadline).await?.native_params {
             BindMode::Server
         } else {
             BindMode::Inline
         };
         let bound = params::bind(request.sql, request.params, mode)
             .map_err(|err| QueryError::InvalidParameter(err.to_string()))?;
-        self.send(request, &bound.sql, &bound.url_params, policy, deadline)
-            .await
+        // Binding may have grown the SQL (typed literals): check it again.
+        if bound.sql.len() > policy.max_sql_bytes.saturating_mul(4) {
+            return Err(QueryError::Refused(
+                "the query with its parameters bound is too large".into(),
+            ));
+        }
+        self.send(
+            request,
+            &bound.sql,
+            &bound.url_params,
+            policy,
+            kind,
+            deadline,
+        )
+        .await
     }
 
     async fn send(
@@ -221,29 +249,26 @@ impl ClickHousePool {
         request: &QueryRequest<'_>,
         sql: &str,
         url_params: &[(String, String)],
-        policy: &QueryPolicy,
+        policy: &Arc<QueryPolicy>,
+        kind: StatementKind,
         deadline: Instant,
     ) -> Result<RowStream, QueryError> {
         let permit = self.acquire(deadline).await?;
-        let query_id = format!(
-            "wasmhouse-{}-{}",
-            self.inner.query_prefix,
-            self.inner.next_query.fetch_add(1, Ordering::Relaxed)
-        );
+        // Random, so no request can guess (and target) another's query.
+        let query_id = format!("wasmhouse-{}", uuid::Uuid::new_v4().simple());
         let url = self.url(request, &query_id, url_params, policy, deadline);
         let body = bytes::Bytes::copy_from_slice(sql.as_bytes());
         // Cancels the query server-side if we stop waiting for it.
-        let mut guard = super::stream::QueryGuard::new(self.inner.clone(), query_id);
+        let mut guard = self.canceller.guard(query_id);
 
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
             let sent = tokio::time::timeout_at(
                 deadline,
-                self.inner
-                    .client()
+                self.client()
                     .post(url.clone())
-                    .header(AUTHORIZATION, self.inner.authorization.clone())
+                    .header(AUTHORIZATION, self.authorization.clone())
                     .body(body.clone())
                     .send(),
             )
@@ -252,12 +277,14 @@ impl ClickHousePool {
                 Err(_) => return Err(QueryError::Timeout),
                 Ok(Ok(response)) => break response,
                 // A pooled connection the server closed while idle fails
-                // before any response; a read-only query is safe to send
-                // once more on a fresh connection.
-                Ok(Err(err)) if attempt == 1 && policy.readonly && is_retryable(&err) => {
-                    tracing::debug!(error = %err, "retrying query on a fresh connection");
+                // before any response; a read is safe to send once more on
+                // a fresh connection.
+                Ok(Err(err))
+                    if attempt == 1 && kind == StatementKind::Read && is_retryable(&err) =>
+                {
+                    tracing::debug!(query_id = guard.query_id(), error = %err.without_url(), "retrying query on a fresh connection");
                 }
-                Ok(Err(err)) => return Err(unavailable(&self.inner.config, &err)),
+                Ok(Err(err)) => return Err(unavailable(guard.query_id(), err)),
             }
         };
 
@@ -268,14 +295,17 @@ impl ClickHousePool {
                 .map_err(|_| QueryError::Timeout)?;
             guard.finished();
             return Err(match ServerException::parse(&text) {
-                Some(exception) => policy.error_context().classify(exception),
+                Some(exception) => policy.classify(exception),
                 None if status.is_server_error() => QueryError::Unavailable(format!(
                     "ClickHouse answered {status}: {}",
-                    text.trim()
+                    truncate(text.trim(), 512)
                 )),
                 None => QueryError::Server {
                     code: 0,
-                    message: format!("ClickHouse answered {status}: {}", text.trim()),
+                    message: format!(
+                        "ClickHouse answered {status}: {}",
+                        truncate(text.trim(), 512)
+                    ),
                 },
             });
         }
@@ -284,12 +314,12 @@ impl ClickHousePool {
             guard,
             permit,
             deadline,
-            policy.error_context(),
+            policy.clone(),
         ))
     }
 
     async fn acquire(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, QueryError> {
-        match tokio::time::timeout_at(deadline, self.inner.permits.clone().acquire_owned()).await {
+        match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(QueryError::Unavailable(
                 "the connection pool is closed".into(),
@@ -306,8 +336,8 @@ impl ClickHousePool {
         policy: &QueryPolicy,
         deadline: Instant,
     ) -> reqwest::Url {
-        let mut query = String::with_capacity(self.inner.base_query.len() + 160);
-        query.push_str(&self.inner.base_query);
+        let mut query = String::with_capacity(self.base_query.len() + 320);
+        query.push_str(&self.base_query);
         let mut push = |name: &str, value: &str| {
             query.push('&');
             query.extend(url::form_urlencoded::byte_serialize(name.as_bytes()));
@@ -319,15 +349,25 @@ impl ClickHousePool {
         for (name, value) in request.settings {
             push(name, value);
         }
-        for (name, value) in policy.settings(deadline) {
+        // After the guest's settings: where a name repeats, the last wins.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        for (name, value) in policy.settings(Some(remaining)) {
             push(name, &value);
         }
         for (name, value) in url_params {
             push(name, value);
         }
-        let mut url = self.inner.base_url.clone();
+        let mut url = self.base_url.clone();
         url.set_query(Some(&query));
         url
+    }
+
+    /// This thread's HTTP client.
+    fn client(&self) -> &reqwest::Client {
+        self.clients.get_or(|| {
+            // Built once successfully in `new`; the same settings cannot fail now.
+            build_client(&self.config).unwrap_or_else(|_| reqwest::Client::new())
+        })
     }
 }
 
@@ -343,12 +383,10 @@ fn build_client(config: &ClickHouseConfig) -> Result<reqwest::Client, reqwest::E
         .build()
 }
 
-impl PoolInner {
-    /// This thread's HTTP client.
-    pub(super) fn client(&self) -> &reqwest::Client {
-        self.clients
-            .get_or(|| build_client(&self.config).unwrap_or_else(|_| self.builder_check.clone()))
-    }
+/// Output formats are names (`JSONEachRow`, `TabSeparated`, …); anything
+/// else in the URL would be the guest writing query-string syntax.
+fn is_format_name(format: &str) -> bool {
+    !format.is_empty() && format.len() <= 64 && format.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Whether a send failed in a way a second attempt on a new connection can
@@ -382,22 +420,36 @@ fn is_retryable(err: &reqwest::Error) -> bool {
     false
 }
 
-pub(super) fn unavailable(config: &ClickHouseConfig, err: &reqwest::Error) -> QueryError {
+/// The guest's view of a transport failure: what happened, in a few words.
+/// The details (URL, settings, query id) go to the host's log only.
+pub(super) fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
+    let err = err.without_url();
     let mut detail = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = std::error::Error::source(&err);
+    let mut reason = None;
     while let Some(cause) = source {
         detail = format!("{detail}: {cause}");
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            reason = Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused",
+                std::io::ErrorKind::ConnectionReset => "connection reset",
+                std::io::ErrorKind::TimedOut => "connection timed out",
+                _ => "connection failed",
+            });
+        }
         source = cause.source();
     }
-    let what = if err.is_connect() {
-        "cannot connect to"
+    tracing::warn!(query_id, error = %detail, "ClickHouse request failed");
+    let reason = reason.unwrap_or(if err.is_timeout() {
+        "connection timed out"
     } else {
-        "lost the connection to"
-    };
-    QueryError::Unavailable(format!(
-        "{what} ClickHouse at {}:{} ({detail})",
-        config.host, config.port
-    ))
+        "connection failed"
+    });
+    QueryError::Unavailable(if err.is_connect() {
+        format!("cannot connect to ClickHouse ({reason})")
+    } else {
+        format!("lost the connection to ClickHouse ({reason})")
+    })
 }
 
 /// An error body, capped: ClickHouse error texts are short, and a broken
@@ -415,14 +467,9 @@ async fn read_error_body(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-fn base64_encode(input: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(input)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::ServerInfo;
+    use super::{ServerInfo, is_format_name};
 
     #[test]
     fn native_parameters_start_at_19_11() {
@@ -430,5 +477,12 @@ mod tests {
         assert!(!ServerInfo::from_version("19.10.1.5").native_params);
         assert!(ServerInfo::from_version("19.11.3.11").native_params);
         assert!(ServerInfo::from_version("24.8.4.13\n").native_params);
+    }
+
+    #[test]
+    fn formats_are_names() {
+        assert!(is_format_name("JSONEachRow"));
+        assert!(!is_format_name("JSON&readonly=0"));
+        assert!(!is_format_name(""));
     }
 }

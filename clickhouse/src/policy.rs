@@ -1,0 +1,325 @@
+//! A route's guard-rails: what its queries may do, the server-side caps the
+//! host sets on every one of them, and how ClickHouse's complaints about
+//! those caps reach the guest.
+
+use std::time::Duration;
+
+use crate::error::QueryError;
+use crate::response::ServerException;
+use crate::settings::{self, DEFAULT_ALLOWED_SETTINGS};
+use crate::statement::{self, StatementKind, StatementRules};
+
+/// Default cap on one query's memory on the server.
+pub const DEFAULT_MAX_MEMORY_USAGE: u64 = 1 << 30;
+/// Default cap on the threads one query may use on the server.
+pub const DEFAULT_MAX_THREADS: u64 = 4;
+/// Default cap on the rows one query may read.
+pub const DEFAULT_MAX_ROWS_TO_READ: u64 = 1_000_000_000;
+/// Default cap on the bytes one query may read.
+pub const DEFAULT_MAX_BYTES_TO_READ: u64 = 100 << 30;
+/// Largest SQL text a guest may send.
+pub const DEFAULT_MAX_SQL_BYTES: usize = 256 << 10;
+/// Largest total size of one query's parameter names and values.
+pub const DEFAULT_MAX_PARAMS_BYTES: usize = 1 << 20;
+/// Most parameters or settings one query may carry.
+pub const MAX_PARAMS: usize = 1024;
+
+/// How far ClickHouse's read-only mode goes for a route's queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadOnly {
+    /// `readonly = 1`: reads only; ClickHouse refuses table functions and
+    /// `SETTINGS` clauses. The default.
+    #[default]
+    Strict,
+    /// `readonly = 2`: reads only, but table functions and `SETTINGS` clauses
+    /// are allowed (settings still pass the allow-list, and functions that
+    /// reach outside ClickHouse still need `allowed_functions`).
+    Relaxed,
+    /// No read-only mode: the route may write and change tables.
+    Off,
+}
+
+impl ReadOnly {
+    /// The value of ClickHouse's `readonly` setting, if one is sent.
+    pub fn setting(self) -> Option<&'static str> {
+        match self {
+            Self::Strict => Some("1"),
+            Self::Relaxed => Some("2"),
+            Self::Off => None,
+        }
+    }
+}
+
+/// What one route's queries may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPolicy {
+    /// ClickHouse read-only level.
+    pub readonly: ReadOnly,
+    /// Upper bound on one query's run time; the request's remaining budget
+    /// lowers it further.
+    pub max_execution_time: Option<Duration>,
+    /// Most rows a result may have (`max_result_rows`, overflow throws).
+    pub max_result_rows: Option<u64>,
+    /// Most bytes a result may have (`max_result_bytes`, overflow throws).
+    pub max_result_bytes: Option<u64>,
+    /// Most memory one query may use on the server, in bytes.
+    pub max_memory_usage: u64,
+    /// Most threads one query may use on the server.
+    pub max_threads: u64,
+    /// Most rows one query may read (0: no cap).
+    pub max_rows_to_read: u64,
+    /// Most bytes one query may read (0: no cap).
+    pub max_bytes_to_read: u64,
+    /// Largest SQL text, in bytes.
+    pub max_sql_bytes: usize,
+    /// Largest total size of parameter names and values, in bytes.
+    pub max_params_bytes: usize,
+    /// Settings the guest may pass; `*` at the end matches any suffix.
+    pub allowed_settings: Vec<String>,
+    /// Functions and engines that reach outside ClickHouse (`url`, `file`,
+    /// `remote`, …) the route may use anyway, lower case. Empty by default.
+    pub allowed_functions: Vec<String>,
+}
+
+impl Default for QueryPolicy {
+    fn default() -> Self {
+        Self {
+            readonly: ReadOnly::Strict,
+            max_execution_time: None,
+            max_result_rows: None,
+            max_result_bytes: None,
+            max_memory_usage: DEFAULT_MAX_MEMORY_USAGE,
+            max_threads: DEFAULT_MAX_THREADS,
+            max_rows_to_read: DEFAULT_MAX_ROWS_TO_READ,
+            max_bytes_to_read: DEFAULT_MAX_BYTES_TO_READ,
+            max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
+            max_params_bytes: DEFAULT_MAX_PARAMS_BYTES,
+            allowed_settings: DEFAULT_ALLOWED_SETTINGS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            allowed_functions: Vec::new(),
+        }
+    }
+}
+
+/// ClickHouse error codes the host's own caps produce, and what they mean.
+mod codes {
+    pub const TOO_MANY_ROWS: u32 = 158;
+    pub const READONLY: u32 = 164;
+    pub const DATABASE_ACCESS_DENIED: u32 = 291;
+    pub const TOO_MANY_BYTES: u32 = 307;
+    pub const TOO_MANY_ROWS_OR_BYTES: u32 = 396;
+    pub const MEMORY_LIMIT_EXCEEDED: u32 = 241;
+    pub const ACCESS_DENIED: u32 = 497;
+}
+
+impl QueryPolicy {
+    /// Everything checked before a query leaves the host: sizes, settings,
+    /// and the statement allow-list. What kind of statement it is when
+    /// allowed (reads are safe to retry).
+    pub fn admit(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+        settings: &[(String, String)],
+    ) -> Result<StatementKind, QueryError> {
+        if sql.len() > self.max_sql_bytes {
+            return Err(QueryError::Refused(format!(
+                "the SQL is {} bytes; this route's limit is {}",
+                sql.len(),
+                self.max_sql_bytes
+            )));
+        }
+        if params.len() > MAX_PARAMS || settings.len() > MAX_PARAMS {
+            return Err(QueryError::Refused(format!(
+                "a query may carry at most {MAX_PARAMS} parameters and {MAX_PARAMS} settings"
+            )));
+        }
+        let params_bytes: usize = params
+            .iter()
+            .chain(settings)
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        if params_bytes > self.max_params_bytes {
+            return Err(QueryError::Refused(format!(
+                "the parameters and settings are {params_bytes} bytes; this route's limit is {}",
+                self.max_params_bytes
+            )));
+        }
+        for (name, _) in settings {
+            settings::check_name(name, &self.allowed_settings).map_err(QueryError::Refused)?;
+        }
+        let rules = StatementRules {
+            writes: self.readonly == ReadOnly::Off,
+            settings_clauses: self.readonly != ReadOnly::Strict,
+            allowed_settings: &self.allowed_settings,
+            external_functions: &self.allowed_functions,
+        };
+        statement::check(sql, &rules).map_err(|refusal| QueryError::Refused(refusal.to_string()))
+    }
+
+    /// The settings that enforce this policy, sent with every guest query.
+    /// `remaining` is what is left of the request's budget, if it has one.
+    pub fn settings(&self, remaining: Option<Duration>) -> Vec<(&'static str, String)> {
+        let mut settings = Vec::with_capacity(12);
+        if let Some(level) = self.readonly.setting() {
+            settings.push(("readonly", level.to_owned()));
+        }
+        let limit = match (self.max_execution_time, remaining) {
+            (Some(max), Some(remaining)) => Some(max.min(remaining)),
+            (one, other) => one.or(other),
+        };
+        if let Some(limit) = limit {
+            settings.push(("max_execution_time", whole_seconds(limit).to_string()));
+        }
+        settings.push(("timeout_overflow_mode", "throw".to_owned()));
+        settings.push(("max_memory_usage", self.max_memory_usage.to_string()));
+        settings.push(("max_threads", self.max_threads.to_string()));
+        settings.push(("max_rows_to_read", self.max_rows_to_read.to_string()));
+        settings.push(("max_bytes_to_read", self.max_bytes_to_read.to_string()));
+        settings.push(("read_overflow_mode", "throw".to_owned()));
+        if let Some(rows) = self.max_result_rows {
+            settings.push(("max_result_rows", rows.to_string()));
+        }
+        if let Some(bytes) = self.max_result_bytes {
+            settings.push(("max_result_bytes", bytes.to_string()));
+        }
+        settings.push(("result_overflow_mode", "throw".to_owned()));
+        settings
+    }
+
+    /// Turn an exception ClickHouse reported into the error the guest sees:
+    /// the host's own caps show up as refusals, running out of time as a
+    /// timeout, the rest as server errors.
+    pub fn classify(&self, exception: ServerException) -> QueryError {
+        let because = |what: &str| QueryError::Refused(format!("{what} ({})", exception.message));
+        match exception.code {
+            _ if exception.is_timeout() => QueryError::Timeout,
+            codes::READONLY if self.readonly != ReadOnly::Off => {
+                because("this route is read-only; configure it with readonly = false to write")
+            }
+            codes::TOO_MANY_ROWS_OR_BYTES => because("the result is over this route's limit"),
+            codes::TOO_MANY_ROWS | codes::TOO_MANY_BYTES => {
+                because("the query reads more than this route's max_rows_to_read/max_bytes_to_read")
+            }
+            codes::MEMORY_LIMIT_EXCEEDED => {
+                because("the query needs more memory than this route's max_memory_usage")
+            }
+            codes::DATABASE_ACCESS_DENIED | codes::ACCESS_DENIED => {
+                because("ClickHouse denies wasmhouse's user access")
+            }
+            _ => exception.into(),
+        }
+    }
+}
+
+/// `duration` in whole seconds, rounded up and at least 1: ClickHouse 18.16
+/// reads `max_execution_time` as an integer, so `0.5` would become 0, which
+/// means no limit at all.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting<'a>(settings: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+        settings
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn time_limits_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(500)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1900)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(2)), 2);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn every_query_carries_the_caps() {
+        let policy = QueryPolicy {
+            max_execution_time: Some(Duration::from_secs(5)),
+            max_result_rows: Some(10),
+            ..QueryPolicy::default()
+        };
+        let settings = policy.settings(Some(Duration::from_millis(1500)));
+        assert_eq!(setting(&settings, "readonly"), Some("1"));
+        assert_eq!(setting(&settings, "max_execution_time"), Some("2"));
+        assert_eq!(setting(&settings, "timeout_overflow_mode"), Some("throw"));
+        assert_eq!(setting(&settings, "max_memory_usage"), Some("1073741824"));
+        assert_eq!(setting(&settings, "max_threads"), Some("4"));
+        assert_eq!(setting(&settings, "max_result_rows"), Some("10"));
+        assert_eq!(setting(&settings, "read_overflow_mode"), Some("throw"));
+        assert_eq!(setting(&settings, "result_overflow_mode"), Some("throw"));
+        let relaxed = QueryPolicy {
+            readonly: ReadOnly::Relaxed,
+            ..QueryPolicy::default()
+        };
+        assert_eq!(setting(&relaxed.settings(None), "readonly"), Some("2"));
+        assert_eq!(setting(&relaxed.settings(None), "max_execution_time"), None);
+        let writer = QueryPolicy {
+            readonly: ReadOnly::Off,
+            ..QueryPolicy::default()
+        };
+        assert_eq!(setting(&writer.settings(None), "readonly"), None);
+    }
+
+    #[test]
+    fn admission_checks_sizes_settings_and_statements() {
+        let policy = QueryPolicy::default();
+        assert_eq!(policy.admit("SELECT 1", &[], &[]), Ok(StatementKind::Read));
+        let huge = format!("SELECT '{}'", "x".repeat(DEFAULT_MAX_SQL_BYTES));
+        assert!(matches!(
+            policy.admit(&huge, &[], &[]),
+            Err(QueryError::Refused(_))
+        ));
+        let setting = |name: &str| vec![(name.to_owned(), "1".to_owned())];
+        assert!(
+            policy
+                .admit("SELECT 1", &[], &setting("output_format_x"))
+                .is_ok()
+        );
+        assert!(
+            policy
+                .admit("SELECT 1", &[], &setting("max_threads"))
+                .is_err()
+        );
+        assert!(
+            policy
+                .admit("SELECT 1", &[], &setting("max_block_size"))
+                .is_err()
+        );
+        assert!(policy.admit("KILL QUERY WHERE 1", &[], &[]).is_err());
+        let many: Vec<_> = (0..=MAX_PARAMS)
+            .map(|i| (format!("p{i}"), String::new()))
+            .collect();
+        assert!(policy.admit("SELECT 1", &many, &[]).is_err());
+    }
+
+    #[test]
+    fn the_hosts_caps_come_back_as_refusals() {
+        let policy = QueryPolicy::default();
+        let exception = |code| ServerException {
+            code,
+            message: "m".into(),
+        };
+        assert_eq!(policy.classify(exception(159)), QueryError::Timeout);
+        for code in [158, 164, 241, 307, 396, 291] {
+            assert!(
+                matches!(policy.classify(exception(code)), QueryError::Refused(_)),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            policy.classify(exception(62)),
+            QueryError::Server { code: 62, .. }
+        ));
+    }
+}
