@@ -31,8 +31,9 @@ fn rss(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn infinite_loops_are_stopped_without_starving_others() {
+    let _cpu = common::cpu_heavy().await;
     let clickhouse = ClickHouse::start();
-    let host = hostile(&clickhouse, &["--request-timeout", "3s"]);
+    let host = hostile(&clickhouse, &["--request-timeout", "8s"]);
     // As many spinning guests as the host has worker threads, and more.
     let loops: Vec<_> = (0..4)
         .map(|_| tokio::spawn(get_owned(host.url("/loop"))))
@@ -63,6 +64,7 @@ async fn get_owned(url: String) -> common::Reply {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_bombs_hit_the_limit_and_host_memory_stays_bounded() {
+    let _cpu = common::cpu_heavy().await;
     let clickhouse = ClickHouse::start();
     let host = hostile(&clickhouse, &["--memory-limit", "32MiB"]);
     let bombs = futures::future::join_all((0..6).map(|_| get_owned(host.url("/alloc")))).await;
@@ -537,15 +539,47 @@ async fn clickhouse_restart_under_load_fails_fast_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_and_normal_requests_mixed_normal_ones_all_succeed() {
+    // What is measured is the host's fairness, not the machine's speed: the
+    // normal route has a budget no busy machine exhausts, and the property
+    // is that every normal request is answered while the loops still run.
+    let _cpu = common::cpu_heavy().await;
     let clickhouse = ClickHouse::start();
-    let host = hostile(
-        &clickhouse,
-        &["--request-timeout", "2s", "--memory-limit", "32MiB"],
-    );
-    let mut hostile_requests = Vec::new();
-    for path in ["/loop", "/alloc", "/panic", "/trap", "/loop", "/alloc"] {
-        hostile_requests.push(tokio::spawn(get_owned(host.url(path))));
+    let guest = guests::hostile(1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("wasmhouse.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+[[route]]
+name = "hostile"
+prefix = "/bad"
+component = "{guest}"
+timeout = "15s"
+memory = "32MiB"
+
+[[route]]
+name = "normal"
+prefix = "/"
+component = "{guest}"
+timeout = "60s"
+"#,
+            guest = guest.display()
+        ),
+    )
+    .expect("write manifest");
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--manifest", manifest.to_str().expect("UTF-8")])
+        .start();
+    let mut loops = Vec::new();
+    for _ in 0..2 {
+        loops.push(tokio::spawn(get_owned(host.url("/bad/loop"))));
     }
+    let mut others = Vec::new();
+    for path in ["/bad/alloc", "/bad/panic", "/bad/trap", "/bad/alloc"] {
+        others.push(tokio::spawn(get_owned(host.url(path))));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let normal = futures::future::join_all((0..40).map(|i| {
         let path = if i % 2 == 0 {
             "/health"
@@ -558,8 +592,16 @@ async fn hostile_and_normal_requests_mixed_normal_ones_all_succeed() {
     for reply in &normal {
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
-    for task in hostile_requests {
+    assert!(
+        loops.iter().all(|task| !task.is_finished()),
+        "the normal requests were only answered once the loops had ended"
+    );
+    for task in others {
         let reply = task.await.expect("hostile request");
-        assert!(matches!(reply.status, 500 | 504), "{}", reply.text);
+        assert_eq!(reply.status, 500, "{}", reply.text);
+    }
+    for task in loops {
+        let reply = task.await.expect("loop request");
+        assert_eq!(reply.status, 504, "{}", reply.text);
     }
 }

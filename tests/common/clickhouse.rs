@@ -3,7 +3,7 @@
 
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct ClickHouse {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The main configuration file: Debian's, or a copy with extra users.
+    config: PathBuf,
     http_port: u16,
     tcp_port: u16,
     interserver_port: u16,
@@ -19,13 +21,43 @@ pub struct ClickHouse {
 impl ClickHouse {
     /// Start a server and wait until it answers `/ping`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Start a server whose users include those of `users_fragment`, a
+    /// `users.d` file (`<yandex><users>…</users><profiles>…</profiles></yandex>`).
+    pub fn start_with_users(users_fragment: &str) -> Self {
+        Self::start_with(Some(users_fragment))
+    }
+
+    fn start_with(users_fragment: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("wasmhouse-ch-")
             .tempdir()
             .expect("temporary directory for ClickHouse");
+        let config = match users_fragment {
+            None => PathBuf::from("/etc/clickhouse-server/config.xml"),
+            Some(fragment) => {
+                // A copy of Debian's configuration, so `users.d/` beside it
+                // is merged into its users.xml.
+                let etc = dir.path().join("etc");
+                std::fs::create_dir_all(etc.join("users.d")).expect("config directory");
+                for file in ["config.xml", "users.xml"] {
+                    std::fs::copy(
+                        Path::new("/etc/clickhouse-server").join(file),
+                        etc.join(file),
+                    )
+                    .expect("copying Debian's ClickHouse configuration");
+                }
+                std::fs::write(etc.join("users.d/wasmhouse.xml"), fragment)
+                    .expect("writing the users fragment");
+                etc.join("config.xml")
+            }
+        };
         let mut server = Self {
             child: None,
             dir,
+            config,
             http_port: 0,
             tcp_port: 0,
             interserver_port: 0,
@@ -85,6 +117,25 @@ impl ClickHouse {
         }
     }
 
+    /// The TCP (native protocol) port.
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port
+    }
+
+    /// Run `sql` directly as `user` with `password`; status and body.
+    pub fn query_as(&self, user: &str, password: &str, sql: &str) -> (u16, String) {
+        use std::fmt::Write as _;
+        let mut path = String::from("/?user=");
+        for byte in user.bytes().chain(*b"&password=").chain(password.bytes()) {
+            let _ = if byte.is_ascii_alphanumeric() || b"&=_".contains(&byte) {
+                write!(path, "{}", byte as char)
+            } else {
+                write!(path, "%{byte:02X}")
+            };
+        }
+        raw_http(self.http_port, "POST", &path, sql)
+    }
+
     /// Run `sql` directly (not through wasmhouse) and return the body.
     pub fn query(&self, sql: &str) -> String {
         let response = ureq_post(self.http_port, sql);
@@ -104,7 +155,7 @@ impl ClickHouse {
         let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let mut child = Command::new(server_binary())
             .current_dir(root)
-            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg(format!("--config-file={}", self.config.display()))
             .arg("--")
             .arg(format!("--path={}", path("data/")))
             .arg(format!("--tmp_path={}", path("tmp/")))

@@ -60,6 +60,12 @@ impl HostBuilder {
         self
     }
 
+    /// Unset an environment variable.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
     /// Add command-line arguments.
     pub fn args(mut self, args: &[&str]) -> Self {
         self.command.args(args);

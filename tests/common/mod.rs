@@ -48,3 +48,19 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("HTTP client")
 }
+
+/// At most the first `max` bytes of `text`, for messages.
+pub fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Held by tests that keep guests spinning on the CPU, so two of them in
+/// one test binary never compete for the same cores.
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static CPU: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    CPU.lock().await
+}

