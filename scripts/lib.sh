@@ -98,3 +98,14 @@ ensure_wasmtime_cli() {
   say "installing wasmtime-cli 48 (once; 8-17 minutes on two cores)"
   cargo install wasmtime-cli --version 48.0.8 --locked --quiet
 }
+
+# ClickHouse 26.9 in-process (chdb-core, from PyPI), so the tests check the
+# host's SQL on current ClickHouse too, not only on Debian's 18.16 server.
+ensure_chdb() {
+  command -v python3 >/dev/null 2>&1 || die "python3 is needed for the current-ClickHouse tests"
+  if ! python3 -c 'import chdb' >/dev/null 2>&1; then
+    say "installing chdb-core (ClickHouse 26.9 in-process) with pip"
+    python3 -m pip install --quiet --disable-pip-version-check chdb-core==26.9.0 \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages chdb-core==26.9.0
+  fi
+}

@@ -18,6 +18,15 @@ fn hostile(clickhouse: &ClickHouse, args: &[&str]) -> Wasmhouse {
         .start()
 }
 
+/// The hostile test guest on every path, served in this process.
+fn hostile_in_process(clickhouse: &ClickHouse, args: &[&str]) -> Wasmhouse {
+    let guest = guests::hostile(1);
+    HostBuilder::new(clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .args(args)
+        .start_in_process()
+}
+
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
@@ -33,7 +42,7 @@ fn rss(pid: u32) -> u64 {
 async fn infinite_loops_are_stopped_without_starving_others() {
     let _cpu = common::cpu_heavy().await;
     let clickhouse = ClickHouse::start();
-    let host = hostile(&clickhouse, &["--request-timeout", "8s"]);
+    let host = hostile_in_process(&clickhouse, &["--request-timeout", "8s"]);
     // As many spinning guests as the host has worker threads, and more.
     let loops: Vec<_> = (0..4)
         .map(|_| tokio::spawn(get_owned(host.url("/loop"))))
@@ -123,7 +132,7 @@ async fn panics_and_traps_are_500s_with_logged_request_ids() {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_beyond_the_concurrency_bound_are_shed_with_retry_after() {
     let clickhouse = ClickHouse::start();
-    let host = hostile(
+    let host = hostile_in_process(
         &clickhouse,
         &["--max-instances", "2", "--queue-timeout", "300ms"],
     );
@@ -171,7 +180,7 @@ fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_and_malformed_requests_are_rejected() {
     let clickhouse = ClickHouse::start();
-    let host = hostile(&clickhouse, &["--max-body-size", "1KiB"]);
+    let host = hostile_in_process(&clickhouse, &["--max-body-size", "1KiB"]);
     let client = common::client();
 
     let small = common::send(client.post(host.url("/body")).body(vec![b'a'; 512])).await;
@@ -245,7 +254,7 @@ async fn client_disconnect_cancels_the_running_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_are_read_only_and_settings_allow_listed() {
     let clickhouse = ClickHouse::start();
-    let host = hostile(&clickhouse, &[]);
+    let host = hostile_in_process(&clickhouse, &[]);
     let write = get(&host.url("/write")).await;
     assert_eq!(write.status, 403, "{}", write.text);
     assert_eq!(write.json["kind"], "refused");
@@ -267,7 +276,7 @@ async fn queries_are_read_only_and_settings_allow_listed() {
         assert_eq!(reply.status, status, "{name}={value}: {}", reply.text);
     }
 
-    let writer = hostile(&clickhouse, &["--allow-writes"]);
+    let writer = hostile_in_process(&clickhouse, &["--allow-writes"]);
     let write = get(&writer.url("/write")).await;
     assert_eq!(write.status, 200, "{}", write.text);
     assert_eq!(
@@ -316,7 +325,7 @@ component = "{guest}"
     .expect("write manifest");
     let host = HostBuilder::new(&clickhouse)
         .args(&["--manifest", manifest.to_str().expect("UTF-8")])
-        .start();
+        .start_in_process();
 
     let limited = get(&host.url("/strict/many-rows")).await;
     assert_eq!(limited.status, 403, "{}", limited.text);
@@ -342,7 +351,7 @@ component = "{guest}"
 #[tokio::test(flavor = "multi_thread")]
 async fn typed_parameters_arrive_as_data() {
     let clickhouse = ClickHouse::start();
-    let host = hostile(&clickhouse, &[]);
+    let host = hostile_in_process(&clickhouse, &[]);
     let echo = |ty: &str, value: &str| {
         let url =
             reqwest::Url::parse_with_params(&host.url("/echo"), &[("type", ty), ("value", value)])
@@ -403,7 +412,7 @@ async fn typed_parameters_arrive_as_data() {
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_after_200_reach_the_guest_as_errors() {
     let clickhouse = ClickHouse::start();
-    let host = hostile(&clickhouse, &[]);
+    let host = hostile_in_process(&clickhouse, &[]);
     let collected = get(&host.url("/midstream")).await;
     assert_eq!(collected.status, 502, "{}", collected.text);
     assert_eq!(collected.json["kind"], "clickhouse_error");
@@ -489,7 +498,7 @@ async fn clickhouse_restart_under_load_fails_fast_and_recovers() {
     let mut clickhouse = ClickHouse::start();
     let host = HostBuilder::new(&clickhouse)
         .args(&["--request-timeout", "5s"])
-        .start();
+        .start_in_process();
     let url = host.url("/concurrent/simple-query");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
@@ -570,7 +579,7 @@ timeout = "60s"
     .expect("write manifest");
     let host = HostBuilder::new(&clickhouse)
         .args(&["--manifest", manifest.to_str().expect("UTF-8")])
-        .start();
+        .start_in_process();
     let mut loops = Vec::new();
     for _ in 0..2 {
         loops.push(tokio::spawn(get_owned(host.url("/bad/loop"))));

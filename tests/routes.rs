@@ -10,7 +10,7 @@ use common::{ClickHouse, HostBuilder, Wasmhouse, get};
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_answers_like_the_seed() {
     let clickhouse = ClickHouse::start();
-    let host = Wasmhouse::start(&clickhouse);
+    let host = Wasmhouse::start_in_process(&clickhouse);
     common::seed::assert_routes(&host.url(""), &clickhouse).await;
     let isolation = get(&host.url("/concurrent/test-isolation?delay=0.1")).await;
     assert_eq!(isolation.json["instance_requests"], 1);
@@ -19,7 +19,7 @@ async fn every_route_answers_like_the_seed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_sleeps_run_side_by_side_in_fresh_instances() {
     let clickhouse = ClickHouse::start();
-    let host = Wasmhouse::start(&clickhouse);
+    let host = Wasmhouse::start_in_process(&clickhouse);
     let url = host.url("/concurrent/test-isolation?delay=1");
 
     let started = Instant::now();
@@ -57,7 +57,7 @@ async fn twenty_sleeps_run_side_by_side_in_fresh_instances() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_delays_are_client_errors() {
     let clickhouse = ClickHouse::start();
-    let host = Wasmhouse::start(&clickhouse);
+    let host = Wasmhouse::start_in_process(&clickhouse);
     for bad in ["abc", "-1", "4", "1%3BDROP%20TABLE%20x", "NaN", ""] {
         let reply = get(&host.url(&format!("/concurrent/test-isolation?delay={bad}"))).await;
         assert_eq!(reply.status, 422, "delay={bad}: {}", reply.text);
@@ -76,7 +76,7 @@ async fn bad_delays_are_client_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn clickhouse_outage_is_503_and_recovers() {
     let mut clickhouse = ClickHouse::start();
-    let host = Wasmhouse::start(&clickhouse);
+    let host = Wasmhouse::start_in_process(&clickhouse);
     assert_eq!(get(&host.url("/concurrent/simple-query")).await.status, 200);
 
     clickhouse.stop();
@@ -90,7 +90,7 @@ async fn clickhouse_outage_is_503_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn host_starts_while_clickhouse_is_down() {
-    let host = HostBuilder::without_clickhouse().start();
+    let host = HostBuilder::without_clickhouse().start_in_process();
     common::seed::assert_clickhouse_down(&host.url("")).await;
 }
 

@@ -67,7 +67,7 @@ component = "{guest}"
     .expect("write manifest");
     let host = HostBuilder::new(clickhouse)
         .args(&["--manifest", manifest.to_str().expect("UTF-8 path")])
-        .start();
+        .start_in_process();
     (host, dir)
 }
 
@@ -601,7 +601,7 @@ async fn the_admin_token_never_reaches_a_guest() {
     let host = HostBuilder::new(&clickhouse)
         .args(&["--component", guest.to_str().expect("UTF-8 path")])
         .env("WASMHOUSE_ADMIN_TOKEN", token)
-        .start();
+        .start_in_process();
     let client = common::client();
     let bearer = format!("Bearer {token}");
     // However the path is spelt, an admin path is the admin API's.
@@ -752,7 +752,7 @@ async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
         .env("CLICKHOUSE_USER", "wasmhouse")
         .env("CLICKHOUSE_PASSWORD", password)
         .env("CLICKHOUSE_DATABASE", "analytics")
-        .start();
+        .start_in_process();
     let events = sql(&host, "", "SELECT count() FROM events", &[]).await;
     assert_eq!(events.status, 200, "{}", events.text);
     assert_eq!(events.json["result"], "3\n");
@@ -782,7 +782,7 @@ async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
         .env("CLICKHOUSE_USER", "wasmhouse")
         .env("CLICKHOUSE_PASSWORD", password)
         .env("CLICKHOUSE_DATABASE", "analytics")
-        .start();
+        .start_in_process();
     for path in [
         "/concurrent/simple-query",
         "/concurrent/heavy-query",

@@ -183,6 +183,9 @@ fn to_wit(err: QueryError) -> query::Error {
     }
 }
 
+// Exported on wasm32 only: a native build (tests, `cargo build --workspace`)
+// has no WASI imports to link the export against.
+#[cfg(target_arch = "wasm32")]
 #[expect(unsafe_code, reason = "wit-bindgen's generated export glue")]
 mod export {
     use super::Adapter;

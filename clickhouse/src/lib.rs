@@ -25,10 +25,11 @@
 //!
 //! With the `host` feature (default), the host half:
 //!
-//! - `host::client`: the pooled keep-alive HTTP client, query ids, retries.
-//! - `host::rows`: results streamed chunk by chunk.
-//! - `host::cancel`: abandoned queries cancelled with `KILL QUERY`, bounded.
 //! - `host::capability`: the WIT bindings and the `Host` implementation.
+//! - `host::client`: the pooled keep-alive HTTP client, query ids, retries.
+//! - `host::rows`: results streamed chunk by chunk; abandoned queries
+//!   cancelled with `KILL QUERY`, bounded.
+//! - `host::transport`: transport failures in words a guest may see.
 
 pub mod endpoint;
 pub mod error;

@@ -12,11 +12,11 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Empty};
 use tokio::sync::Semaphore;
-use wasmhouse::ServeConfig;
-use wasmhouse::app::App;
+use tokio::time::Instant;
 use wasmhouse::manifest::ComponentSource;
-use wasmhouse::runtime::invoke;
-use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint};
+use wasmhouse::runtime::{Invocation, instance};
+use wasmhouse::{ServeConfig, Server};
+use wasmhouse_clickhouse::{ClickHouseConfig, ClickHousePool, Endpoint, QueryContext};
 
 /// The allocator the `wasmhouse` binary uses.
 #[global_allocator]
@@ -34,8 +34,10 @@ fn instantiate_and_call(c: &mut Criterion) {
         ..Endpoint::default()
     }));
     config.routes[0].source = ComponentSource::File(guests::empty());
-    let app = runtime.block_on(async { Arc::new(App::new(&config).expect("app")) });
-    let route = app.routes().routes()[0].clone();
+    let pool = Arc::new(ClickHousePool::new(config.clickhouse.clone()).expect("pool"));
+    let server = Server::new(config).expect("server");
+    let deployer = server.dispatcher().deployer().clone();
+    let route = deployer.routes().routes()[0].clone();
     let permits = Arc::new(Semaphore::new(1024));
 
     c.bench_function("instantiate + empty handler + response", |b| {
@@ -50,7 +52,17 @@ fn instantiate_and_call(c: &mut Criterion) {
                 )
                 .expect("request");
             let permit = permits.clone().acquire_owned().await.expect("permit");
-            let response = invoke::handle(app.runtime(), &route, "bench", request, permit).await;
+            let deadline = Instant::now() + route.limits().timeout;
+            let invocation = Invocation {
+                label: route.name(),
+                request_id: "bench",
+                limits: route.limits(),
+                deadline,
+                query: QueryContext::new(pool.clone(), route.policy().clone(), deadline),
+                permit,
+            };
+            let response =
+                instance::run(deployer.runtime(), route.component(), invocation, request).await;
             assert_eq!(response.status(), 200);
             response.into_body().collect().await.expect("body");
         });

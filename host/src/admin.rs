@@ -11,7 +11,6 @@
 //! Off unless a token is configured; every call needs
 //! `Authorization: Bearer <token>`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
@@ -22,37 +21,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::{App, DeployError};
+use crate::config::AdminConfig;
+use crate::deploy::routes::{Deployment, Route};
+use crate::deploy::{DeployError, Deployer};
 use crate::respond::{self, ResponseBody};
-use crate::routes::{Deployment, Route};
-
-/// Where and how the admin API is served.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct AdminConfig {
-    /// The bearer token; the API is off without one.
-    pub token: Option<String>,
-    /// A listener of its own; under `/admin` on the main one otherwise.
-    pub listen: Option<SocketAddr>,
-    /// Largest component upload, in bytes.
-    pub max_upload: usize,
-}
-
-impl std::fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("listen", &self.listen)
-            .field("max_upload", &self.max_upload)
-            .finish()
-    }
-}
-
-impl AdminConfig {
-    /// Whether `/admin` on the main listener is the admin API.
-    pub fn on_main_listener(&self) -> bool {
-        self.token.is_some() && self.listen.is_none()
-    }
-}
 
 /// Whether `path` is under `/admin` once normalised (see
 /// [`normalise_path`]), in any letter case: a request that any proxy or
@@ -116,10 +88,10 @@ fn tokens_match(presented: &str, token: &str) -> bool {
 
 /// Answer one admin request.
 pub async fn handle(
-    app: &Arc<App>,
+    deployer: &Arc<Deployer>,
+    config: &AdminConfig,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<ResponseBody> {
-    let config = app.admin();
     let Some(token) = &config.token else {
         return error(
             404,
@@ -135,10 +107,15 @@ pub async fn handle(
     let method = request.method().clone();
     match (&method, segments.as_slice()) {
         (&Method::GET, ["components"]) => {
-            let routes: Vec<Value> = app.routes().routes().iter().map(|r| describe(r)).collect();
+            let routes: Vec<Value> = deployer
+                .routes()
+                .routes()
+                .iter()
+                .map(|r| describe(r))
+                .collect();
             respond::json(200, &json!({ "components": routes }))
         }
-        (&Method::GET, ["components", name]) => match app.routes().by_name(name) {
+        (&Method::GET, ["components", name]) => match deployer.routes().by_name(name) {
             Some(route) => respond::json(200, &describe(route)),
             None => deploy_error(&DeployError::NoSuchRoute((*name).to_owned())),
         },
@@ -162,9 +139,9 @@ pub async fn handle(
                 Err(err) => return error(400, "bad_upload", &format!("reading the upload: {err}")),
             };
             let started = std::time::Instant::now();
-            match app.deploy(&name, body.to_vec(), "upload").await {
+            match deployer.deploy(&name, body.to_vec(), "upload").await {
                 Ok(_) => {
-                    let mut described = app
+                    let mut described = deployer
                         .routes()
                         .by_name(&name)
                         .map(|r| describe(r))
@@ -175,17 +152,18 @@ pub async fn handle(
                 Err(err) => deploy_error(&err),
             }
         }
-        (&Method::POST, ["components", name, "rollback"]) => match app.rollback(name) {
+        (&Method::POST, ["components", name, "rollback"]) => match deployer.rollback(name) {
             Ok(_) => respond::json(
                 200,
-                &app.routes()
+                &deployer
+                    .routes()
                     .by_name(name)
                     .map(|r| describe(r))
                     .unwrap_or(Value::Null),
             ),
             Err(err) => deploy_error(&err),
         },
-        (&Method::POST, ["reload"]) => match app.reload().await {
+        (&Method::POST, ["reload"]) => match deployer.reload().await {
             Ok(routes) => respond::json(200, &json!({ "reloaded": routes })),
             Err(err) => deploy_error(&err),
         },
@@ -264,7 +242,8 @@ fn deploy_error(err: &DeployError) -> hyper::Response<ResponseBody> {
         DeployError::NoPreviousVersion(_) => (409, "no_previous_version"),
         DeployError::Invalid(_) => (400, "invalid_component"),
         DeployError::Manifest(_) => (400, "invalid_manifest"),
-        DeployError::Reload(_) => (400, "reload_failed"),
+        DeployError::Route { .. } => (400, "reload_failed"),
+        DeployError::Interrupted(_) => (503, "interrupted"),
     };
     error(status, kind, &err.to_string())
 }
@@ -302,5 +281,28 @@ mod tests {
         assert_eq!(normalise_path("//a/./b/../c/"), "/a/c");
         assert_eq!(normalise_path("/../../"), "/");
         assert_eq!(normalise_path("/%E2%9C%93"), "/✓");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Any path normalises to one that starts with `/`, has no empty,
+        /// `.` or `..` segment, and normalises to itself.
+        #[test]
+        fn normalising_is_total_and_idempotent(path in "[/.a-z%0-9\\\\\\PC]{0,200}") {
+            let once = normalise_path(&path);
+            proptest::prop_assert!(once.starts_with('/'));
+            proptest::prop_assert!(!once.split('/').skip(1).any(|s| s == "." || s == ".."));
+            // Decoding twice may decode `%25xx` further; the admin check
+            // decodes only once, like the router, so compare decoded-free paths.
+            if !once.contains('%') {
+                proptest::prop_assert_eq!(normalise_path(&once), once.clone());
+            }
+            let _ = is_admin_path(&path);
+        }
     }
 }

@@ -6,9 +6,7 @@
 use wac_graph::types::Package;
 use wac_graph::{CompositionGraph, EncodeOptions, PlugError};
 
-/// The adapter: `wasmhouse:clickhouse/query` over outgoing `wasi:http`.
-pub static ADAPTER_COMPONENT: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/wasmhouse_adapter.wasm"));
+use crate::embedded::ADAPTER_COMPONENT;
 
 /// Why composition failed.
 #[derive(Debug, thiserror::Error)]

@@ -19,9 +19,57 @@ use wasmhouse_clickhouse::policy::{
 };
 use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint, QueryPolicy, ReadOnly, Scheme};
 
-use crate::admin::AdminConfig;
-use crate::manifest::{self, ComponentSource, RouteSpec};
-use crate::runtime::{InstanceLimits, PoolSizing};
+use crate::manifest::{self, ComponentSource, RouteSource, RouteSpec};
+use crate::runtime::instance::DEFAULT_REQUEST_TIMEOUT;
+use crate::runtime::{DEFAULT_MAX_INSTANCES, DEFAULT_MEMORY_LIMIT, InstanceLimits, PoolSizing};
+use crate::units::{format_bytes, parse_bytes};
+
+/// Default address to listen on.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Default wait for a free instance before a request is shed with 503.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default largest request body.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 16 << 20;
+/// Default largest component upload to the admin API.
+pub const DEFAULT_ADMIN_MAX_UPLOAD: usize = 64 << 20;
+
+/// Where and how the admin API is served.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// The bearer token; the API is off without one.
+    pub token: Option<String>,
+    /// A listener of its own; under `/admin` on the main one otherwise.
+    pub listen: Option<SocketAddr>,
+    /// Largest component upload, in bytes.
+    pub max_upload: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            listen: None,
+            max_upload: DEFAULT_ADMIN_MAX_UPLOAD,
+        }
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("listen", &self.listen)
+            .field("max_upload", &self.max_upload)
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// Whether `/admin` on the main listener is the admin API.
+    pub fn on_main_listener(&self) -> bool {
+        self.token.is_some() && self.listen.is_none()
+    }
+}
 
 /// A configuration value that cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +96,7 @@ pub struct ServeArgs {
         long,
         env = "WASMHOUSE_LISTEN",
         value_name = "WASMHOUSE_LISTEN",
-        default_value = "127.0.0.1:8000"
+        default_value = DEFAULT_LISTEN
     )]
     pub listen: SocketAddr,
 
@@ -105,7 +153,7 @@ pub struct AdminArgs {
     pub listen: Option<SocketAddr>,
 
     /// Largest component upload.
-    #[arg(id = "admin_max_upload", long = "admin-max-upload", env = "WASMHOUSE_ADMIN_MAX_UPLOAD", value_name = "WASMHOUSE_ADMIN_MAX_UPLOAD", default_value = "64MiB", value_parser = parse_bytes)]
+    #[arg(id = "admin_max_upload", long = "admin-max-upload", env = "WASMHOUSE_ADMIN_MAX_UPLOAD", value_name = "WASMHOUSE_ADMIN_MAX_UPLOAD", default_value = format_bytes(DEFAULT_ADMIN_MAX_UPLOAD as u64), value_parser = parse_bytes)]
     pub max_upload: usize,
 }
 
@@ -219,11 +267,11 @@ pub struct ClickHouseArgs {
 #[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
     /// Wall-clock budget of one request, ClickHouse time included.
-    #[arg(long = "request-timeout", env = "WASMHOUSE_REQUEST_TIMEOUT", value_name = "WASMHOUSE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long = "request-timeout", env = "WASMHOUSE_REQUEST_TIMEOUT", value_name = "WASMHOUSE_REQUEST_TIMEOUT", default_value = humantime::format_duration(DEFAULT_REQUEST_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
     /// Largest linear memory one instance may use (e.g. 64MiB).
-    #[arg(long = "memory-limit", env = "WASMHOUSE_MEMORY_LIMIT", value_name = "WASMHOUSE_MEMORY_LIMIT", default_value = "64MiB", value_parser = parse_bytes)]
+    #[arg(long = "memory-limit", env = "WASMHOUSE_MEMORY_LIMIT", value_name = "WASMHOUSE_MEMORY_LIMIT", default_value = format_bytes(DEFAULT_MEMORY_LIMIT as u64), value_parser = parse_bytes)]
     pub memory_limit: usize,
 
     /// Most instances (requests in flight) at once.
@@ -231,17 +279,17 @@ pub struct LimitArgs {
         long = "max-instances",
         env = "WASMHOUSE_MAX_INSTANCES",
         value_name = "WASMHOUSE_MAX_INSTANCES",
-        default_value_t = 512
+        default_value_t = DEFAULT_MAX_INSTANCES
     )]
     pub max_instances: u32,
 
     /// How long a request waits for a free instance before it gets 503 with
     /// Retry-After.
-    #[arg(long = "queue-timeout", env = "WASMHOUSE_QUEUE_TIMEOUT", value_name = "WASMHOUSE_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long = "queue-timeout", env = "WASMHOUSE_QUEUE_TIMEOUT", value_name = "WASMHOUSE_QUEUE_TIMEOUT", default_value = humantime::format_duration(DEFAULT_QUEUE_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
     pub queue_timeout: Duration,
 
     /// Largest request body accepted (413 above it).
-    #[arg(long = "max-body-size", env = "WASMHOUSE_MAX_BODY_SIZE", value_name = "WASMHOUSE_MAX_BODY_SIZE", default_value = "16MiB", value_parser = parse_bytes)]
+    #[arg(long = "max-body-size", env = "WASMHOUSE_MAX_BODY_SIZE", value_name = "WASMHOUSE_MAX_BODY_SIZE", default_value = format_bytes(DEFAULT_MAX_BODY_SIZE as u64), value_parser = parse_bytes)]
     pub max_body_size: usize,
 
     /// Worker threads serving requests, each with its own event loop
@@ -276,7 +324,7 @@ pub struct LimitArgs {
     pub allow_writes: bool,
 
     /// Most memory one guest query may use on the ClickHouse server.
-    #[arg(long = "max-memory-usage", env = "WASMHOUSE_MAX_MEMORY_USAGE", value_name = "WASMHOUSE_MAX_MEMORY_USAGE", default_value = bytesize::ByteSize(DEFAULT_MAX_MEMORY_USAGE).display().iec().to_string(), value_parser = parse_bytes)]
+    #[arg(long = "max-memory-usage", env = "WASMHOUSE_MAX_MEMORY_USAGE", value_name = "WASMHOUSE_MAX_MEMORY_USAGE", default_value = format_bytes(DEFAULT_MAX_MEMORY_USAGE), value_parser = parse_bytes)]
     pub max_memory_usage: usize,
 
     /// Most threads one guest query may use on the ClickHouse server.
@@ -298,7 +346,7 @@ pub struct LimitArgs {
     pub max_rows_to_read: u64,
 
     /// Most bytes one guest query may read.
-    #[arg(long = "max-bytes-to-read", env = "WASMHOUSE_MAX_BYTES_TO_READ", value_name = "WASMHOUSE_MAX_BYTES_TO_READ", default_value = bytesize::ByteSize(DEFAULT_MAX_BYTES_TO_READ).display().iec().to_string(), value_parser = parse_bytes)]
+    #[arg(long = "max-bytes-to-read", env = "WASMHOUSE_MAX_BYTES_TO_READ", value_name = "WASMHOUSE_MAX_BYTES_TO_READ", default_value = format_bytes(DEFAULT_MAX_BYTES_TO_READ), value_parser = parse_bytes)]
     pub max_bytes_to_read: usize,
 
     /// Most rows one query may return (0: no limit).
@@ -309,15 +357,6 @@ pub struct LimitArgs {
         default_value_t = 0
     )]
     pub max_result_rows: u64,
-}
-
-/// Parse a byte size such as `64MiB`, `512 KiB` or `1048576`.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let size: bytesize::ByteSize = text
-        .trim()
-        .parse()
-        .map_err(|err| format!("{text:?} is not a size like 64MiB: {err}"))?;
-    usize::try_from(size.as_u64()).map_err(|_| format!("{text:?} is too large"))
 }
 
 /// A validated configuration for [`crate::serve`].
@@ -362,14 +401,10 @@ impl ServeConfig {
             limits,
             policy,
             sizing: PoolSizing::default(),
-            queue_timeout: Duration::from_secs(1),
-            max_body_size: 16 << 20,
-            shutdown_grace: Duration::from_secs(30),
-            admin: AdminConfig {
-                token: None,
-                listen: None,
-                max_upload: 64 << 20,
-            },
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            shutdown_grace: DEFAULT_REQUEST_TIMEOUT,
+            admin: AdminConfig::default(),
             compile_cache: None,
             workers: default_workers(),
         }
@@ -383,10 +418,14 @@ impl ServeConfig {
         Ok(self)
     }
 
-    /// Re-read the manifest (for SIGHUP); `None` without one.
-    pub fn reload_routes(&self) -> Option<Result<Vec<RouteSpec>, manifest::ManifestError>> {
-        let path = self.manifest.as_ref()?;
-        Some(manifest::load(path, self.limits, &self.policy))
+    /// Where the routes come from, for the deployer.
+    pub fn route_source(&self) -> RouteSource {
+        RouteSource {
+            routes: self.routes.clone(),
+            manifest: self.manifest.clone(),
+            base_limits: self.limits,
+            base_policy: self.policy.clone(),
+        }
     }
 
     /// Size the pooling allocator for the most demanding route.

@@ -1,38 +1,51 @@
 //! wasmhouse serves HTTP APIs over ClickHouse. Route logic is a WebAssembly
 //! component; every request gets a fresh, sandboxed instance of it, whose only
 //! capability is running queries through the host's pooled ClickHouse
-//! connections (the `wasmhouse:clickhouse/query` WIT interface).
+//! connections (the `wasmhouse:clickhouse/query` WIT interface, implemented
+//! by the `wasmhouse-clickhouse` crate).
 //!
 //! # Layout
 //!
-//! - [`server`]: accepts HTTP, shuts down gracefully. [`serve`] takes a
-//!   bound listener, so tests run servers on port 0.
-//! - [`app`]: the shared state: dispatch, deploy, roll back, reload.
-//! - [`routes`]: which component answers which path, with each route's
-//!   deployment history.
-//! - [`admin`]: the admin HTTP API; [`watch`]: redeploy when files change.
-//! - [`runtime`]: the Wasmtime engine (pooling allocator, epochs), component
-//!   loading, and the per-request store and instance.
-//! - The capability guests get (connection pool, typed parameters,
-//!   guard-rails, streamed results) is the `wasmhouse-clickhouse` crate.
-//! - [`manifest`]: `wasmhouse.toml` (or `spin.toml`): routes, limits, guard-rails.
+//! Serving a request (see ARCHITECTURE.md for the path through the files):
+//!
+//! - [`server`]: [`serve`] a configuration on a bound listener; worker
+//!   threads, graceful shutdown.
+//! - [`dispatch`]: one request: admin check, route lookup, limits, a fresh
+//!   instance.
+//! - [`runtime`]: the Wasmtime engine, component compilation, one request's
+//!   store and instance. Knows nothing of routes.
+//!
+//! Changing what is served:
+//!
+//! - [`deploy`]: the route table, deploy / roll back / reload, the bounded
+//!   compile cache, the file watcher.
+//! - [`admin`]: the admin HTTP API, on top of [`deploy`].
+//! - [`signals`]: SIGINT/SIGTERM shut down, SIGHUP reloads.
+//!
+//! Configuration and the rest:
+//!
 //! - [`config`]: flags and environment variables (the FastAPI service's
-//!   names), validated at start-up.
+//!   names), validated into a [`ServeConfig`]; the defaults.
+//! - [`manifest`]: `wasmhouse.toml` (or `spin.toml`): routes and their limits.
 //! - [`respond`]: the JSON error responses the host writes itself.
-//! - [`load`]: a small concurrent load generator (`wasmhouse load`).
-//! - [`compose`]: plug the adapter into a route component for other runtimes.
+//! - [`embedded`]: the components built into the binary.
+//! - [`units`]: byte sizes in flags and manifests.
+//! - [`load`]: `wasmhouse load`, a small load generator.
+//! - [`compose`]: `wasmhouse compose`, the adapter plugged into a component.
 
 pub mod admin;
-pub mod app;
 pub mod compose;
 pub mod config;
+pub mod deploy;
+pub mod dispatch;
+pub mod embedded;
 pub mod load;
 pub mod manifest;
 pub mod respond;
-pub mod routes;
 pub mod runtime;
 pub mod server;
-pub mod watch;
+pub mod signals;
+pub mod units;
 
 pub use config::{ServeArgs, ServeConfig};
-pub use server::serve;
+pub use server::{Server, serve};

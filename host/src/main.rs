@@ -3,15 +3,10 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use wasmhouse::ServeArgs;
-use wasmhouse::app::App;
 use wasmhouse::load::{self, LoadArgs};
-use wasmhouse::server::{self, Listener};
 
 /// Serve HTTP APIs over ClickHouse with route logic as WebAssembly components.
 /// Every request allocates a store, resource tables and buffers and frees
@@ -91,81 +86,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("listening on {listen} (WASMHOUSE_LISTEN)"))?;
-    let admin_listener = match config.admin.listen {
-        Some(address) => Some(
-            std::net::TcpListener::bind(address)
-                .with_context(|| format!("listening on {address} (WASMHOUSE_ADMIN_LISTEN)"))?,
-        ),
-        None => None,
-    };
-    let app = Arc::new(App::new(&config)?);
-    let address = listener.local_addr()?;
-    let workers = config.workers;
-    tracing::info!(
-        %address,
-        workers,
-        clickhouse = %config.clickhouse.endpoint.authority(),
-        routes = app.routes().routes().len(),
-        "ready"
-    );
-
-    // The main thread runs a small runtime of its own for signals, the admin
-    // API and file watching; requests are served on the worker threads.
-    let control = tokio::runtime::Builder::new_current_thread()
+    // Requests are served on worker threads of their own; this small runtime
+    // runs signals, the admin API and file watching.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the control runtime")?;
-    control.block_on(async move {
-        app.watch_component_files();
-        let shutdown = CancellationToken::new();
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown_signal().await;
-                shutdown.cancel();
-            }
-        });
-        tokio::spawn(reload_on_sighup(app.clone()));
-        let grace = config.shutdown_grace;
-        let mut admin = None;
-        if let Some(admin_listener) = admin_listener {
-            admin_listener.set_nonblocking(true)?;
-            let admin_listener = tokio::net::TcpListener::from_std(admin_listener)?;
-            println!(
-                "wasmhouse admin listening on http://{}",
-                admin_listener.local_addr()?
-            );
-            let (app, shutdown) = (app.clone(), shutdown.clone());
-            admin = Some(tokio::spawn(async move {
-                server::run(
-                    admin_listener,
-                    app,
-                    Listener::Admin,
-                    grace,
-                    shutdown.cancelled_owned(),
-                )
-                .await
-            }));
-        }
-        // A plain line on stdout that scripts (and the tests) wait for.
-        println!("wasmhouse listening on http://{address}");
-        let main = tokio::task::spawn_blocking({
-            let shutdown = shutdown.clone();
-            move || server::run_on_threads(listener, app, workers, grace, shutdown)
-        })
-        .await
-        .context("worker threads")?;
-        if let Some(admin) = admin {
-            admin.await.context("admin listener task")??;
-        }
-        main
-    })
+        .context("starting the control runtime")?
+        .block_on(wasmhouse::server::serve_until_signalled(listener, config))
 }
 
 fn compose(args: &ComposeArgs) -> anyhow::Result<()> {
     let guest = match &args.guest {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        None => wasmhouse::app::BUILTIN_COMPONENT.to_vec(),
+        None => wasmhouse::embedded::BUILTIN_COMPONENT.to_vec(),
     };
     let composed = wasmhouse::compose::compose(&guest)?;
     std::fs::write(&args.output, &composed)
@@ -178,50 +111,6 @@ fn compose(args: &ComposeArgs) -> anyhow::Result<()> {
         imports.join(", ")
     );
     Ok(())
-}
-
-/// Reload the manifest (or component file) on every SIGHUP.
-async fn reload_on_sighup(app: Arc<App>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload with the admin API instead");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading routes");
-            if let Err(err) = app.reload().await {
-                tracing::error!(error = %err, "reload failed; the previous routes keep serving");
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    drop(app);
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 /// Load `.env` from the working directory (or the file `WASMHOUSE_ENV_FILE`

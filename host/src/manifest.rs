@@ -32,8 +32,8 @@ use serde::Deserialize;
 
 use wasmhouse_clickhouse::{QueryPolicy, ReadOnly};
 
-use crate::config::parse_bytes;
 use crate::runtime::InstanceLimits;
+use crate::units::parse_bytes;
 
 /// Why a manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,31 @@ pub struct RouteSpec {
     pub limits: InstanceLimits,
     /// Guard-rails for its queries.
     pub policy: QueryPolicy,
+}
+
+/// Where the routes come from, and how to read them again (SIGHUP, the
+/// admin API's reload).
+#[derive(Debug, Clone)]
+pub struct RouteSource {
+    /// The routes at start.
+    pub routes: Vec<RouteSpec>,
+    /// The manifest they came from; without one a reload keeps `routes`
+    /// (and reads their component files again).
+    pub manifest: Option<PathBuf>,
+    /// Limits for what the manifest leaves unsaid.
+    pub base_limits: InstanceLimits,
+    /// Guard-rails for what the manifest leaves unsaid.
+    pub base_policy: QueryPolicy,
+}
+
+impl RouteSource {
+    /// The routes as they are now: the manifest read again, or the same routes.
+    pub fn reload(&self) -> Result<Vec<RouteSpec>, ManifestError> {
+        match &self.manifest {
+            Some(path) => load(path, self.base_limits, &self.base_policy),
+            None => Ok(self.routes.clone()),
+        }
+    }
 }
 
 /// Values a route can set, all optional; `[defaults]` has the same keys.
@@ -374,10 +399,10 @@ pub fn parse(
         if specs.iter().any(|spec| spec.name == name) {
             return Err(invalid(format!("two routes are named {name:?}")));
         }
-        let normalised = crate::routes::normalise_prefix(&prefix);
+        let normalised = normalise_prefix(&prefix);
         if specs
             .iter()
-            .any(|spec| crate::routes::normalise_prefix(&spec.prefix) == normalised)
+            .any(|spec| normalise_prefix(&spec.prefix) == normalised)
         {
             return Err(invalid(format!("two routes serve prefix {normalised:?}")));
         }
@@ -394,6 +419,18 @@ pub fn parse(
         });
     }
     Ok(specs)
+}
+
+/// `/api/` → `/api`, `api` → `/api`, `` → `/`.
+pub fn normalise_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else if trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    }
 }
 
 /// A route name from its prefix: `/api/v1` → `api-v1`, `/` → `root`.
@@ -564,5 +601,31 @@ mod tests {
             routes[1].source,
             ComponentSource::File("/app/target/reports.wasm".into())
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Whatever the file holds, loading it is an answer, never a crash.
+        #[test]
+        fn any_text_is_a_manifest_or_an_error(text in "\\PC{0,400}") {
+            let _ = parse(&text, "fuzz.toml", Path::new("/app"), InstanceLimits::default(), &QueryPolicy::default());
+        }
+
+        /// Deep nesting and odd values in otherwise valid structure.
+        #[test]
+        fn odd_values_are_errors(
+            depth in 0usize..5000,
+            value in "\\PC{0,40}",
+            key in proptest::sample::select(vec!["timeout", "memory", "readonly", "max_memory_usage", "max_bytes_to_read", "allowed_settings", "allowed_functions", "prefix", "name"]),
+        ) {
+            let nested = format!("{}\"{}\"{}", "[".repeat(depth), value.replace(['"', '\\'], ""), "]".repeat(depth));
+            let text = format!("[[route]]\nprefix = \"/\"\ncomponent = \"a.wasm\"\n{key} = {nested}\n");
+            let _ = parse(&text, "fuzz.toml", Path::new("/app"), InstanceLimits::default(), &QueryPolicy::default());
+        }
     }
 }

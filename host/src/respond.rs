@@ -69,3 +69,16 @@ pub fn overloaded(request_id: &str) -> hyper::Response<ResponseBody> {
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
+
+/// At most `max` bytes of `text` (never cutting a character), with `…` when
+/// cut: request text echoed in an error stays short.
+pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}

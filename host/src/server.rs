@@ -1,5 +1,12 @@
-//! The HTTP listeners: accept connections, hand requests to the [`App`],
-//! shut down gracefully.
+//! The library entry point: [`serve`] a configuration on a bound listener
+//! until a shutdown future resolves. The `wasmhouse` binary, the benchmarks
+//! and the tests all start servers this way.
+//!
+//! The main listener is served on `workers` threads, each with a
+//! single-threaded tokio runtime of its own ("thread per core"): a request,
+//! its guest and its ClickHouse connection then live on one thread, with no
+//! cross-thread wake-ups. The admin listener and the component-file watcher
+//! run on the caller's runtime.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,54 +20,168 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use wasmhouse_clickhouse::ClickHousePool;
 
 use crate::admin;
-use crate::app::App;
 use crate::config::ServeConfig;
+use crate::deploy::{Deployer, watch};
+use crate::dispatch::Dispatcher;
+use crate::runtime::Runtime;
+use crate::signals;
 
-/// What a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// Routes (and the admin API under `/admin` when it has no listener of
-    /// its own).
-    Main,
-    /// Only the admin API.
-    Admin,
-}
+/// Longest a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most headers a request may have (431 beyond).
+const MAX_HEADERS: usize = 100;
 
-/// Serve HTTP on `listener` until `shutdown` resolves, then stop accepting
-/// and give requests in flight up to the configured grace period.
+/// Serve `config` on `listener` until `shutdown` resolves, then stop
+/// accepting and give requests in flight up to the configured grace period.
 ///
-/// Component files are watched and redeployed when they change. A separate
-/// admin listener, signal handling and the like are the caller's: see the
-/// `wasmhouse` binary.
+/// Compiles the configured components first (off the async threads). When
+/// the configuration has an admin address, the admin API is served there.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let app = Arc::new(App::new(&config)?);
-    app.watch_component_files();
-    run(
-        listener,
-        app,
-        Listener::Main,
-        config.shutdown_grace,
-        shutdown,
-    )
-    .await
+    let admin = match config.admin.listen {
+        Some(address) => Some(
+            std::net::TcpListener::bind(address)
+                .with_context(|| format!("listening on {address} (WASMHOUSE_ADMIN_LISTEN)"))?,
+        ),
+        None => None,
+    };
+    let server = tokio::task::spawn_blocking(move || Server::new(config))
+        .await
+        .context("compiling the routes")??;
+    server.run(listener, admin, shutdown).await
 }
 
-/// Serve the main listener on `workers` threads, each with a single-threaded
-/// tokio runtime of its own ("thread per core"): a request, its guest and
-/// its ClickHouse connection then live on one thread, with no cross-thread
-/// wake-ups. Blocks until `shutdown` is cancelled and every worker is done.
-pub fn run_on_threads(
+/// [`serve`] for the `wasmhouse` binary: until SIGINT or SIGTERM, reloading
+/// the routes on SIGHUP, announcing each listener on stdout once it serves
+/// (`wasmhouse listening on http://…`, the line scripts wait for).
+pub async fn serve_until_signalled(
     listener: std::net::TcpListener,
-    app: Arc<App>,
+    config: ServeConfig,
+) -> anyhow::Result<()> {
+    let admin = match config.admin.listen {
+        Some(address) => Some(
+            std::net::TcpListener::bind(address)
+                .with_context(|| format!("listening on {address} (WASMHOUSE_ADMIN_LISTEN)"))?,
+        ),
+        None => None,
+    };
+    let server = tokio::task::spawn_blocking(move || Server::new(config))
+        .await
+        .context("compiling the routes")??;
+    let address = listener.local_addr()?;
+    let config = server.dispatcher().config();
+    tracing::info!(
+        %address,
+        workers = config.workers,
+        clickhouse = %config.clickhouse.endpoint.authority(),
+        routes = server.dispatcher().deployer().routes().routes().len(),
+        "ready"
+    );
+    tokio::spawn(signals::reload_on_sighup(
+        server.dispatcher().deployer().clone(),
+    ));
+    if let Some(admin) = &admin {
+        println!(
+            "wasmhouse admin listening on http://{}",
+            admin.local_addr()?
+        );
+    }
+    println!("wasmhouse listening on http://{address}");
+    server.run(listener, admin, signals::shutdown()).await
+}
+
+/// A server ready to run: routes compiled, ClickHouse pool built (no
+/// connection is opened until the first query).
+pub struct Server {
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Server {
+    /// Build the engine and pool and compile the configured routes. Slow
+    /// (it compiles): call it before serving, off the async threads.
+    pub fn new(config: ServeConfig) -> anyhow::Result<Self> {
+        let runtime = Runtime::new(config.sizing, config.compile_cache.as_deref())?;
+        let pool = Arc::new(
+            ClickHousePool::new(config.clickhouse.clone())
+                .context("creating the ClickHouse connection pool")?,
+        );
+        let deployer = Arc::new(Deployer::new(runtime, config.route_source())?);
+        Ok(Self {
+            dispatcher: Arc::new(Dispatcher::new(deployer, pool, config)),
+        })
+    }
+
+    /// The request dispatcher (and through it, the deployer).
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// Serve until `shutdown` resolves: `listener` on the worker threads,
+    /// `admin` (if any) and the file watcher on the current runtime.
+    pub async fn run(
+        self,
+        listener: std::net::TcpListener,
+        admin: Option<std::net::TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let config = self.dispatcher.config();
+        let grace = config.shutdown_grace;
+        let workers = config.workers;
+        let cancel = CancellationToken::new();
+        let watcher = watch::watch_component_files(self.dispatcher.deployer());
+
+        let admin_task = match admin {
+            Some(admin) => {
+                admin
+                    .set_nonblocking(true)
+                    .context("making the admin listener non-blocking")?;
+                let admin = TcpListener::from_std(admin).context("the admin listener")?;
+                let dispatcher = self.dispatcher.clone();
+                let shutdown = cancel.clone().cancelled_owned();
+                Some(tokio::spawn(async move {
+                    let config = dispatcher.config().admin.clone();
+                    let deployer = dispatcher.deployer().clone();
+                    accept(admin, grace, shutdown, move |request| {
+                        let (deployer, config) = (deployer.clone(), config.clone());
+                        async move { admin::handle(&deployer, &config, request).await }
+                    })
+                    .await
+                }))
+            }
+            None => None,
+        };
+        let main = tokio::task::spawn_blocking({
+            let dispatcher = self.dispatcher.clone();
+            let cancel = cancel.clone();
+            move || run_workers(listener, dispatcher, workers, grace, cancel)
+        });
+
+        shutdown.await;
+        tracing::info!("shutting down; waiting for requests in flight");
+        cancel.cancel();
+        let served = main.await.context("worker threads")?;
+        if let Some(admin_task) = admin_task {
+            admin_task.await.context("admin listener task")??;
+        }
+        watcher.abort();
+        served
+    }
+}
+
+/// Serve `listener` on `workers` threads until `cancel` is cancelled and
+/// every worker is done.
+fn run_workers(
+    listener: std::net::TcpListener,
+    dispatcher: Arc<Dispatcher>,
     workers: usize,
     grace: Duration,
-    shutdown: CancellationToken,
+    cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     listener
         .set_nonblocking(true)
@@ -68,8 +189,8 @@ pub fn run_on_threads(
     let mut threads = Vec::with_capacity(workers);
     for index in 0..workers.max(1) {
         let listener = listener.try_clone().context("sharing the listener")?;
-        let app = app.clone();
-        let shutdown = shutdown.clone();
+        let dispatcher = dispatcher.clone();
+        let cancel = cancel.clone();
         let thread = std::thread::Builder::new()
             .name(format!("wasmhouse-worker-{index}"))
             .spawn(move || -> anyhow::Result<()> {
@@ -79,13 +200,10 @@ pub fn run_on_threads(
                     .context("starting a worker runtime")?;
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
-                    run(
-                        listener,
-                        app,
-                        Listener::Main,
-                        grace,
-                        shutdown.cancelled_owned(),
-                    )
+                    accept(listener, grace, cancel.cancelled_owned(), move |request| {
+                        let dispatcher = dispatcher.clone();
+                        async move { dispatcher.dispatch(request).await }
+                    })
                     .await
                 })
             })
@@ -100,20 +218,24 @@ pub fn run_on_threads(
     Ok(())
 }
 
-/// Accept connections on `listener` for `app` until `shutdown` resolves.
-pub async fn run(
+/// Accept connections on `listener` and answer each request with `handle`
+/// until `shutdown` resolves; then wait up to `grace` for open connections.
+async fn accept<H, F>(
     listener: TcpListener,
-    app: Arc<App>,
-    serves: Listener,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+    handle: H,
+) -> anyhow::Result<()>
+where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = hyper::Response<crate::respond::ResponseBody>> + Send + 'static,
+{
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .keep_alive(true)
         // A client that opens a connection and sends nothing loses it.
-        .header_read_timeout(Duration::from_secs(10))
-        .max_headers(100);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -131,18 +253,12 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let handle = handle.clone();
         let service = service_fn(move |request| {
-            let app = app.clone();
-            async move {
-                Ok::<_, Infallible>(match serves {
-                    Listener::Main => app.dispatch(request).await,
-                    Listener::Admin => admin::handle(&app, request).await,
-                })
-            }
+            let response = handle(request);
+            async move { Ok::<_, Infallible>(response.await) }
         });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
@@ -151,9 +267,8 @@ pub async fn run(
     }
 
     drop(listener);
-    tracing::info!(?serves, "shutting down; waiting for requests in flight");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!(?serves, "all connections closed"),
+        () = graceful.shutdown() => tracing::debug!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; dropping remaining connections"),
     }
     Ok(())

@@ -1,12 +1,46 @@
 //! The request a handler receives and the response it returns.
 
-use crate::Handler;
 use crate::bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
 use crate::bindings::wasmhouse::clickhouse::query;
 use crate::clickhouse::{Rows, describe, kind_for, status_for};
+
+/// A route component's request handler.
+///
+/// Every request runs in a fresh instance, so a handler may keep per-instance
+/// state in statics without it ever leaking into another request.
+pub trait Handler {
+    /// Answer one request.
+    fn handle(request: Request) -> Response;
+}
+
+/// Export `$handler` (a type implementing [`Handler`]) as the component's
+/// `wasi:http/incoming-handler`.
+#[macro_export]
+macro_rules! serve {
+    ($handler:ty) => {
+        #[doc(hidden)]
+        pub struct WasmhouseIncomingHandler;
+
+        impl $crate::bindings::exports::wasi::http::incoming_handler::Guest
+            for WasmhouseIncomingHandler
+        {
+            fn handle(
+                request: $crate::bindings::wasi::http::types::IncomingRequest,
+                response_out: $crate::bindings::wasi::http::types::ResponseOutparam,
+            ) {
+                $crate::http::dispatch::<$handler>(request, response_out)
+            }
+        }
+
+        // Exported on wasm32 only: a native build (tests, `cargo build
+        // --workspace`) has no WASI imports to link the export against.
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::__export_route!(WasmhouseIncomingHandler with_types_in $crate::bindings);
+    };
+}
 
 /// Largest request body [`Request::body`] reads, in bytes.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;

@@ -1,43 +1,24 @@
-//! Test guests, built for wasm32-wasip2 on first use by the test run itself.
+//! Test guests: the Rust ones built by the build (`tests/programs`), the
+//! JavaScript one with componentize-js when its source changed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// The misbehaving test guest (`tests/guests/hostile`); `version` 2 is the
-/// build with the `v2` feature, which answers `/version` with 2.
+/// build with the `v2` feature, which answers `/version` with 2. Built once
+/// per build by `wasmhouse-test-programs`.
 pub fn hostile(version: u32) -> PathBuf {
-    static V1: OnceLock<PathBuf> = OnceLock::new();
-    static V2: OnceLock<PathBuf> = OnceLock::new();
-    let (cell, features, target) = match version {
-        1 => (&V1, None, "wasm-test-v1"),
-        2 => (&V2, Some("v2"), "wasm-test-v2"),
+    match version {
+        1 => PathBuf::from(wasmhouse_test_programs::HOSTILE_V1),
+        2 => PathBuf::from(wasmhouse_test_programs::HOSTILE_V2),
         other => panic!("no test guest version {other}"),
-    };
-    cell.get_or_init(|| {
-        build(
-            "wasmhouse-test-guest",
-            "wasmhouse_test_guest.wasm",
-            features,
-            target,
-        )
-    })
-    .clone()
+    }
 }
 
 /// The smallest wasi:http handler (`bench/guests/empty`): 200, no body.
 pub fn empty() -> PathBuf {
-    static EMPTY: OnceLock<PathBuf> = OnceLock::new();
-    EMPTY
-        .get_or_init(|| {
-            build(
-                "wasmhouse-bench-empty",
-                "wasmhouse_bench_empty.wasm",
-                None,
-                "wasm-test-v1",
-            )
-        })
-        .clone()
+    PathBuf::from(wasmhouse_test_programs::EMPTY)
 }
 
 /// The seed routes in JavaScript (`guest-js/seed.js`), built with
@@ -74,38 +55,4 @@ pub fn javascript_seed() -> PathBuf {
         output
     })
     .clone()
-}
-
-/// Build `package` into `target/<target_dir>` and return its component.
-/// Each feature set has its own target directory, so concurrent test
-/// processes never overwrite each other's artefact.
-fn build(package: &str, artefact: &str, features: Option<&str>, target_dir: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let target = root.join("target").join(target_dir);
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            package,
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        // Under `cargo clippy` this would lint the guests instead of building them.
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
-    if let Some(features) = features {
-        command.args(["--features", features]);
-    }
-    let status = command.status().expect("running cargo for a test guest");
-    assert!(status.success(), "building test guest {package} failed");
-    target.join("wasm32-wasip2").join("release").join(artefact)
 }

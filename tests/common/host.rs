@@ -1,4 +1,6 @@
-//! The real `wasmhouse` binary, started on a free port, killed when dropped.
+//! A wasmhouse server on a free port, stopped when dropped: the real
+//! `wasmhouse` binary, or the library's `serve` in this process (the same
+//! flags and variables, without a process of its own).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -12,6 +14,7 @@ use super::clickhouse::ClickHouse;
 /// A running `wasmhouse serve`.
 pub struct Wasmhouse {
     child: Option<Child>,
+    in_process: Option<tokio::sync::oneshot::Sender<()>>,
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
@@ -36,7 +39,7 @@ impl HostBuilder {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("CLICKHOUSE_HOST", "127.0.0.1")
             .env("CLICKHOUSE_PORT", "9")
-            .env("RUST_LOG", "info,wasmhouse=debug")
+            .env("RUST_LOG", "info,wasmhouse=debug,wasmhouse_clickhouse=debug")
             .env_remove("CLICKHOUSE_URL")
             .env_remove("WASMHOUSE_COMPONENT")
             .stdin(Stdio::null())
@@ -76,6 +79,98 @@ impl HostBuilder {
     pub fn current_dir(mut self, dir: &Path) -> Self {
         self.command.current_dir(dir);
         self
+    }
+
+    /// Run `wasmhouse::serve` in this process, on a thread and runtime of
+    /// its own, with the same flags; the environment variables set on this
+    /// builder are passed as their flags. Returns once it is listening.
+    pub fn start_in_process(self) -> Wasmhouse {
+        use clap::{CommandFactory as _, Parser as _};
+
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: wasmhouse::ServeArgs,
+        }
+
+        let mut args: Vec<std::ffi::OsString> = vec!["wasmhouse".into()];
+        args.extend(
+            self.command
+                .get_args()
+                .skip_while(|arg| *arg == "serve")
+                .map(std::ffi::OsStr::to_owned),
+        );
+        let command = Cli::command();
+        for (key, value) in self.command.get_envs() {
+            let Some(value) = value else { continue };
+            let key = key.to_string_lossy();
+            if key == "RUST_LOG" {
+                continue;
+            }
+            let flag = command
+                .get_arguments()
+                .find(|arg| {
+                    arg.get_env()
+                        .is_some_and(|env| env.to_string_lossy() == key)
+                })
+                .and_then(|arg| Some((arg.get_long()?, arg.get_action().takes_values())))
+                .unwrap_or_else(|| panic!("an in-process server takes no variable {key}"));
+            if flag.1 {
+                args.push(format!("--{}", flag.0).into());
+                args.push(value.to_owned());
+            } else if value != "0" && !value.is_empty() {
+                args.push(format!("--{}", flag.0).into());
+            }
+        }
+        let cli = Cli::try_parse_from(&args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+        let listener = std::net::TcpListener::bind(cli.serve.listen).expect("binding a port");
+        let addr = listener.local_addr().expect("local address");
+        let config = cli.serve.into_config().expect("a valid configuration");
+        let admin = config
+            .admin
+            .listen
+            .map(|addr| std::net::TcpListener::bind(addr).expect("binding the admin port"));
+        let admin_addr = admin
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("admin address"));
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the server");
+            runtime.block_on(async move {
+                let server =
+                    match tokio::task::spawn_blocking(move || wasmhouse::Server::new(config)).await
+                    {
+                        Ok(Ok(server)) => server,
+                        Ok(Err(err)) => return drop(ready.send(Err(format!("{err:#}")))),
+                        Err(err) => return drop(ready.send(Err(err.to_string()))),
+                    };
+                let _ = ready.send(Ok(()));
+                if let Err(err) = server
+                    .run(listener, admin, async {
+                        let _ = stop.await;
+                    })
+                    .await
+                {
+                    eprintln!("in-process wasmhouse failed: {err:#}");
+                }
+            });
+        });
+        match started.recv_timeout(Duration::from_secs(120)) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => panic!("wasmhouse did not start: {err}"),
+            Err(_) => panic!("wasmhouse did not start within 120 s"),
+        }
+        Wasmhouse {
+            child: None,
+            in_process: Some(shutdown),
+            addr,
+            admin_addr,
+            log: Arc::default(),
+        }
     }
 
     /// Start and wait for the "listening" line.
@@ -125,6 +220,7 @@ impl HostBuilder {
         };
         Wasmhouse {
             child: Some(child),
+            in_process: None,
             addr,
             admin_addr,
             log,
@@ -133,9 +229,14 @@ impl HostBuilder {
 }
 
 impl Wasmhouse {
-    /// Start with the built-in routes against `clickhouse`.
+    /// Start the binary with the built-in routes against `clickhouse`.
     pub fn start(clickhouse: &ClickHouse) -> Self {
         HostBuilder::new(clickhouse).start()
+    }
+
+    /// Serve the built-in routes against `clickhouse` in this process.
+    pub fn start_in_process(clickhouse: &ClickHouse) -> Self {
+        HostBuilder::new(clickhouse).start_in_process()
     }
 
     /// `http://<addr><path>`.
@@ -153,7 +254,8 @@ impl Wasmhouse {
         self.addr
     }
 
-    /// Everything it logged so far.
+    /// Everything it logged so far (nothing for an in-process server: its
+    /// log is this process's).
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -192,6 +294,9 @@ impl Wasmhouse {
 
 impl Drop for Wasmhouse {
     fn drop(&mut self) {
+        if let Some(shutdown) = self.in_process.take() {
+            let _ = shutdown.send(());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -1,7 +1,6 @@
 //! Route components: compiled once, validated, pre-instantiated.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -114,49 +113,4 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-/// Compiled components by content hash: loading bytes seen before (a
-/// rollback, a re-deploy, the same file on two routes) skips compilation.
-#[derive(Default)]
-pub struct ComponentCache {
-    compiled: Mutex<HashMap<String, Arc<RouteComponent>>>,
-}
-
-impl ComponentCache {
-    /// The compiled component for `bytes`, compiling it on first sight.
-    pub fn compile(
-        &self,
-        runtime: &Runtime,
-        bytes: &[u8],
-    ) -> Result<Arc<RouteComponent>, ComponentError> {
-        let sha256 = hex_sha256(bytes);
-        if let Some(known) = self.lock().get(&sha256) {
-            return Ok(known.clone());
-        }
-        let component = RouteComponent::compile(runtime, bytes)?;
-        self.lock().insert(sha256, component.clone());
-        Ok(component)
-    }
-
-    /// [`Self::compile`] for a file.
-    pub fn compile_file(
-        &self,
-        runtime: &Runtime,
-        path: &std::path::Path,
-    ) -> Result<Arc<RouteComponent>, ComponentError> {
-        let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        self.compile(runtime, &bytes)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RouteComponent>>> {
-        // A panic while holding the lock leaves the map consistent (inserts
-        // are single calls), so a poisoned lock is still usable.
-        self.compiled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }

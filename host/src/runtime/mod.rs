@@ -1,15 +1,15 @@
 //! The Wasmtime side: one engine, one linker, components compiled once, and a
 //! fresh store and instance for every request.
 //!
-//! - [`component`]: loading and validating route components.
-//! - [`state`]: what a request's store holds.
-//! - [`invoke`]: running one request through a component.
-//! - [`scheduling`]: sharing the CPU between guests (epoch yields, heavy guests).
+//! It knows nothing of routes or deployments: it compiles what it is given
+//! and runs one request in one fresh instance under the limits it is given.
+//!
+//! - [`component`]: compiling and validating route components.
+//! - [`instance`]: one request in a fresh instance: its store, memory
+//!   budget, share of the CPU (epoch yields, heavy guests), and its run.
 
 pub mod component;
-pub mod invoke;
-pub mod scheduling;
-pub mod state;
+pub mod instance;
 
 use std::thread;
 use std::time::Duration;
@@ -19,12 +19,18 @@ use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use component::{ComponentError, RouteComponent};
-pub use invoke::InstanceLimits;
-pub use state::RequestState;
+pub use instance::{CpuSlots, InstanceLimits, Invocation, RequestBody, RequestState};
 
 /// How often the epoch advances. Guest code yields to other requests at
 /// least this often and its deadline is checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Default most instances alive at once (the in-flight request limit).
+pub const DEFAULT_MAX_INSTANCES: u32 = 512;
+/// Default largest linear memory of one instance.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+/// Default bytes of each memory kept resident between instances.
+pub const DEFAULT_KEEP_RESIDENT: usize = 256 << 10;
 
 /// Sizing of the pooling allocator, fixed for the life of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +48,9 @@ pub struct PoolSizing {
 impl Default for PoolSizing {
     fn default() -> Self {
         Self {
-            max_instances: 512,
-            max_memory_bytes: 64 << 20,
-            keep_resident_bytes: 256 << 10,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memory_bytes: DEFAULT_MEMORY_LIMIT,
+            keep_resident_bytes: DEFAULT_KEEP_RESIDENT,
         }
     }
 }
@@ -55,7 +61,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RequestState>,
     sizing: PoolSizing,
-    cpu: scheduling::CpuSlots,
+    cpu: CpuSlots,
 }
 
 impl Runtime {
@@ -120,7 +126,7 @@ impl Runtime {
             engine,
             linker,
             sizing,
-            cpu: scheduling::CpuSlots::for_this_machine(),
+            cpu: CpuSlots::for_this_machine(),
         })
     }
 
@@ -135,7 +141,7 @@ impl Runtime {
     }
 
     /// The CPU slots heavy guests share.
-    pub fn cpu(&self) -> &scheduling::CpuSlots {
+    pub fn cpu(&self) -> &CpuSlots {
         &self.cpu
     }
 

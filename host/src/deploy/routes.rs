@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use wasmhouse_clickhouse::QueryPolicy;
 
-use crate::manifest::ComponentSource;
-use crate::runtime::RouteComponent;
-use crate::runtime::invoke::RouteContext;
+use crate::manifest::{ComponentSource, RouteSpec, normalise_prefix};
+use crate::runtime::{InstanceLimits, RouteComponent};
 
 /// Earlier deployments kept per route for rollback.
 const HISTORY: usize = 16;
@@ -27,10 +27,12 @@ pub struct Deployment {
 
 /// A path prefix served by one component, swappable while requests run.
 pub struct Route {
+    name: String,
     prefix: String,
     /// The prefix as a header value, made once rather than per request.
     prefix_header: hyper::header::HeaderValue,
-    context: RouteContext,
+    limits: InstanceLimits,
+    policy: Arc<QueryPolicy>,
     source: ComponentSource,
     current: ArcSwap<Deployment>,
     history: Mutex<Vec<Arc<Deployment>>>,
@@ -38,27 +40,24 @@ pub struct Route {
 }
 
 impl Route {
-    /// `prefix` served by `component` under `context`; `source` is where the
-    /// component is (re)loaded from.
-    pub fn new(
-        prefix: impl Into<String>,
-        context: RouteContext,
-        source: ComponentSource,
-        component: Arc<RouteComponent>,
-    ) -> Self {
-        let origin = match source {
+    /// The route `spec` describes, served by `component` (compiled from
+    /// `spec.source`).
+    pub fn new(spec: &RouteSpec, component: Arc<RouteComponent>) -> Self {
+        let origin = match spec.source {
             ComponentSource::Builtin => "builtin",
             ComponentSource::File(_) => "file",
         };
-        let prefix = normalise_prefix(&prefix.into());
+        let prefix = normalise_prefix(&spec.prefix);
         Self {
+            name: spec.name.clone(),
+            limits: spec.limits,
+            policy: Arc::new(spec.policy.clone()),
+            source: spec.source.clone(),
             // A prefix comes from the manifest; one that is no header value
             // (control characters) is reported as the root.
             prefix_header: hyper::header::HeaderValue::from_str(&prefix)
                 .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("/")),
             prefix,
-            context,
-            source,
             current: ArcSwap::from_pointee(Deployment {
                 component,
                 version: 1,
@@ -81,14 +80,25 @@ impl Route {
         &self.prefix_header
     }
 
-    /// The route's name, limits and guard-rails.
-    pub fn context(&self) -> &RouteContext {
-        &self.context
-    }
-
     /// The route's name.
     pub fn name(&self) -> &str {
-        &self.context.name
+        &self.name
+    }
+
+    /// Limits of the route's instances.
+    pub fn limits(&self) -> InstanceLimits {
+        self.limits
+    }
+
+    /// Guard-rails of the route's queries.
+    pub fn policy(&self) -> &Arc<QueryPolicy> {
+        &self.policy
+    }
+
+    /// The path below this route's prefix, starting with `/` (Spin's
+    /// `spin-path-info`).
+    pub fn path_info<'a>(&self, path: &'a str) -> &'a str {
+        path_below(&self.prefix, path)
     }
 
     /// Where the route's component is loaded from.
@@ -181,15 +191,14 @@ impl Route {
     }
 }
 
-/// `/api/` → `/api`, `api` → `/api`, `` → `/`.
-pub fn normalise_prefix(prefix: &str) -> String {
-    let trimmed = prefix.trim().trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".to_owned()
-    } else if trimmed.starts_with('/') {
-        trimmed.to_owned()
-    } else {
-        format!("/{trimmed}")
+/// The part of `path` below normalised `prefix`, starting with `/`.
+fn path_below<'a>(prefix: &str, path: &'a str) -> &'a str {
+    if prefix == "/" {
+        return path;
+    }
+    match path.strip_prefix(prefix) {
+        Some("") | None => "/",
+        Some(rest) => rest,
     }
 }
 
@@ -233,7 +242,14 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalise_prefix, prefix_matches};
+    use super::{normalise_prefix, path_below, prefix_matches};
+
+    #[test]
+    fn path_info_is_the_part_below_the_prefix() {
+        assert_eq!(path_below("/", "/health"), "/health");
+        assert_eq!(path_below("/api", "/api/users"), "/users");
+        assert_eq!(path_below("/api", "/api"), "/");
+    }
 
     #[test]
     fn prefixes_match_whole_segments() {

@@ -1,0 +1,83 @@
+//! What the HTTP transport to ClickHouse can do wrong, in the words a guest
+//! may see: the details (URLs with settings and query ids) stay in the
+//! host's log.
+
+use crate::error::QueryError;
+
+/// Whether a send failed in a way a second attempt on a new connection can
+/// fix: the connection was refused or reset before a response arrived.
+pub fn is_retryable(err: &reqwest::Error) -> bool {
+    if err.is_timeout() {
+        return false;
+    }
+    if err.is_connect() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(hyper_err) = cause.downcast_ref::<hyper::Error>()
+            && (hyper_err.is_incomplete_message() || hyper_err.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The guest's view of a transport failure: what happened, in a few words.
+/// The details (URL, settings, query id) go to the host's log only.
+pub fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
+    let err = err.without_url();
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    let mut reason = None;
+    while let Some(cause) = source {
+        detail = format!("{detail}: {cause}");
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            reason = Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused",
+                std::io::ErrorKind::ConnectionReset => "connection reset",
+                std::io::ErrorKind::TimedOut => "connection timed out",
+                _ => "connection failed",
+            });
+        }
+        source = cause.source();
+    }
+    tracing::warn!(query_id, error = %detail, "ClickHouse request failed");
+    let reason = reason.unwrap_or(if err.is_timeout() {
+        "connection timed out"
+    } else {
+        "connection failed"
+    });
+    QueryError::Unavailable(if err.is_connect() {
+        format!("cannot connect to ClickHouse ({reason})")
+    } else {
+        format!("lost the connection to ClickHouse ({reason})")
+    })
+}
+
+/// An error body, capped: ClickHouse error texts are short, and a broken
+/// proxy in between must not make us buffer without end.
+pub async fn read_error_body(mut response: reqwest::Response) -> String {
+    const MAX: usize = 64 * 1024;
+    let mut text = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        text.extend_from_slice(&chunk);
+        if text.len() >= MAX {
+            text.truncate(MAX);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}

@@ -1,0 +1,188 @@
+//! Deployment: which compiled component serves which route, and the
+//! operations that change it (deploy, roll back, reload), each validated off
+//! the request path and swapped in one atomic step.
+//!
+//! - [`routes`]: the route table, each route's live deployment and history.
+//! - [`cache`]: compiled components by content hash, bounded.
+//! - [`watch`]: redeploy component files when they change on disk.
+//!
+//! Requests read the route table (`Deployer::routes`); the admin API, the
+//! file watcher and SIGHUP change it. None of those knows about the others:
+//! the watcher follows the table through [`Deployer::subscribe`].
+
+pub mod cache;
+pub mod routes;
+pub mod watch;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch as notify;
+
+use crate::embedded::BUILTIN_COMPONENT;
+use crate::manifest::{ComponentSource, ManifestError, RouteSource, RouteSpec};
+use crate::runtime::{ComponentError, RouteComponent, Runtime};
+use cache::ComponentCache;
+use routes::{Deployment, Route, RouteTable};
+
+/// Why a deployment, rollback or reload did not happen. The routes in force
+/// are unchanged in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// No route has that name.
+    #[error("no route is named {0:?}")]
+    NoSuchRoute(String),
+    /// The route has no earlier deployment to go back to.
+    #[error("route {0:?} has no previous version")]
+    NoPreviousVersion(String),
+    /// The component cannot serve routes.
+    #[error(transparent)]
+    Invalid(#[from] ComponentError),
+    /// The manifest cannot be used.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A route of a reloaded manifest failed to load.
+    #[error("route {route:?}: {source}")]
+    Route {
+        /// The route's name.
+        route: String,
+        /// Why its component failed.
+        source: ComponentError,
+    },
+    /// Compiling was cut short (the host is shutting down).
+    #[error("compiling was interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// The routes in force and everything that changes them.
+pub struct Deployer {
+    runtime: Runtime,
+    cache: ComponentCache,
+    routes: ArcSwap<RouteTable>,
+    source: RouteSource,
+    /// Bumped whenever a new route table is in force.
+    changes: notify::Sender<u64>,
+}
+
+impl Deployer {
+    /// Compile the routes of `source` (slow: call it off the async threads)
+    /// and put them in force.
+    pub fn new(runtime: Runtime, source: RouteSource) -> Result<Self, DeployError> {
+        let deployer = Self {
+            runtime,
+            cache: ComponentCache::default(),
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            source,
+            changes: notify::channel(0).0,
+        };
+        let table = deployer.build_routes(&deployer.source.routes)?;
+        deployer.routes.store(Arc::new(table));
+        Ok(deployer)
+    }
+
+    /// The route table in force now.
+    pub fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.routes.load()
+    }
+
+    /// A receiver that changes whenever a new route table is in force.
+    pub fn subscribe(&self) -> notify::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The Wasmtime runtime components are compiled for.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Compile `bytes` (off the async threads) and make them the live
+    /// component of route `name`. An invalid component changes nothing.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        origin: &'static str,
+    ) -> Result<Arc<Deployment>, DeployError> {
+        let route = self.route(name)?;
+        let deployer = self.clone();
+        let component =
+            tokio::task::spawn_blocking(move || deployer.cache.compile(&deployer.runtime, &bytes))
+                .await
+                .map_err(|err| DeployError::Interrupted(err.to_string()))??;
+        let deployment = route.deploy(component, origin);
+        tracing::info!(
+            route = name,
+            version = deployment.version,
+            sha256 = deployment.component.sha256(),
+            origin,
+            "deployed"
+        );
+        Ok(deployment)
+    }
+
+    /// Put route `name`'s previous component back.
+    pub fn rollback(&self, name: &str) -> Result<Arc<Deployment>, DeployError> {
+        let route = self.route(name)?;
+        let deployment = route
+            .rollback()
+            .ok_or_else(|| DeployError::NoPreviousVersion(name.to_owned()))?;
+        tracing::info!(
+            route = name,
+            version = deployment.version,
+            sha256 = deployment.component.sha256(),
+            "rolled back"
+        );
+        Ok(deployment)
+    }
+
+    /// Re-read the manifest (or the component file without one), compile
+    /// what changed, and swap the whole route table in one step.
+    pub async fn reload(self: &Arc<Self>) -> Result<usize, DeployError> {
+        let specs = self.source.reload()?;
+        let deployer = self.clone();
+        let table = tokio::task::spawn_blocking(move || deployer.build_routes(&specs))
+            .await
+            .map_err(|err| DeployError::Interrupted(err.to_string()))??;
+        let old = self.routes.load_full();
+        for route in table.routes() {
+            if let Some(previous) = old.by_name(route.name()) {
+                route.inherit(previous);
+            }
+        }
+        let count = table.routes().len();
+        self.routes.store(Arc::new(table));
+        self.changes.send_modify(|version| *version += 1);
+        tracing::info!(routes = count, "reloaded routes");
+        Ok(count)
+    }
+
+    /// Compile `specs` into a route table, not yet in force.
+    fn build_routes(&self, specs: &[RouteSpec]) -> Result<RouteTable, DeployError> {
+        let mut routes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let component = self
+                .load(&spec.source)
+                .map_err(|source| DeployError::Route {
+                    route: spec.name.clone(),
+                    source,
+                })?;
+            routes.push(Arc::new(Route::new(spec, component)));
+        }
+        Ok(RouteTable::new(routes))
+    }
+
+    fn load(&self, source: &ComponentSource) -> Result<Arc<RouteComponent>, ComponentError> {
+        match source {
+            ComponentSource::Builtin => self.cache.compile(&self.runtime, BUILTIN_COMPONENT),
+            ComponentSource::File(path) => self.cache.compile_file(&self.runtime, path),
+        }
+    }
+
+    fn route(&self, name: &str) -> Result<Arc<Route>, DeployError> {
+        self.routes
+            .load()
+            .by_name(name)
+            .cloned()
+            .ok_or_else(|| DeployError::NoSuchRoute(name.to_owned()))
+    }
+}

@@ -1,0 +1,11 @@
+//! Components built into the binary by `build.rs`, so `cargo build` alone
+//! makes a working `wasmhouse`.
+
+/// The default route component: the seed service's routes (`guest/`).
+pub static BUILTIN_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/wasmhouse_guest.wasm"));
+
+/// The adapter: `wasmhouse:clickhouse/query` over outgoing `wasi:http`
+/// (`adapter/`), plugged into route components by `wasmhouse compose`.
+pub static ADAPTER_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/wasmhouse_adapter.wasm"));

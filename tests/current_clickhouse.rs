@@ -1,0 +1,139 @@
+//! The built-in routes' queries under the host's strict default, on current
+//! ClickHouse. The other tests run Debian's 18.16 server; this one runs
+//! ClickHouse 26.9 in-process through `chdb-core` (PyPI), which
+//! `./scripts/test` installs, with exactly the settings the host sends.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wasmhouse_clickhouse::QueryPolicy;
+
+/// The queries of the built-in routes (`guest/src/lib.rs`).
+const BUILTIN_QUERIES: &[&str] = &[
+    "SELECT 1 AS value",
+    "SELECT version() AS version",
+    "SELECT count() AS c, sum(number) AS s FROM (SELECT number FROM system.numbers LIMIT 10000000)",
+    "SELECT sleep(0.1) AS slept",
+    "SELECT number FROM system.numbers LIMIT 1000",
+];
+
+/// Run each query through chdb with `settings`; one line per query:
+/// `OK <first line of the result>` or `ERR <first line of the error>`.
+fn run_on_chdb(queries: &[String], settings: &str) -> Vec<String> {
+    let script = r#"
+import sys
+from chdb import session
+s = session.Session()
+settings = sys.stdin.readline().strip()
+for line in sys.stdin:
+    sql = line.rstrip("\n").replace("\\n", "\n")
+    try:
+        result = s.query(sql + " SETTINGS " + settings, "TabSeparated")
+        print("OK " + (str(result).strip().splitlines() or [""])[0])
+    except Exception as err:
+        print("ERR " + (str(err).strip().splitlines() or [""])[0])
+    sys.stdout.flush()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 (./scripts/test installs chdb-core for it)");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{settings}").expect("write settings");
+        for query in queries {
+            writeln!(stdin, "{}", query.replace('\n', "\\n")).expect("write query");
+        }
+    }
+    let output = child.wait_with_output().expect("chdb output");
+    assert!(
+        output.status.success(),
+        "chdb failed; is chdb-core installed (pip install chdb-core)?"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The settings the host sends with a guest query of a default route, as a
+/// `SETTINGS` clause.
+fn host_settings() -> String {
+    QueryPolicy::default()
+        .settings(Some(Duration::from_secs(30)))
+        .into_iter()
+        .map(|(name, value)| {
+            if value.bytes().all(|b| b.is_ascii_digit()) {
+                format!("{name} = {value}")
+            } else {
+                format!("{name} = '{value}'")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn builtin_queries_pass_the_strict_default_on_current_clickhouse() {
+    let guest = include_str!("../guest/src/lib.rs");
+    // Guard against drift: the list above is the guest's.
+    for query in [
+        "SELECT 1 AS value",
+        "FROM system.numbers LIMIT 10000000",
+        "FROM system.numbers LIMIT {n}",
+    ] {
+        assert!(
+            guest.contains(query),
+            "guest/src/lib.rs no longer has {query:?}"
+        );
+    }
+    let policy = QueryPolicy::default();
+    let queries: Vec<String> = BUILTIN_QUERIES.iter().map(|q| (*q).to_owned()).collect();
+    for query in &queries {
+        policy
+            .admit(query, &[], &[])
+            .unwrap_or_else(|err| panic!("the host refuses {query:?}: {err}"));
+    }
+    let settings = host_settings();
+    assert!(settings.contains("readonly = 1"), "{settings}");
+    let results = run_on_chdb(&queries, &settings);
+    assert_eq!(results.len(), queries.len(), "{results:?}");
+    for (query, result) in queries.iter().zip(&results) {
+        assert!(
+            result.starts_with("OK"),
+            "{query:?} on current ClickHouse: {result}"
+        );
+    }
+    assert_eq!(results[2], "OK 10000000\t49999995000000");
+}
+
+#[test]
+fn what_current_clickhouse_allows_at_readonly_1_the_host_still_refuses() {
+    // Current servers run these at readonly = 1; the host must stop them.
+    let queries = vec![
+        "SELECT file('/etc/hostname')".to_owned(),
+        "KILL QUERY WHERE query_id = 'someone-else' ASYNC".to_owned(),
+        "SELECT query_id FROM system.processes".to_owned(),
+    ];
+    let results = run_on_chdb(&queries, "readonly = 1");
+    // `file()` is a scalar function there and reads the server's files
+    // (here: fails to find one, or reads it); KILL and system.processes run.
+    assert!(
+        !results[0].contains("readonly mode"),
+        "current ClickHouse now refuses file() itself: {}",
+        results[0]
+    );
+    assert!(results[1].starts_with("OK"), "{}", results[1]);
+    assert!(results[2].starts_with("OK"), "{}", results[2]);
+    let policy = QueryPolicy::default();
+    for query in &queries {
+        assert!(
+            policy.admit(query, &[], &[]).is_err(),
+            "the host lets {query:?} through"
+        );
+    }
+}
