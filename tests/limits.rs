@@ -290,13 +290,8 @@ async fn queries_are_read_only_and_settings_allow_listed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn per_route_limits_come_from_the_manifest() {
     let clickhouse = ClickHouse::start();
-    let guest = guests::hostile(1);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("wasmhouse.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
+    let manifest = common::Manifest::with_hostile_guest(
+        r#"
 [defaults]
 timeout = "10s"
 
@@ -319,12 +314,9 @@ name = "open"
 prefix = "/"
 component = "{guest}"
 "#,
-            guest = guest.display()
-        ),
-    )
-    .expect("write manifest");
+    );
     let host = HostBuilder::new(&clickhouse)
-        .args(&["--manifest", manifest.to_str().expect("UTF-8")])
+        .args(&["--manifest", manifest.path()])
         .start_in_process();
 
     let limited = get(&host.url("/strict/many-rows")).await;
@@ -553,13 +545,8 @@ async fn hostile_and_normal_requests_mixed_normal_ones_all_succeed() {
     // is that every normal request is answered while the loops still run.
     let _cpu = common::cpu_heavy().await;
     let clickhouse = ClickHouse::start();
-    let guest = guests::hostile(1);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("wasmhouse.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
+    let manifest = common::Manifest::with_hostile_guest(
+        r#"
 [[route]]
 name = "hostile"
 prefix = "/bad"
@@ -573,12 +560,9 @@ prefix = "/"
 component = "{guest}"
 timeout = "60s"
 "#,
-            guest = guest.display()
-        ),
-    )
-    .expect("write manifest");
+    );
     let host = HostBuilder::new(&clickhouse)
-        .args(&["--manifest", manifest.to_str().expect("UTF-8")])
+        .args(&["--manifest", manifest.path()])
         .start_in_process();
     let mut loops = Vec::new();
     for _ in 0..2 {

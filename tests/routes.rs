@@ -179,7 +179,8 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let mut host = Wasmhouse::start(&clickhouse);
     let url = host.url("/concurrent/test-isolation?delay=1");
     let in_flight = tokio::spawn(async move { get(&url).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In flight once its query runs in ClickHouse.
+    tokio::task::block_in_place(|| clickhouse.wait_for_query("sleep("));
     host.signal("TERM");
     let reply = in_flight.await.expect("request task");
     assert_eq!(reply.status, 200, "{}", reply.text);

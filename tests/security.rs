@@ -13,14 +13,9 @@ use std::time::{Duration, Instant};
 use common::{ClickHouse, HostBuilder, Reply, Wasmhouse, get, guests};
 
 /// The hostile guest on several routes with different guard-rails.
-fn hostile_routes(clickhouse: &ClickHouse, extra: &str) -> (Wasmhouse, tempfile::TempDir) {
-    let guest = guests::hostile(1);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("wasmhouse.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
+fn hostile_routes(clickhouse: &ClickHouse) -> (Wasmhouse, common::Manifest) {
+    let manifest = common::Manifest::with_hostile_guest(
+        r#"
 [[route]]
 name = "relaxed"
 prefix = "/relaxed"
@@ -54,21 +49,16 @@ prefix = "/small-memory"
 component = "{guest}"
 max_memory_usage = "16MiB"
 
-{extra}
-
 [[route]]
 name = "strict"
 prefix = "/"
 component = "{guest}"
 "#,
-            guest = guest.display()
-        ),
-    )
-    .expect("write manifest");
+    );
     let host = HostBuilder::new(clickhouse)
-        .args(&["--manifest", manifest.to_str().expect("UTF-8 path")])
+        .args(&["--manifest", manifest.path()])
         .start_in_process();
-    (host, dir)
+    (host, manifest)
 }
 
 /// Run `sql` through the guest's `/sql` route under `prefix`, with extra
@@ -122,7 +112,7 @@ impl Tripwire {
 #[tokio::test(flavor = "multi_thread")]
 async fn url_remote_and_file_never_leave_clickhouse() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     let tripwire = Tripwire::start();
     let at = tripwire.addr;
     let attacks = [
@@ -186,7 +176,7 @@ async fn url_remote_and_file_never_leave_clickhouse() {
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_cannot_lift_the_hosts_limits() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     for prefix in ["/limited", "/relaxed", "/writer", ""] {
         for attack in [
             "SELECT sleep(2) SETTINGS max_execution_time = 0",
@@ -237,7 +227,7 @@ async fn settings_cannot_lift_the_hosts_limits() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_query_carries_the_hosts_caps() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     let settings = "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'max_execution_time', 'timeout_overflow_mode', 'max_memory_usage', 'max_threads', 'max_rows_to_read', 'read_overflow_mode', 'result_overflow_mode') ORDER BY name";
     let reply = sql(&host, "/limited", settings, &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -300,7 +290,7 @@ async fn every_query_carries_the_hosts_caps() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_guest_cannot_touch_another_requests_query() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     let victim_url =
         reqwest::Url::parse_with_params(&host.url("/sql"), &[("q", "SELECT sleep(3) AS victim")])
             .expect("URL");
@@ -364,7 +354,7 @@ async fn a_guest_cannot_touch_another_requests_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_and_administration_are_refused() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     let writes = [
         "INSERT INTO t VALUES (1)",
         "CREATE TABLE t (x UInt8) ENGINE = Memory",
@@ -418,7 +408,7 @@ async fn writes_and_administration_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_input_never_crashes_the_host() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     let deep_type = format!(
         "SELECT {{v:{}String{}}}",
         "Array(".repeat(100_000),
@@ -551,7 +541,7 @@ fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_resources_per_instance_are_bounded() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     let open = get(&host.url("/open-results?n=20")).await;
     assert_eq!(open.status, 200, "{}", open.text);
     assert_eq!(open.json["open"], 8, "{}", open.text);
@@ -580,7 +570,7 @@ async fn host_resources_per_instance_are_bounded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn informational_answers_become_500() {
     let clickhouse = ClickHouse::start();
-    let (host, _dir) = hostile_routes(&clickhouse, "");
+    let (host, _dir) = hostile_routes(&clickhouse);
     for status in [101, 103] {
         let reply = get(&host.url(&format!("/informational?status={status}"))).await;
         assert_eq!(reply.status, 500, "{status}: {}", reply.text);

@@ -1,6 +1,6 @@
 //! One query as one outgoing `wasi:http` request to ClickHouse.
 
-use wasmhouse_clickhouse::response::{ServerException, truncate};
+use wasmhouse_clickhouse::policy::classify_error_body;
 
 use crate::bindings::exports::wasmhouse::clickhouse::query;
 use crate::bindings::wasi::http::outgoing_handler;
@@ -114,17 +114,11 @@ pub fn send(
         }
     }
     let text = String::from_utf8_lossy(&text);
-    let text = truncate(text.trim(), 512);
-    Err(match ServerException::parse(text) {
-        Some(exception) => crate::to_wit(settings.policy.classify(exception)),
-        None if status >= 500 => {
-            query::Error::Unavailable(format!("ClickHouse answered {status}: {text}"))
-        }
-        None => query::Error::Server(query::ServerError {
-            code: 0,
-            message: format!("ClickHouse answered {status}: {text}"),
-        }),
-    })
+    Err(crate::to_wit(classify_error_body(
+        &settings.policy,
+        status,
+        &text,
+    )))
 }
 
 fn path_and_query(settings: &Settings, options: &query::Options, query_id: &str) -> String {

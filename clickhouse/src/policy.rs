@@ -214,6 +214,24 @@ impl QueryPolicy {
     }
 }
 
+/// The error a non-2xx answer from ClickHouse means under `policy`: its
+/// exception, classified; or, for a body that is no exception (a proxy's
+/// error page, say), "unavailable" for a 5xx and a server error otherwise.
+pub fn classify_error_body(policy: &QueryPolicy, status: u16, body: &str) -> QueryError {
+    if let Some(exception) = ServerException::parse(body) {
+        return policy.classify(exception);
+    }
+    let text = crate::response::truncate(body.trim(), 512);
+    if status >= 500 {
+        QueryError::Unavailable(format!("ClickHouse answered {status}: {text}"))
+    } else {
+        QueryError::Server {
+            code: 0,
+            message: format!("ClickHouse answered {status}: {text}"),
+        }
+    }
+}
+
 /// `duration` in whole seconds, rounded up and at least 1: ClickHouse 18.16
 /// reads `max_execution_time` as an integer, so `0.5` would become 0, which
 /// means no limit at all.
@@ -301,6 +319,24 @@ mod tests {
             .map(|i| (format!("p{i}"), String::new()))
             .collect();
         assert!(policy.admit("SELECT 1", &many, &[]).is_err());
+    }
+
+    #[test]
+    fn error_bodies_are_classified() {
+        let policy = QueryPolicy::default();
+        let body = "Code: 164, e.displayText() = DB::Exception: Cannot execute query in readonly mode, e.what() = DB::Exception";
+        assert!(matches!(
+            classify_error_body(&policy, 500, body),
+            QueryError::Refused(_)
+        ));
+        assert!(matches!(
+            classify_error_body(&policy, 502, "<html>bad gateway</html>"),
+            QueryError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify_error_body(&policy, 404, "not here"),
+            QueryError::Server { code: 0, .. }
+        ));
     }
 
     #[test]

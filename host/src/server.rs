@@ -44,6 +44,13 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let (server, admin) = prepare(config).await?;
+    server.run(listener, admin, shutdown).await
+}
+
+/// Bind the admin listener (if configured), then build the server off the
+/// async threads (it compiles).
+async fn prepare(config: ServeConfig) -> anyhow::Result<(Server, Option<std::net::TcpListener>)> {
     let admin = match config.admin.listen {
         Some(address) => Some(
             std::net::TcpListener::bind(address)
@@ -54,7 +61,7 @@ pub async fn serve(
     let server = tokio::task::spawn_blocking(move || Server::new(config))
         .await
         .context("compiling the routes")??;
-    server.run(listener, admin, shutdown).await
+    Ok((server, admin))
 }
 
 /// [`serve`] for the `wasmhouse` binary: until SIGINT or SIGTERM, reloading
@@ -64,16 +71,7 @@ pub async fn serve_until_signalled(
     listener: std::net::TcpListener,
     config: ServeConfig,
 ) -> anyhow::Result<()> {
-    let admin = match config.admin.listen {
-        Some(address) => Some(
-            std::net::TcpListener::bind(address)
-                .with_context(|| format!("listening on {address} (WASMHOUSE_ADMIN_LISTEN)"))?,
-        ),
-        None => None,
-    };
-    let server = tokio::task::spawn_blocking(move || Server::new(config))
-        .await
-        .context("compiling the routes")??;
+    let (server, admin) = prepare(config).await?;
     let address = listener.local_addr()?;
     let config = server.dispatcher().config();
     tracing::info!(

@@ -136,6 +136,23 @@ impl ClickHouse {
         raw_http(self.http_port, "POST", &path, sql)
     }
 
+    /// Wait (up to 10 s) until a query of wasmhouse's whose text contains
+    /// `fragment` is running.
+    pub fn wait_for_query(&self, fragment: &str) {
+        let sql = format!(
+            "SELECT count() FROM system.processes WHERE query_id LIKE 'wasmhouse-%' AND position(query, '{}') > 0 FORMAT TabSeparated",
+            fragment.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.query(&sql).trim() == "0" {
+            assert!(
+                Instant::now() < deadline,
+                "no query with {fragment:?} started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Run `sql` directly (not through wasmhouse) and return the body.
     pub fn query(&self, sql: &str) -> String {
         let response = ureq_post(self.http_port, sql);

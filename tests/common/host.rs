@@ -39,7 +39,10 @@ impl HostBuilder {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("CLICKHOUSE_HOST", "127.0.0.1")
             .env("CLICKHOUSE_PORT", "9")
-            .env("RUST_LOG", "info,wasmhouse=debug,wasmhouse_clickhouse=debug")
+            .env(
+                "RUST_LOG",
+                "info,wasmhouse=debug,wasmhouse_clickhouse=debug",
+            )
             .env_remove("CLICKHOUSE_URL")
             .env_remove("WASMHOUSE_COMPONENT")
             .stdin(Stdio::null())

@@ -64,3 +64,27 @@ pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
     static CPU: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     CPU.lock().await
 }
+
+/// A `wasmhouse.toml` in a temporary directory, whose `{guest}` stands for
+/// the hostile test guest's path. The directory lives as long as this.
+pub struct Manifest {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Manifest {
+    /// Write `toml` with `{guest}` replaced by the hostile guest's path.
+    pub fn with_hostile_guest(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("wasmhouse.toml");
+        let guest = guests::hostile(1);
+        std::fs::write(&path, toml.replace("{guest}", &guest.display().to_string()))
+            .expect("write manifest");
+        Self { _dir: dir, path }
+    }
+
+    /// The file, as a flag value.
+    pub fn path(&self) -> &str {
+        self.path.to_str().expect("UTF-8 path")
+    }
+}

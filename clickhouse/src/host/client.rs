@@ -13,8 +13,8 @@ use super::transport::{is_retryable, read_error_body, unavailable};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::QueryError;
 use crate::params::{self, BindMode};
-use crate::policy::QueryPolicy;
-use crate::response::{ServerException, truncate};
+use crate::policy::{QueryPolicy, classify_error_body};
+use crate::response::truncate;
 use crate::statement::StatementKind;
 
 /// Default most queries in flight at once (`POOL_MGR_MAX_SIZE`).
@@ -340,20 +340,7 @@ impl ClickHousePool {
                 .await
                 .map_err(|_| QueryError::Timeout)?;
             guard.finished();
-            return Err(match ServerException::parse(&text) {
-                Some(exception) => policy.classify(exception),
-                None if status.is_server_error() => QueryError::Unavailable(format!(
-                    "ClickHouse answered {status}: {}",
-                    truncate(text.trim(), 512)
-                )),
-                None => QueryError::Server {
-                    code: 0,
-                    message: format!(
-                        "ClickHouse answered {status}: {}",
-                        truncate(text.trim(), 512)
-                    ),
-                },
-            });
+            return Err(classify_error_body(policy, status.as_u16(), &text));
         }
         Ok(RowStream::new(
             response,
