@@ -214,3 +214,59 @@ async fn load_command_reports_distinct_instances() {
     assert_eq!(report["distinct_request_ids"], 8);
     assert!(report["p95_ms"].as_f64().is_some_and(|p95| p95 >= 200.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_command_runs_for_a_duration() {
+    let clickhouse = ClickHouse::start();
+    let host = Wasmhouse::start(&clickhouse);
+    // `output()` pipes stdout and stderr: no terminal, so no progress bar.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args([
+            "load",
+            &host.url("/health"),
+            "-d",
+            "2s",
+            "-c",
+            "4",
+            "--json",
+        ])
+        .output()
+        .await
+        .expect("run wasmhouse load");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains('\r'),
+        "progress bar drawn on a pipe: {stderr:?}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+
+    let requests = report["requests"].as_u64().expect("requests");
+    assert!(requests > 0, "{report}");
+    assert_eq!(report["statuses"], serde_json::json!({ "200": requests }));
+    assert_eq!(report["non_2xx"], 0);
+    assert_eq!(
+        report["errors"],
+        serde_json::json!({ "timeout": 0, "connect": 0, "other": 0 })
+    );
+    assert_eq!(report["concurrency"], 4);
+    assert!(
+        report["wall_s"].as_f64().is_some_and(|wall| wall >= 2.0),
+        "{report}"
+    );
+    assert!(
+        report["requests_per_s"]
+            .as_f64()
+            .is_some_and(|rate| rate > 0.0)
+    );
+    let ms = |field: &str| report[field].as_f64().expect(field);
+    let (p50, p90, p99, max) = (ms("p50_ms"), ms("p90_ms"), ms("p99_ms"), ms("max_ms"));
+    assert!(
+        ms("min_ms") <= p50
+            && p50 <= p90
+            && p90 <= ms("p95_ms")
+            && ms("p95_ms") <= p99
+            && p99 <= max,
+        "{report}"
+    );
+}

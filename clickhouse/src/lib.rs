@@ -26,9 +26,9 @@
 //! With the `host` feature (default), the host half:
 //!
 //! - `host::capability`: the WIT bindings and the `Host` implementation.
-//! - `host::client`: the pooled keep-alive HTTP client, query ids, retries.
-//! - `host::rows`: results streamed chunk by chunk; abandoned queries
-//!   cancelled with `KILL QUERY`, bounded.
+//! - `host::client`: the pooled keep-alive HTTP client, query ids, retries;
+//!   results streamed chunk by chunk; abandoned queries cancelled with
+//!   `KILL QUERY`, bounded.
 //! - `host::transport`: transport failures in words a guest may see.
 
 pub mod endpoint;
@@ -47,4 +47,7 @@ pub use error::QueryError;
 pub use policy::{QueryPolicy, ReadOnly};
 
 #[cfg(feature = "host")]
-pub use host::{ClickHouseConfig, ClickHousePool, ClickHouseView, QueryContext, add_to_linker};
+pub use host::{
+    ClickHouseConfig, ClickHouseMetrics, ClickHousePool, ClickHouseView, QueryContext,
+    add_to_linker,
+};

@@ -59,7 +59,8 @@ fn instantiate_and_call(c: &mut Criterion) {
                 limits: route.limits(),
                 deadline,
                 query: QueryContext::new(pool.clone(), route.policy().clone(), deadline),
-                permit,
+                slot: deployer.metrics().slot(permit),
+                metrics: route.current().metrics.clone(),
             };
             let response =
                 instance::run(deployer.runtime(), route.component(), invocation, request).await;

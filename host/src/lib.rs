@@ -8,10 +8,9 @@
 //!
 //! Serving a request (see ARCHITECTURE.md for the path through the files):
 //!
-//! - [`server`]: [`serve`] a configuration on a bound listener; worker
-//!   threads, graceful shutdown.
-//! - [`dispatch`]: one request: admin check, route lookup, limits, a fresh
-//!   instance.
+//! - [`server`]: [`serve`] a configuration on a bound listener (worker
+//!   threads, graceful shutdown), and the dispatcher: one request's admin
+//!   check, route lookup, limits and fresh instance.
 //! - [`runtime`]: the Wasmtime engine, component compilation, one request's
 //!   store and instance. Knows nothing of routes.
 //!
@@ -27,6 +26,7 @@
 //! - [`config`]: flags and environment variables (the FastAPI service's
 //!   names), validated into a [`ServeConfig`]; the defaults.
 //! - [`manifest`]: `wasmhouse.toml` (or `spin.toml`): routes and their limits.
+//! - [`metrics`]: what the host counts, in Prometheus' text format.
 //! - [`respond`]: the JSON error responses the host writes itself.
 //! - [`embedded`]: the components built into the binary.
 //! - [`units`]: byte sizes in flags and manifests.
@@ -37,10 +37,10 @@ pub mod admin;
 pub mod compose;
 pub mod config;
 pub mod deploy;
-pub mod dispatch;
 pub mod embedded;
 pub mod load;
 pub mod manifest;
+pub mod metrics;
 pub mod respond;
 pub mod runtime;
 pub mod server;

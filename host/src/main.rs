@@ -26,8 +26,8 @@ struct Cli {
 enum Command {
     /// Serve routes: a fresh sandboxed instance of the component per request.
     Serve(Box<ServeArgs>),
-    /// Fire N requests at once at a URL and summarise latency, statuses and
-    /// distinct instance ids.
+    /// Send GET requests at a URL (`-n` in total, `-c` at once, or for `-d`)
+    /// and summarise latency percentiles, statuses, errors and distinct ids.
     Load(LoadArgs),
     /// Plug the ClickHouse adapter into a route component so it runs on
     /// Spin, `wasmtime serve` or `jco serve`.

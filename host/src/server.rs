@@ -1,6 +1,10 @@
-//! The library entry point: [`serve`] a configuration on a bound listener
-//! until a shutdown future resolves. The `wasmhouse` binary, the benchmarks
-//! and the tests all start servers this way.
+//! Serving HTTP: the library entry point [`serve`] (a configuration on a
+//! bound listener, until a shutdown future resolves; the `wasmhouse` binary,
+//! the benchmarks and the tests all start servers this way), and the
+//! [`Dispatcher`] that takes each request from hyper to a guest and back:
+//! the admin check, the route lookup, the limits that apply before any
+//! instance exists (body size, the queue for an instance slot), then a fresh
+//! instance of the route's live component.
 //!
 //! The main listener is served on `workers` threads, each with a
 //! single-threaded tokio runtime of its own ("thread per core"): a request,
@@ -11,22 +15,31 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::FutureExt as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wasmhouse_clickhouse::ClickHousePool;
+use wasmhouse_clickhouse::{ClickHousePool, QueryContext};
 
 use crate::admin;
 use crate::config::ServeConfig;
+use crate::deploy::routes::{Deployment, Route};
 use crate::deploy::{Deployer, watch};
-use crate::dispatch::Dispatcher;
-use crate::runtime::Runtime;
+use crate::metrics::Metrics;
+use crate::respond::{self, ResponseBody};
+use crate::runtime::{Invocation, Runtime, instance};
 use crate::signals;
 
 /// Longest a client may take to send a request's headers.
@@ -109,7 +122,8 @@ impl Server {
             ClickHousePool::new(config.clickhouse.clone())
                 .context("creating the ClickHouse connection pool")?,
         );
-        let deployer = Arc::new(Deployer::new(runtime, config.route_source())?);
+        let metrics = Arc::new(Metrics::new(pool.metrics()));
+        let deployer = Arc::new(Deployer::new(runtime, config.route_source(), metrics)?);
         Ok(Self {
             dispatcher: Arc::new(Dispatcher::new(deployer, pool, config)),
         })
@@ -147,7 +161,12 @@ impl Server {
                     let deployer = dispatcher.deployer().clone();
                     accept(admin, grace, shutdown, move |request| {
                         let (deployer, config) = (deployer.clone(), config.clone());
-                        async move { admin::handle(&deployer, &config, request).await }
+                        async move {
+                            if request.uri().path() == METRICS_PATH {
+                                return metrics_response(deployer.metrics());
+                            }
+                            admin::handle(&deployer, &config, request).await
+                        }
                     })
                     .await
                 }))
@@ -270,4 +289,252 @@ where
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; dropping remaining connections"),
     }
     Ok(())
+}
+
+/// Header carrying the path below the route's prefix (Spin's name for it).
+const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+/// Header carrying the prefix of the route that matched.
+const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+
+/// Everything requests share: the routes, the ClickHouse pool, the slots
+/// instances run in.
+pub struct Dispatcher {
+    deployer: Arc<Deployer>,
+    pool: Arc<ClickHousePool>,
+    in_flight: Arc<Semaphore>,
+    config: ServeConfig,
+    request_ids: RequestIds,
+}
+
+impl Dispatcher {
+    /// Dispatch to `deployer`'s routes, querying through `pool`.
+    pub fn new(deployer: Arc<Deployer>, pool: Arc<ClickHousePool>, config: ServeConfig) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(config.sizing.max_instances as usize)),
+            deployer,
+            pool,
+            config,
+            request_ids: RequestIds::new(),
+        }
+    }
+
+    /// The routes and what changes them.
+    pub fn deployer(&self) -> &Arc<Deployer> {
+        &self.deployer
+    }
+
+    /// The configuration served.
+    pub fn config(&self) -> &ServeConfig {
+        &self.config
+    }
+
+    /// Answer one request on the main listener.
+    pub async fn dispatch(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> hyper::Response<ResponseBody> {
+        let admin = &self.config.admin;
+        let path = request.uri().path();
+        if path == METRICS_PATH && admin.listen.is_none() {
+            return metrics_response(self.deployer.metrics());
+        }
+        if admin.on_main_listener() && admin::is_admin_path(path) {
+            return admin::handle(&self.deployer, admin, request).await;
+        }
+        let started = std::time::Instant::now();
+        let request_id = request_id(request.headers()).unwrap_or_else(|| self.request_ids.next());
+        let Some(route) = self.deployer.routes().find(path).cloned() else {
+            self.deployer.metrics().unrouted(404);
+            let mut response = respond::error(
+                404,
+                "no_route",
+                &format!("no component serves {}", crate::respond::shorten(path, 200)),
+                &request_id,
+            );
+            set_request_id(&mut response, &request_id);
+            return response;
+        };
+        let deployment = route.current();
+        let mut response = self
+            .serve_route(&route, &deployment, request, &request_id)
+            .await;
+        deployment
+            .metrics
+            .answered(response.status().as_u16(), started.elapsed().as_secs_f64());
+        set_request_id(&mut response, &request_id);
+        response
+    }
+
+    async fn serve_route(
+        &self,
+        route: &Route,
+        deployment: &Arc<Deployment>,
+        request: hyper::Request<Incoming>,
+        request_id: &str,
+    ) -> hyper::Response<ResponseBody> {
+        let max_body = self.config.max_body_size;
+        if let Some(length) = content_length(&request)
+            && length > max_body as u64
+        {
+            return respond::error(
+                413,
+                "body_too_large",
+                &format!("the request body is {length} bytes; the limit is {max_body}"),
+                request_id,
+            );
+        }
+        // Backpressure: wait a bounded time for a free instance, then shed.
+        let metrics = self.deployer.metrics();
+        let waiting = metrics.queued();
+        let permit = match tokio::time::timeout(
+            self.config.queue_timeout,
+            self.in_flight.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                metrics.shed();
+                return respond::overloaded(request_id);
+            }
+        };
+        drop(waiting);
+        let slot = metrics.slot(permit);
+
+        let (mut parts, body) = request.into_parts();
+        if let Some(token) = &self.config.admin.token
+            && admin::strip_admin_token(&mut parts.headers, token)
+        {
+            tracing::warn!(
+                request_id,
+                route = route.name(),
+                "removed the admin token from a request for a route"
+            );
+        }
+        // Like Spin: the guest sees the full path, and the part below its
+        // route's prefix in `spin-path-info`; and its request id.
+        if let Ok(value) = HeaderValue::from_str(route.path_info(parts.uri.path())) {
+            parts.headers.insert(PATH_INFO, value);
+        }
+        parts
+            .headers
+            .insert(COMPONENT_ROUTE, route.prefix_header().clone());
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            parts.headers.insert(REQUEST_ID, value);
+        }
+        let body = http_body_util::Limited::new(body, max_body)
+            .map_err(move |_| wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body as u64)))
+            .boxed_unsync();
+        let request = hyper::Request::from_parts(parts, body);
+
+        let limits = route.limits();
+        let deadline = Instant::now() + limits.timeout;
+        let invocation = Invocation {
+            label: route.name(),
+            request_id,
+            limits,
+            deadline,
+            query: QueryContext::new(self.pool.clone(), route.policy().clone(), deadline)
+                .with_request_id(request_id),
+            slot,
+            metrics: deployment.metrics.clone(),
+        };
+        let run = instance::run(
+            self.deployer.runtime(),
+            deployment.component.clone(),
+            invocation,
+            request,
+        );
+        // A host bug must cost one request, never the process or the worker.
+        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(response) => response,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(
+                    request_id,
+                    route = route.name(),
+                    panic = why,
+                    "host bug: panicked while serving a request"
+                );
+                respond::error(
+                    500,
+                    "internal",
+                    "the host failed while serving this request",
+                    request_id,
+                )
+            }
+        }
+    }
+}
+
+/// Where the metrics are served.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// `GET /metrics`: the registry in Prometheus' text format.
+pub fn metrics_response(metrics: &Metrics) -> hyper::Response<ResponseBody> {
+    let mut response = hyper::Response::new(respond::full(metrics.encode()));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+/// The header requests and responses carry their id in.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The incoming `X-Request-Id`, when it is one wasmhouse can pass on (to the
+/// guest, to ClickHouse's query log, to logs): 1 to 64 letters, digits,
+/// `.`, `_` or `-`.
+fn request_id(headers: &hyper::HeaderMap) -> Option<String> {
+    let value = headers.get(REQUEST_ID)?.to_str().ok()?;
+    let well_formed = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    well_formed.then(|| value.to_owned())
+}
+
+fn set_request_id(response: &mut hyper::Response<ResponseBody>, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+}
+
+/// The declared body length, if any.
+fn content_length<B>(request: &hyper::Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Short unique ids for requests: a random per-process prefix and a counter.
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self {
+            prefix: uuid::Uuid::new_v4().as_u128() as u32,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:08x}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
 }

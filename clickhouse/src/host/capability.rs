@@ -9,8 +9,7 @@ use tokio::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::DynOutputStream;
 
-use super::client::{ClickHousePool, QueryRequest};
-use super::rows::RowStream;
+use super::client::{ClickHousePool, QueryRequest, RowStream};
 use crate::error::QueryError;
 use crate::policy::QueryPolicy;
 
@@ -21,7 +20,7 @@ mod bindings {
         imports: { default: async | trappable },
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasmhouse:clickhouse/query.rows": crate::host::rows::RowStream,
+            "wasmhouse:clickhouse/query.rows": crate::host::client::RowStream,
         },
     });
 }
@@ -37,6 +36,7 @@ pub struct QueryContext {
     pool: Arc<ClickHousePool>,
     policy: Arc<QueryPolicy>,
     deadline: Instant,
+    request_id: Option<String>,
     open_results: usize,
 }
 
@@ -47,8 +47,22 @@ impl QueryContext {
             pool,
             policy,
             deadline,
+            request_id: None,
             open_results: 0,
         }
+    }
+
+    /// Lead every query id with `request_id` (letters, digits, `.`, `_`,
+    /// `-`), so `system.query_log` joins with the host's log.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Count `err` and hand it on in WIT form.
+    fn failed(&self, err: QueryError) -> query::Error {
+        self.pool.metrics().failed(&err);
+        err.into()
     }
 }
 
@@ -98,15 +112,16 @@ impl query::Host for ClickHouseView<'_> {
         options: query::Options,
     ) -> wasmtime::Result<Result<Resource<RowStream>, query::Error>> {
         if self.ctx.open_results >= MAX_OPEN_RESULTS {
-            return Ok(Err(query::Error::Refused(format!(
+            return Ok(Err(self.ctx.failed(QueryError::Refused(format!(
                 "a request may have at most {MAX_OPEN_RESULTS} results open at once; drop finished ones"
-            ))));
+            )))));
         }
         let request = QueryRequest {
             sql: &sql,
             params: &options.params,
             settings: &options.settings,
             format: options.format.as_deref(),
+            request_id: self.ctx.request_id.as_deref(),
         };
         let rows = match self
             .ctx
@@ -115,7 +130,7 @@ impl query::Host for ClickHouseView<'_> {
             .await
         {
             Ok(rows) => rows,
-            Err(err) => return Ok(Err(err.into())),
+            Err(err) => return Ok(Err(self.ctx.failed(err))),
         };
         let handle = self.table.push(rows)?;
         self.ctx.open_results += 1;
@@ -140,7 +155,7 @@ impl query::HostRows for ClickHouseView<'_> {
         let rows = self.table.get_mut(&rows)?;
         Ok(match rows.next_chunk().await {
             Ok(chunk) => Ok(chunk.map(|bytes| bytes.to_vec())),
-            Err(err) => Err(err.into()),
+            Err(err) => Err(self.ctx.failed(err)),
         })
     }
 
@@ -154,7 +169,7 @@ impl query::HostRows for ClickHouseView<'_> {
             let chunk = match self.table.get_mut(&rows)?.next_chunk().await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
-                Err(err) => return Ok(Err(err.into())),
+                Err(err) => return Ok(Err(self.ctx.failed(err))),
             };
             written += chunk.len() as u64;
             let stream = self.table.get_mut(&out)?;

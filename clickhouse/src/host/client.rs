@@ -1,20 +1,32 @@
-//! The shared keep-alive connection pool to ClickHouse's HTTP interface, and
-//! how one guest query is sent through it.
+//! The shared keep-alive connection pool to ClickHouse's HTTP interface: how
+//! one guest query is sent through it, how its result is streamed back chunk
+//! by chunk, and how it is cancelled on the server when it is abandoned.
+//!
+//! A client that hangs up, or a deadline that passes, must not leave a query
+//! running for nobody: the result's [`QueryGuard`] sends `KILL QUERY` when it
+//! is dropped unfinished. Cancellation has connections of its own (the
+//! [`Canceller`]), so it never competes with the query pool, and a bound on
+//! how many cancellations are in flight: a flood of abandoned requests
+//! cannot become a flood of requests to ClickHouse. A query that cannot be
+//! cancelled at once still ends at its `max_execution_time`.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::rows::{Canceller, RowStream};
+use super::metrics::{CancelOutcome, ClickHouseMetrics};
 use super::transport::{is_retryable, read_error_body, unavailable};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::QueryError;
 use crate::params::{self, BindMode};
 use crate::policy::{QueryPolicy, classify_error_body};
-use crate::response::truncate;
+use crate::response::{DEFAULT_HOLD_BACK, HoldBack, truncate};
 use crate::statement::StatementKind;
 
 /// Default most queries in flight at once (`POOL_MGR_MAX_SIZE`).
@@ -81,6 +93,9 @@ pub struct QueryRequest<'a> {
     pub settings: &'a [(String, String)],
     /// Output format; `JSONEachRow` when `None`.
     pub format: Option<&'a str>,
+    /// The id of the request the query is for: it leads the query id, so
+    /// `system.query_log` can be joined with the host's log.
+    pub request_id: Option<&'a str>,
 }
 
 /// How a guest's query is sent.
@@ -150,6 +165,7 @@ pub struct ClickHousePool {
     permits: Arc<Semaphore>,
     server: OnceCell<ServerInfo>,
     canceller: Arc<Canceller>,
+    metrics: Arc<ClickHouseMetrics>,
 }
 
 impl ClickHousePool {
@@ -171,12 +187,18 @@ impl ClickHousePool {
         let mut authorization = HeaderValue::from_str(&endpoint.basic_authorization())
             .map_err(|_| PoolError::Credentials)?;
         authorization.set_sensitive(true);
+        let metrics = Arc::new(ClickHouseMetrics::default());
+        metrics
+            .capacity
+            .set(i64::try_from(config.pool_max_size.max(1)).unwrap_or(i64::MAX));
         let canceller = Arc::new(Canceller::new(
             base_url.clone(),
             authorization.clone(),
             config.connect_timeout,
+            metrics.clone(),
         )?);
         Ok(Self {
+            metrics,
             clients: thread_local::ThreadLocal::new(),
             permits: Arc::new(Semaphore::new(config.pool_max_size.max(1))),
             config,
@@ -193,6 +215,11 @@ impl ClickHousePool {
         &self.config
     }
 
+    /// What the pool counts (register it with the host's registry).
+    pub fn metrics(&self) -> &Arc<ClickHouseMetrics> {
+        &self.metrics
+    }
+
     /// The server's version and features, asking it once on first use.
     pub async fn server_info(&self, deadline: Instant) -> Result<&ServerInfo, QueryError> {
         let info = self
@@ -203,6 +230,7 @@ impl ClickHousePool {
                     params: &[],
                     settings: &[],
                     format: Some("TabSeparated"),
+                    request_id: None,
                 };
                 // The host's own query: none of a route's settings.
                 let policy = Arc::new(QueryPolicy::default());
@@ -301,8 +329,13 @@ impl ClickHousePool {
         deadline: Instant,
     ) -> Result<RowStream, QueryError> {
         let permit = self.acquire(deadline).await?;
-        // Random, so no request can guess (and target) another's query.
-        let query_id = format!("wasmhouse-{}", uuid::Uuid::new_v4().simple());
+        // Random, so no request can guess (and target) another's query; the
+        // request id in front joins it to its request in system.query_log.
+        let random = uuid::Uuid::new_v4().simple();
+        let query_id = match request.request_id {
+            Some(request_id) => format!("wasmhouse-{request_id}-{random}"),
+            None => format!("wasmhouse-{random}"),
+        };
         let url = self.url(request, &query_id, url_params, policy, guest, deadline);
         let retry_safe = guest.is_none_or(|guest| guest.kind == StatementKind::Read);
         let body = bytes::Bytes::copy_from_slice(sql.as_bytes());
@@ -310,6 +343,10 @@ impl ClickHousePool {
         let mut guard = self.canceller.guard(query_id);
 
         let mut attempt = 0;
+        let started = Instant::now();
+        if guest.is_some() {
+            self.metrics.queries.inc();
+        }
         let response = loop {
             attempt += 1;
             let sent = tokio::time::timeout_at(
@@ -328,12 +365,20 @@ impl ClickHousePool {
                 // before any response; a read is safe to send once more on
                 // a fresh connection.
                 Ok(Err(err)) if attempt == 1 && retry_safe && is_retryable(&err) => {
+                    self.metrics.retries.inc();
                     tracing::debug!(query_id = guard.query_id(), error = %err.without_url(), "retrying query on a fresh connection");
                 }
                 Ok(Err(err)) => return Err(unavailable(guard.query_id(), err)),
             }
         };
 
+        if guest.is_some() {
+            self.metrics
+                .latency
+                .observe(started.elapsed().as_secs_f64());
+        }
+        // The host's own queries are not the guests' traffic.
+        let summarised = guest.is_none() || self.count_summary(&response);
         let status = response.status();
         if !status.is_success() {
             let text = tokio::time::timeout_at(deadline, read_error_body(response))
@@ -345,10 +390,39 @@ impl ClickHousePool {
         Ok(RowStream::new(
             response,
             guard,
-            permit,
+            PoolSlot::new(permit, &self.metrics),
             deadline,
             policy.clone(),
+            Counting {
+                metrics: self.metrics.clone(),
+                summarised,
+                guest: guest.is_some(),
+            },
         ))
+    }
+
+    /// Count what `X-ClickHouse-Summary` says the query read (servers from
+    /// 19.x send it); whether it was there.
+    fn count_summary(&self, response: &reqwest::Response) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Summary {
+            read_rows: String,
+            read_bytes: String,
+        }
+        let Some(summary) = response
+            .headers()
+            .get("x-clickhouse-summary")
+            .and_then(|value| serde_json::from_slice::<Summary>(value.as_bytes()).ok())
+        else {
+            return false;
+        };
+        self.metrics
+            .read_rows
+            .inc_by(summary.read_rows.parse().unwrap_or(0));
+        self.metrics
+            .read_bytes
+            .inc_by(summary.read_bytes.parse().unwrap_or(0));
+        true
     }
 
     async fn acquire(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, QueryError> {
@@ -425,6 +499,264 @@ fn build_client(config: &ClickHouseConfig) -> Result<reqwest::Client, reqwest::E
 /// else in the URL would be the guest writing query-string syntax.
 fn is_format_name(format: &str) -> bool {
     !format.is_empty() && format.len() <= 64 && format.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// The rows of a running query.
+///
+/// Holds one of the pool's permits until it is finished or dropped; dropping
+/// it before the end cancels the query on the server.
+pub struct RowStream {
+    body: ByteStream,
+    /// The result's tail, held until it is known not to be an exception
+    /// ClickHouse appended after `200 OK`.
+    held: HoldBack<Bytes>,
+    body_done: bool,
+    failed: bool,
+    guard: QueryGuard,
+    deadline: Instant,
+    policy: Arc<QueryPolicy>,
+    counting: Counting,
+    _slot: PoolSlot,
+}
+
+/// What a result counts as it streams.
+struct Counting {
+    metrics: Arc<ClickHouseMetrics>,
+    /// Whether the server's summary counted the rows and bytes read already.
+    summarised: bool,
+    /// Whether the query is a guest's (the host's own are not counted).
+    guest: bool,
+}
+
+impl Counting {
+    fn chunk(&self, chunk: &[u8]) {
+        if !self.guest {
+            return;
+        }
+        let bytes = chunk.len() as u64;
+        self.metrics.result_bytes.inc_by(bytes);
+        if !self.summarised {
+            self.metrics.read_bytes.inc_by(bytes);
+            self.metrics
+                .read_rows
+                .inc_by(chunk.iter().filter(|&&b| b == b'\n').count() as u64);
+        }
+    }
+}
+
+/// One of the pool's permits, counted in `pool_in_use` while held.
+struct PoolSlot {
+    _permit: OwnedSemaphorePermit,
+    in_use: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl PoolSlot {
+    fn new(permit: OwnedSemaphorePermit, metrics: &ClickHouseMetrics) -> Self {
+        metrics.in_use.inc();
+        Self {
+            _permit: permit,
+            in_use: metrics.in_use.clone(),
+        }
+    }
+}
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        self.in_use.dec();
+    }
+}
+
+impl RowStream {
+    fn new(
+        response: reqwest::Response,
+        guard: QueryGuard,
+        slot: PoolSlot,
+        deadline: Instant,
+        policy: Arc<QueryPolicy>,
+        counting: Counting,
+    ) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            held: HoldBack::new(DEFAULT_HOLD_BACK),
+            body_done: false,
+            failed: false,
+            guard,
+            deadline,
+            policy,
+            counting,
+            _slot: slot,
+        }
+    }
+
+    /// The id ClickHouse knows this query by.
+    pub fn query_id(&self) -> &str {
+        self.guard.query_id()
+    }
+
+    /// The next chunk of the result, `None` once it is complete.
+    ///
+    /// Chunks arrive as the server sends them, so memory stays flat however
+    /// large the result; the guest pulls, which is the backpressure.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, QueryError> {
+        if self.failed {
+            return Err(QueryError::Unavailable("the result already failed".into()));
+        }
+        loop {
+            let ready = if self.body_done {
+                self.held.pop_any()
+            } else {
+                self.held.pop_ready()
+            };
+            if let Some(chunk) = ready {
+                return Ok(Some(chunk));
+            }
+            if self.body_done {
+                return Ok(None);
+            }
+            match tokio::time::timeout_at(self.deadline, self.body.next()).await {
+                Err(_) => return Err(self.fail(QueryError::Timeout)),
+                Ok(Some(Ok(chunk))) => {
+                    self.counting.chunk(&chunk);
+                    self.held.push(chunk);
+                }
+                Ok(Some(Err(err))) => {
+                    let err = unavailable(self.guard.query_id(), err);
+                    return Err(self.fail(err));
+                }
+                Ok(None) => {
+                    self.body_done = true;
+                    self.guard.finished();
+                    if let Err(exception) = self.held.finish() {
+                        let err = self.policy.classify(exception);
+                        return Err(self.fail(err));
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, err: QueryError) -> QueryError {
+        self.failed = true;
+        self.held.clear();
+        err
+    }
+}
+
+/// Most `KILL QUERY` requests in flight at once.
+pub const MAX_CANCELLATIONS_IN_FLIGHT: usize = 16;
+
+/// Budget of one `KILL QUERY` request.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `KILL QUERY` for abandoned queries.
+pub struct Canceller {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    authorization: HeaderValue,
+    in_flight: Arc<Semaphore>,
+    metrics: Arc<ClickHouseMetrics>,
+}
+
+impl Canceller {
+    /// A canceller for the server at `base_url`, logging in with `authorization`.
+    pub fn new(
+        base_url: reqwest::Url,
+        authorization: HeaderValue,
+        connect_timeout: Duration,
+        metrics: Arc<ClickHouseMetrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(CANCEL_TIMEOUT)
+            .pool_max_idle_per_host(1)
+            .http1_only()
+            .no_proxy()
+            .build()?;
+        Ok(Self {
+            client,
+            url: base_url,
+            authorization,
+            in_flight: Arc::new(Semaphore::new(MAX_CANCELLATIONS_IN_FLIGHT)),
+            metrics,
+        })
+    }
+
+    /// A guard that cancels query `query_id` when dropped unfinished.
+    pub fn guard(self: &Arc<Self>, query_id: String) -> QueryGuard {
+        QueryGuard {
+            canceller: self.clone(),
+            query_id,
+            done: false,
+        }
+    }
+
+    fn cancel(&self, query_id: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            self.metrics.cancelled(CancelOutcome::skipped);
+            tracing::warn!(
+                %query_id,
+                "too many cancellations in flight; the query ends at its max_execution_time"
+            );
+            return;
+        };
+        // The id is the host's own (`wasmhouse-` and hex), never guest text.
+        let sql = format!("KILL QUERY WHERE query_id = '{query_id}' ASYNC");
+        let request = self
+            .client
+            .post(self.url.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .body(sql);
+        let metrics = self.metrics.clone();
+        runtime.spawn(async move {
+            let _permit = permit;
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    metrics.cancelled(CancelOutcome::sent);
+                    tracing::debug!(%query_id, "cancelled abandoned query");
+                }
+                Ok(response) => {
+                    metrics.cancelled(CancelOutcome::failed);
+                    tracing::warn!(%query_id, status = %response.status(), "KILL QUERY failed");
+                }
+                Err(err) => {
+                    metrics.cancelled(CancelOutcome::failed);
+                    tracing::debug!(%query_id, error = %err.without_url(), "KILL QUERY not sent");
+                }
+            }
+        });
+    }
+}
+
+/// Cancels its query on the server unless marked finished first.
+pub struct QueryGuard {
+    canceller: Arc<Canceller>,
+    query_id: String,
+    done: bool,
+}
+
+impl QueryGuard {
+    /// The id ClickHouse knows the query by.
+    pub fn query_id(&self) -> &str {
+        &self.query_id
+    }
+
+    /// The query ended on the server; nothing to cancel.
+    pub fn finished(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.canceller.cancel(std::mem::take(&mut self.query_id));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use tokio::sync::watch as notify;
 
 use crate::embedded::BUILTIN_COMPONENT;
 use crate::manifest::{ComponentSource, ManifestError, RouteSource, RouteSpec};
+use crate::metrics::Metrics;
 use crate::runtime::{ComponentError, RouteComponent, Runtime};
 use cache::ComponentCache;
 use routes::{Deployment, Route, RouteTable};
@@ -57,6 +58,7 @@ pub enum DeployError {
 /// The routes in force and everything that changes them.
 pub struct Deployer {
     runtime: Runtime,
+    metrics: Arc<Metrics>,
     cache: ComponentCache,
     routes: ArcSwap<RouteTable>,
     source: RouteSource,
@@ -67,15 +69,21 @@ pub struct Deployer {
 impl Deployer {
     /// Compile the routes of `source` (slow: call it off the async threads)
     /// and put them in force.
-    pub fn new(runtime: Runtime, source: RouteSource) -> Result<Self, DeployError> {
+    pub fn new(
+        runtime: Runtime,
+        source: RouteSource,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, DeployError> {
         let deployer = Self {
             runtime,
+            metrics,
             cache: ComponentCache::default(),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             source,
             changes: notify::channel(0).0,
         };
         let table = deployer.build_routes(&deployer.source.routes)?;
+        deployer.count_table(&table, None);
         deployer.routes.store(Arc::new(table));
         Ok(deployer)
     }
@@ -88,6 +96,11 @@ impl Deployer {
     /// A receiver that changes whenever a new route table is in force.
     pub fn subscribe(&self) -> notify::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// What the host counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The Wasmtime runtime components are compiled for.
@@ -105,11 +118,22 @@ impl Deployer {
     ) -> Result<Arc<Deployment>, DeployError> {
         let route = self.route(name)?;
         let deployer = self.clone();
-        let component =
+        let compiled =
             tokio::task::spawn_blocking(move || deployer.cache.compile(&deployer.runtime, &bytes))
                 .await
-                .map_err(|err| DeployError::Interrupted(err.to_string()))??;
+                .map_err(|err| DeployError::Interrupted(err.to_string()))?;
+        let component = compiled.inspect_err(|_| self.metrics.rejected(name))?;
+        let previous = route.current();
         let deployment = route.deploy(component, origin);
+        if deployment.version != previous.version {
+            self.metrics.deployed(
+                name,
+                deployment.version,
+                deployment.component.sha256(),
+                Some((previous.version, previous.component.sha256())),
+                origin,
+            );
+        }
         tracing::info!(
             route = name,
             version = deployment.version,
@@ -123,9 +147,17 @@ impl Deployer {
     /// Put route `name`'s previous component back.
     pub fn rollback(&self, name: &str) -> Result<Arc<Deployment>, DeployError> {
         let route = self.route(name)?;
+        let previous = route.current();
         let deployment = route
             .rollback()
             .ok_or_else(|| DeployError::NoPreviousVersion(name.to_owned()))?;
+        self.metrics.deployed(
+            name,
+            deployment.version,
+            deployment.component.sha256(),
+            Some((previous.version, previous.component.sha256())),
+            "rollback",
+        );
         tracing::info!(
             route = name,
             version = deployment.version,
@@ -150,10 +182,36 @@ impl Deployer {
             }
         }
         let count = table.routes().len();
+        self.count_table(&table, Some(&old));
         self.routes.store(Arc::new(table));
         self.changes.send_modify(|version| *version += 1);
         tracing::info!(routes = count, "reloaded routes");
         Ok(count)
+    }
+
+    /// Count the deployments of `table`, about to replace `old`.
+    fn count_table(&self, table: &RouteTable, old: Option<&RouteTable>) {
+        for route in table.routes() {
+            let live = route.current();
+            let previous = old
+                .and_then(|old| old.by_name(route.name()))
+                .map(|previous| previous.current());
+            if previous
+                .as_ref()
+                .is_some_and(|previous| previous.version == live.version)
+            {
+                continue;
+            }
+            self.metrics.deployed(
+                route.name(),
+                live.version,
+                live.component.sha256(),
+                previous
+                    .as_ref()
+                    .map(|previous| (previous.version, previous.component.sha256())),
+                if old.is_some() { "reload" } else { live.origin },
+            );
+        }
     }
 
     /// Compile `specs` into a route table, not yet in force.
@@ -166,7 +224,7 @@ impl Deployer {
                     route: spec.name.clone(),
                     source,
                 })?;
-            routes.push(Arc::new(Route::new(spec, component)));
+            routes.push(Arc::new(Route::new(spec, component, self.metrics.clone())));
         }
         Ok(RouteTable::new(routes))
     }

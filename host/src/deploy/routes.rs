@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use wasmhouse_clickhouse::QueryPolicy;
 
 use crate::manifest::{ComponentSource, RouteSpec, normalise_prefix};
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::runtime::{InstanceLimits, RouteComponent};
 
 /// Earlier deployments kept per route for rollback.
@@ -23,6 +24,8 @@ pub struct Deployment {
     pub deployed_at: SystemTime,
     /// Where it came from: `builtin`, `file`, `upload`.
     pub origin: &'static str,
+    /// Its requests' series (labelled with this version).
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// A path prefix served by one component, swappable while requests run.
@@ -37,12 +40,13 @@ pub struct Route {
     current: ArcSwap<Deployment>,
     history: Mutex<Vec<Arc<Deployment>>>,
     last_version: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Route {
     /// The route `spec` describes, served by `component` (compiled from
     /// `spec.source`).
-    pub fn new(spec: &RouteSpec, component: Arc<RouteComponent>) -> Self {
+    pub fn new(spec: &RouteSpec, component: Arc<RouteComponent>, metrics: Arc<Metrics>) -> Self {
         let origin = match spec.source {
             ComponentSource::Builtin => "builtin",
             ComponentSource::File(_) => "file",
@@ -63,9 +67,11 @@ impl Route {
                 version: 1,
                 deployed_at: SystemTime::now(),
                 origin,
+                metrics: metrics.route(&spec.name, 1),
             }),
             history: Mutex::new(Vec::new()),
             last_version: AtomicU64::new(1),
+            metrics,
         }
     }
 
@@ -133,17 +139,17 @@ impl Route {
         if live.component.sha256() == component.sha256() {
             return live;
         }
+        let version = self.last_version.fetch_add(1, Ordering::Relaxed) + 1;
         let deployment = Arc::new(Deployment {
             component,
-            version: self.last_version.fetch_add(1, Ordering::Relaxed) + 1,
+            version,
             deployed_at: SystemTime::now(),
             origin,
+            metrics: self.metrics.route(&self.name, version),
         });
         let replaced = self.current.swap(deployment.clone());
         history.push(replaced);
-        if history.len() > HISTORY {
-            history.remove(0);
-        }
+        self.trim(&mut history);
         deployment
     }
 
@@ -174,11 +180,19 @@ impl Route {
                 version,
                 deployed_at: SystemTime::now(),
                 origin: fresh.origin,
+                metrics: self.metrics.route(&self.name, version),
             }));
             history.push(old_current);
-            if history.len() > HISTORY {
-                history.remove(0);
-            }
+            self.trim(&mut history);
+        }
+    }
+
+    /// Keep at most [`HISTORY`] earlier deployments; the series of one that
+    /// goes are forgotten, so label sets stay bounded.
+    fn trim(&self, history: &mut Vec<Arc<Deployment>>) {
+        while history.len() > HISTORY {
+            let gone = history.remove(0);
+            self.metrics.forget(&self.name, gone.version);
         }
     }
 

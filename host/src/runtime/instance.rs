@@ -22,6 +22,7 @@ use wasmhouse_clickhouse::{ClickHouseView, QueryContext};
 
 use super::Runtime;
 use super::component::RouteComponent;
+use crate::metrics::{FaultKind, InstanceSlot, RouteMetrics};
 use crate::respond::{self, ResponseBody};
 
 /// A request body as the guest reads it, already capped at the size limit.
@@ -62,7 +63,9 @@ pub struct Invocation<'a> {
     pub query: QueryContext,
     /// Its slot among the instances in flight, given back when the guest is
     /// done (after the body is streamed, not when the headers are sent).
-    pub permit: OwnedSemaphorePermit,
+    pub slot: InstanceSlot,
+    /// Where its faults and instantiation time are counted.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// How a guest failed to produce a response.
@@ -80,6 +83,19 @@ enum GuestFailure {
     NoResponse,
 }
 
+impl GuestFailure {
+    /// How the failure is counted; `None` when it is not the guest's doing.
+    fn kind(&self) -> Option<FaultKind> {
+        match self {
+            Self::Timeout => Some(FaultKind::timeout),
+            Self::MemoryLimit => Some(FaultKind::memory_limit),
+            Self::Exhausted(_) => None,
+            Self::Trap(_) => Some(FaultKind::trap),
+            Self::NoResponse => Some(FaultKind::no_response),
+        }
+    }
+}
+
 /// Serve `request` with a fresh instance of `component`.
 pub async fn run(
     runtime: &Runtime,
@@ -93,7 +109,8 @@ pub async fn run(
         limits,
         deadline,
         query,
-        permit,
+        slot,
+        metrics,
     } = invocation;
     let mut store = new_store(runtime, limits, query, deadline);
 
@@ -127,17 +144,20 @@ pub async fn run(
     // The guest runs in its own task: after it sets the response it keeps
     // running to stream the body, while hyper sends what it writes.
     let task = tokio::spawn({
+        let metrics = metrics.clone();
         let route_name = label.to_owned();
         let request_id = request_id.to_owned();
         async move {
             // The instance slot is free again only when the guest is done.
-            let _permit = permit;
+            let _slot = slot;
             let run = async {
+                let started = std::time::Instant::now();
                 let proxy = component
                     .pre()
                     .instantiate_async(&mut store)
                     .await
                     .map_err(classify_instantiation)?;
+                metrics.instantiated(started.elapsed().as_secs_f64());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
@@ -153,6 +173,9 @@ pub async fn run(
             // went out nobody else hears of it (the body is cut short, so the
             // client sees an error rather than a short body).
             log_failure(&route_name, &request_id, &failure, &store.data().stderr());
+            if let Some(kind) = failure.kind() {
+                metrics.fault(kind);
+            }
             Err(failure)
         }
     });
@@ -162,6 +185,7 @@ pub async fn run(
     let mut task = AbortOnDrop(Some(task));
     match receiver.await {
         Ok(Ok(response)) if response.status().is_informational() => {
+            metrics.fault(FaultKind::error_response);
             // hyper cannot send a 1xx (or a 101 upgrade) as the final answer.
             tracing::warn!(request_id, route = label, status = %response.status(), "guest answered with an informational status");
             respond::error(
@@ -180,6 +204,7 @@ pub async fn run(
             response.map(|body| body.map_err(respond::BodyError::from).boxed_unsync())
         }
         Ok(Err(code)) => {
+            metrics.fault(FaultKind::error_response);
             tracing::warn!(
                 request_id,
                 route = label,
@@ -196,6 +221,7 @@ pub async fn run(
         Err(_) => {
             let failure = match task.disarm().await {
                 Ok(Ok(())) => {
+                    metrics.fault(FaultKind::no_response);
                     tracing::warn!(
                         request_id,
                         route = label,

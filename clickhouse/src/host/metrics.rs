@@ -1,0 +1,184 @@
+//! What the capability counts, registered into the host's Prometheus
+//! registry. Label sets are bounded: error kinds and ClickHouse's own error
+//! codes, never SQL, query ids or routes' request paths.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::error::QueryError;
+
+/// Which kind of failure a guest saw.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(
+    non_camel_case_types,
+    reason = "label values are Prometheus' snake case"
+)]
+pub enum ErrorKind {
+    /// ClickHouse said no.
+    server,
+    /// ClickHouse could not be reached.
+    unavailable,
+    /// The route's policy (or a cap ClickHouse enforced for it) refused.
+    refused,
+    /// A parameter did not bind.
+    invalid_parameter,
+    /// The time budget ran out.
+    timeout,
+}
+
+/// Labels of `wasmhouse_clickhouse_errors_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The kind of failure.
+    pub kind: ErrorKind,
+    /// ClickHouse's error code, 0 when the failure is not ClickHouse's.
+    pub code: u32,
+}
+
+/// What became of an abandoned query's `KILL QUERY`.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(
+    non_camel_case_types,
+    reason = "label values are Prometheus' snake case"
+)]
+pub enum CancelOutcome {
+    /// ClickHouse accepted it.
+    sent,
+    /// It could not be sent, or ClickHouse refused it.
+    failed,
+    /// Too many were in flight; the query ends at its time limit instead.
+    skipped,
+}
+
+/// Labels of `wasmhouse_clickhouse_cancellations_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CancelLabels {
+    /// What happened.
+    pub outcome: CancelOutcome,
+}
+
+/// The capability's metrics.
+#[derive(Debug, Clone)]
+pub struct ClickHouseMetrics {
+    /// Guest queries sent to ClickHouse.
+    pub queries: Counter,
+    /// Guest-visible failures, by kind and ClickHouse code.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Seconds until ClickHouse answered (the response head).
+    pub latency: Histogram,
+    /// Rows read by the server (`X-ClickHouse-Summary`), or, where the
+    /// server does not send it (before 19.x), lines of the result.
+    pub read_rows: Counter,
+    /// Bytes read by the server (`X-ClickHouse-Summary`), or, where the
+    /// server does not send it, bytes of the result.
+    pub read_bytes: Counter,
+    /// Bytes of results streamed to guests.
+    pub result_bytes: Counter,
+    /// Pooled queries running now.
+    pub in_use: Gauge,
+    /// Queries that may run at once (`POOL_MGR_MAX_SIZE`).
+    pub capacity: Gauge,
+    /// Queries sent a second time on a fresh connection.
+    pub retries: Counter,
+    /// `KILL QUERY` for abandoned queries, by outcome.
+    pub cancellations: Family<CancelLabels, Counter>,
+}
+
+impl Default for ClickHouseMetrics {
+    fn default() -> Self {
+        Self {
+            queries: Counter::default(),
+            errors: Family::default(),
+            // 0.25 ms to about 16 s.
+            latency: Histogram::new(exponential_buckets(0.000_25, 2.0, 17)),
+            read_rows: Counter::default(),
+            read_bytes: Counter::default(),
+            result_bytes: Counter::default(),
+            in_use: Gauge::default(),
+            capacity: Gauge::default(),
+            retries: Counter::default(),
+            cancellations: Family::default(),
+        }
+    }
+}
+
+impl ClickHouseMetrics {
+    /// Register every metric under `clickhouse_` (below the registry's own
+    /// prefix: `wasmhouse_clickhouse_…` in the host's).
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("clickhouse");
+        sub.register(
+            "queries",
+            "Guest queries sent to ClickHouse",
+            self.queries.clone(),
+        );
+        sub.register(
+            "errors",
+            "Guest-visible query failures by kind and ClickHouse error code",
+            self.errors.clone(),
+        );
+        sub.register(
+            "query_duration_seconds",
+            "Time until ClickHouse answered a query (response head)",
+            self.latency.clone(),
+        );
+        sub.register(
+            "read_rows",
+            "Rows read by ClickHouse (X-ClickHouse-Summary), or result lines where the server does not say",
+            self.read_rows.clone(),
+        );
+        sub.register(
+            "read_bytes",
+            "Bytes read by ClickHouse (X-ClickHouse-Summary), or result bytes where the server does not say",
+            self.read_bytes.clone(),
+        );
+        sub.register(
+            "result_bytes",
+            "Bytes of query results streamed to guests",
+            self.result_bytes.clone(),
+        );
+        sub.register(
+            "pool_in_use",
+            "Pooled queries running now",
+            self.in_use.clone(),
+        );
+        sub.register(
+            "pool_capacity",
+            "Queries that may run at once (POOL_MGR_MAX_SIZE)",
+            self.capacity.clone(),
+        );
+        sub.register(
+            "retries",
+            "Queries sent again on a fresh connection after a dead one",
+            self.retries.clone(),
+        );
+        sub.register(
+            "cancellations",
+            "KILL QUERY for abandoned queries, by outcome",
+            self.cancellations.clone(),
+        );
+    }
+
+    /// Count a failure a guest sees.
+    pub fn failed(&self, err: &QueryError) {
+        let (kind, code) = match err {
+            QueryError::Server { code, .. } => (ErrorKind::server, *code),
+            QueryError::Unavailable(_) => (ErrorKind::unavailable, 0),
+            QueryError::Refused(_) => (ErrorKind::refused, 0),
+            QueryError::InvalidParameter(_) => (ErrorKind::invalid_parameter, 0),
+            QueryError::Timeout => (ErrorKind::timeout, 0),
+        };
+        self.errors.get_or_create(&ErrorLabels { kind, code }).inc();
+    }
+
+    /// Count a cancellation's outcome.
+    pub fn cancelled(&self, outcome: CancelOutcome) {
+        self.cancellations
+            .get_or_create(&CancelLabels { outcome })
+            .inc();
+    }
+}

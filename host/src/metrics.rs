@@ -1,0 +1,413 @@
+//! What the host counts, in Prometheus' text format at `/metrics`.
+//!
+//! Label sets stay bounded: routes come from the manifest, versions are the
+//! deployments a route keeps (a version's series go when it leaves the
+//! rollback history), status classes and fault kinds are enums. No path, id
+//! or SQL is ever a label. A route's series are resolved once per
+//! deployment ([`RouteMetrics`]), so a request only touches atomics.
+
+use std::sync::Arc;
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::OwnedSemaphorePermit;
+use wasmhouse_clickhouse::ClickHouseMetrics;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A response's status class (`1xx` … `5xx`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 1xx.
+    Informational,
+    /// 2xx.
+    Success,
+    /// 3xx.
+    Redirection,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        let class = match self {
+            Self::Informational => "1xx",
+            Self::Success => "2xx",
+            Self::Redirection => "3xx",
+            Self::ClientError => "4xx",
+            Self::ServerError => "5xx",
+        };
+        encoder.write_str(class)
+    }
+}
+
+impl StatusClass {
+    const ALL: [Self; 5] = [
+        Self::Informational,
+        Self::Success,
+        Self::Redirection,
+        Self::ClientError,
+        Self::ServerError,
+    ];
+
+    fn of(status: u16) -> Self {
+        match status {
+            ..200 => Self::Informational,
+            200..300 => Self::Success,
+            300..400 => Self::Redirection,
+            400..500 => Self::ClientError,
+            _ => Self::ServerError,
+        }
+    }
+}
+
+/// How a guest failed.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(
+    non_camel_case_types,
+    reason = "label values are Prometheus' snake case"
+)]
+pub enum FaultKind {
+    /// It trapped (a panic, an `unreachable`, a bad access, a full table).
+    trap,
+    /// It ran past its budget.
+    timeout,
+    /// It tried to grow its memory past the limit.
+    memory_limit,
+    /// It returned without a response.
+    no_response,
+    /// It answered with a `wasi:http` error code, or an informational status.
+    error_response,
+}
+
+impl FaultKind {
+    const ALL: [Self; 5] = [
+        Self::trap,
+        Self::timeout,
+        Self::memory_limit,
+        Self::no_response,
+        Self::error_response,
+    ];
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    version: String,
+    status: StatusClass,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    route: String,
+    kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabels {
+    route: String,
+    version: String,
+    sha256: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeployLabels {
+    route: String,
+    origin: String,
+}
+
+/// Every metric the host exposes.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+    faults: Family<FaultLabels, Counter>,
+    instantiation: Histogram,
+    in_flight: Gauge,
+    queue_length: Gauge,
+    queue_wait: Histogram,
+    shed: Counter,
+    components: Family<ComponentLabels, Gauge>,
+    deploys: Family<DeployLabels, Counter>,
+    rejected: Family<RouteLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms to about 26 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 19))
+}
+
+impl Metrics {
+    /// A registry with the host's metrics and `clickhouse`'s.
+    pub fn new(clickhouse: &ClickHouseMetrics) -> Self {
+        let mut registry = Registry::with_prefix("wasmhouse");
+        let metrics = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            faults: Family::default(),
+            instantiation: Histogram::new(exponential_buckets(0.000_002, 2.0, 16)),
+            in_flight: Gauge::default(),
+            queue_length: Gauge::default(),
+            queue_wait: latency_histogram(),
+            shed: Counter::default(),
+            components: Family::default(),
+            deploys: Family::default(),
+            rejected: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests answered, by route, component version and status class",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response head, by route",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "guest_faults",
+            "Requests a guest failed, by route and kind",
+            metrics.faults.clone(),
+        );
+        registry.register(
+            "instantiation_duration_seconds",
+            "Time to instantiate a component for one request",
+            metrics.instantiation.clone(),
+        );
+        registry.register(
+            "instances_in_flight",
+            "Instances alive now (requests being served)",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "instance_queue_length",
+            "Requests waiting for a free instance slot",
+            metrics.queue_length.clone(),
+        );
+        registry.register(
+            "instance_queue_wait_seconds",
+            "Time requests waited for an instance slot",
+            metrics.queue_wait.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Requests answered 503 because no instance slot came free in time",
+            metrics.shed.clone(),
+        );
+        registry.register(
+            "component_info",
+            "The component each route serves now: version and content hash",
+            metrics.components.clone(),
+        );
+        registry.register(
+            "deploys",
+            "Components put in force, by route and origin (builtin, file, upload, rollback, reload)",
+            metrics.deploys.clone(),
+        );
+        registry.register(
+            "rejected_uploads",
+            "Components refused by the admin API or the file watcher, by route",
+            metrics.rejected.clone(),
+        );
+        clickhouse.register(&mut registry);
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// The series of one route's deployment, resolved once.
+    pub fn route(&self, route: &str, version: u64) -> Arc<RouteMetrics> {
+        let version = version.to_string();
+        Arc::new(RouteMetrics {
+            requests: StatusClass::ALL.map(|status| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: route.to_owned(),
+                        version: version.clone(),
+                        status,
+                    })
+                    .clone()
+            }),
+            duration: self
+                .duration
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
+            faults: FaultKind::ALL.map(|kind| {
+                self.faults
+                    .get_or_create(&FaultLabels {
+                        route: route.to_owned(),
+                        kind,
+                    })
+                    .clone()
+            }),
+            instantiation: self.instantiation.clone(),
+        })
+    }
+
+    /// Requests that matched no route.
+    pub fn unrouted(&self, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: String::new(),
+                version: String::new(),
+                status: StatusClass::of(status),
+            })
+            .inc();
+    }
+
+    /// Forget a deployment's series (it left the rollback history).
+    pub fn forget(&self, route: &str, version: u64) {
+        let version = version.to_string();
+        for status in StatusClass::ALL {
+            self.requests.remove(&RequestLabels {
+                route: route.to_owned(),
+                version: version.clone(),
+                status,
+            });
+        }
+    }
+
+    /// Route `route` now serves `version` with content hash `sha256`,
+    /// replacing `previous` (version, hash), from `origin`.
+    pub fn deployed(
+        &self,
+        route: &str,
+        version: u64,
+        sha256: &str,
+        previous: Option<(u64, &str)>,
+        origin: &str,
+    ) {
+        if let Some((version, sha256)) = previous {
+            self.components.remove(&ComponentLabels {
+                route: route.to_owned(),
+                version: version.to_string(),
+                sha256: sha256.to_owned(),
+            });
+        }
+        self.components
+            .get_or_create(&ComponentLabels {
+                route: route.to_owned(),
+                version: version.to_string(),
+                sha256: sha256.to_owned(),
+            })
+            .set(1);
+        self.deploys
+            .get_or_create(&DeployLabels {
+                route: route.to_owned(),
+                origin: origin.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A component for `route` was refused.
+    pub fn rejected(&self, route: &str) {
+        self.rejected
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A request starts waiting for an instance slot.
+    pub fn queued(&self) -> QueueWait {
+        self.queue_length.inc();
+        QueueWait {
+            started: std::time::Instant::now(),
+            length: self.queue_length.clone(),
+            wait: self.queue_wait.clone(),
+        }
+    }
+
+    /// No slot came free in time.
+    pub fn shed(&self) {
+        self.shed.inc();
+    }
+
+    /// Hold `permit` as an instance slot, counted in `instances_in_flight`.
+    pub fn slot(&self, permit: OwnedSemaphorePermit) -> InstanceSlot {
+        self.in_flight.inc();
+        InstanceSlot {
+            _permit: permit,
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
+/// The series of one route's deployment.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    requests: [Counter; 5],
+    duration: Histogram,
+    faults: [Counter; 5],
+    instantiation: Histogram,
+}
+
+impl RouteMetrics {
+    /// A response with `status` went out after `seconds`.
+    pub fn answered(&self, status: u16, seconds: f64) {
+        self.requests[StatusClass::of(status) as usize].inc();
+        self.duration.observe(seconds);
+    }
+
+    /// The guest failed.
+    pub fn fault(&self, kind: FaultKind) {
+        self.faults[kind as usize].inc();
+    }
+
+    /// An instance took `seconds` to create.
+    pub fn instantiated(&self, seconds: f64) {
+        self.instantiation.observe(seconds);
+    }
+}
+
+/// A request waiting for a slot; the wait is recorded when this is dropped.
+pub struct QueueWait {
+    started: std::time::Instant,
+    length: Gauge,
+    wait: Histogram,
+}
+
+impl Drop for QueueWait {
+    fn drop(&mut self) {
+        self.length.dec();
+        self.wait.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// An instance slot, held until the guest is done (after its body).
+pub struct InstanceSlot {
+    _permit: OwnedSemaphorePermit,
+    in_flight: Gauge,
+}
+
+impl Drop for InstanceSlot {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
+}
