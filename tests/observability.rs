@@ -384,3 +384,167 @@ async fn request_ids_are_kept_or_made_and_reach_guest_and_clickhouse() {
     }
     assert_eq!(slow.await.expect("request").status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_a_line_with_the_request_id() {
+    let clickhouse = ClickHouse::start();
+    let guest = common::guests::hostile(1);
+    let host = HostBuilder::new(&clickhouse)
+        .args(&[
+            "--component",
+            guest.to_str().expect("UTF-8"),
+            "--log-format",
+            "json",
+        ])
+        .start();
+    let client = common::client();
+    for (path, id) in [
+        ("/stderr", "log-me-1"),
+        ("/panic", "log-me-2"),
+        ("/sql?q=SELECT%201", "log-me-3"),
+    ] {
+        let reply = common::send(client.get(host.url(path)).header("x-request-id", id)).await;
+        assert_eq!(reply.headers["x-request-id"], id);
+    }
+    let wanted = [
+        ("log-me-1", "guest wrote to stderr", "a note from the guest"),
+        ("log-me-2", "guest trapped", "deliberate panic"),
+        ("log-me-3", "connected to ClickHouse", ""),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = host.log();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect();
+        let found = |(id, message, text): &(&str, &str, &str)| {
+            lines.iter().any(|line| {
+                let request_id = line["span"]["request_id"]
+                    .as_str()
+                    .or_else(|| line["fields"]["request_id"].as_str());
+                request_id == Some(*id)
+                    && line["fields"]["message"] == *message
+                    && line.to_string().contains(text)
+            })
+        };
+        if wanted.iter().all(found) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing {:?} in:\n{log}",
+            wanted.iter().filter(|w| !found(w)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A collector that keeps every OTLP/HTTP body posted to it.
+struct Collector {
+    addr: std::net::SocketAddr,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+}
+
+impl Collector {
+    fn start() -> Self {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector port");
+        let addr = listener.local_addr().expect("collector address");
+        let bodies = std::sync::Arc::<std::sync::Mutex<Vec<(String, Vec<u8>)>>>::default();
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut request_line = String::new();
+                        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = request_line
+                            .split_whitespace()
+                            .nth(1)
+                            .unwrap_or("")
+                            .to_owned();
+                        let mut length = 0usize;
+                        loop {
+                            let mut header = String::new();
+                            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let header = header.trim_end();
+                            if header.is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = header.split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        kept.lock().expect("bodies").push((path, body));
+                        let _ = reader
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        Self { addr, bodies }
+    }
+
+    fn received(&self, needle: &[u8]) -> bool {
+        self.bodies
+            .lock()
+            .expect("bodies")
+            .iter()
+            .any(|(path, body)| {
+                path == "/v1/traces" && body.windows(needle.len()).any(|window| window == needle)
+            })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_an_otlp_collector_and_continue_the_callers_trace() {
+    let clickhouse = ClickHouse::start();
+    let collector = Collector::start();
+    let host = HostBuilder::new(&clickhouse)
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", collector.addr),
+        )
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_SERVICE_NAME", "wasmhouse-under-test")
+        .start();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let reply = common::send(
+        common::client()
+            .get(host.url("/concurrent/simple-query"))
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01")),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let trace_bytes: Vec<u8> = (0..trace_id.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&trace_id[at..at + 2], 16).expect("hex"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(collector.received(&trace_bytes)
+        && collector.received(b"wasmhouse-under-test")
+        && collector.received(b"clickhouse_ms"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no span of the caller's trace reached the collector ({} bodies)",
+            collector.bodies.lock().expect("bodies").len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -20,6 +20,7 @@
 //!   compile cache, the file watcher.
 //! - [`admin`]: the admin HTTP API, on top of [`deploy`].
 //! - [`signals`]: SIGINT/SIGTERM shut down, SIGHUP reloads.
+//! - [`telemetry`]: logs (human or JSON), request spans, OTLP export.
 //!
 //! Configuration and the rest:
 //!
@@ -45,6 +46,7 @@ pub mod respond;
 pub mod runtime;
 pub mod server;
 pub mod signals;
+pub mod telemetry;
 pub mod units;
 
 pub use config::{ServeArgs, ServeConfig};

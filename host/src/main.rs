@@ -20,6 +20,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Log lines as human-readable text or one JSON object each.
+    #[arg(
+        long,
+        global = true,
+        env = "WASMHOUSE_LOG_FORMAT",
+        value_name = "WASMHOUSE_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: wasmhouse::telemetry::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -47,7 +57,14 @@ fn main() -> ExitCode {
     // Must happen before anything reads the environment on another thread.
     prepare_environment();
     let cli = Cli::parse();
-    init_tracing();
+    // Kept alive to the end: dropping it flushes the spans still buffered.
+    let _telemetry = match wasmhouse::telemetry::init(cli.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Compose(args) => compose(&args),
@@ -152,15 +169,4 @@ fn set_env(key: &str, value: &str) {
     // SAFETY: called at the start of main, before the runtime or any other
     // thread exists, so nothing reads the environment concurrently.
     unsafe { std::env::set_var(key, value) };
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

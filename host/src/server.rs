@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use wasmhouse_clickhouse::{ClickHousePool, QueryContext};
 
 use crate::admin;
@@ -40,7 +41,7 @@ use crate::deploy::{Deployer, watch};
 use crate::metrics::Metrics;
 use crate::respond::{self, ResponseBody};
 use crate::runtime::{Invocation, Runtime, instance};
-use crate::signals;
+use crate::{signals, telemetry};
 
 /// Longest a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -343,6 +344,17 @@ impl Dispatcher {
         }
         let started = std::time::Instant::now();
         let request_id = request_id(request.headers()).unwrap_or_else(|| self.request_ids.next());
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            route = tracing::field::Empty,
+            version = tracing::field::Empty,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            clickhouse_ms = tracing::field::Empty,
+        );
+        telemetry::continue_trace(&span, request.headers());
         let Some(route) = self.deployer.routes().find(path).cloned() else {
             self.deployer.metrics().unrouted(404);
             let mut response = respond::error(
@@ -355,12 +367,18 @@ impl Dispatcher {
             return response;
         };
         let deployment = route.current();
+        span.record("route", route.name());
+        span.record("version", deployment.version);
         let mut response = self
             .serve_route(&route, &deployment, request, &request_id)
+            .instrument(span.clone())
             .await;
-        deployment
-            .metrics
-            .answered(response.status().as_u16(), started.elapsed().as_secs_f64());
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed().as_secs_f64();
+        deployment.metrics.answered(status, elapsed);
+        span.record("status", status);
+        span.record("duration_ms", elapsed * 1000.0);
+        tracing::debug!(parent: &span, "answered");
         set_request_id(&mut response, &request_id);
         response
     }

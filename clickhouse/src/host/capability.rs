@@ -38,6 +38,8 @@ pub struct QueryContext {
     deadline: Instant,
     request_id: Option<String>,
     open_results: usize,
+    /// Time spent waiting for ClickHouse to answer, over the request.
+    clickhouse_time: std::time::Duration,
 }
 
 impl QueryContext {
@@ -49,6 +51,7 @@ impl QueryContext {
             deadline,
             request_id: None,
             open_results: 0,
+            clickhouse_time: std::time::Duration::ZERO,
         }
     }
 
@@ -123,12 +126,19 @@ impl query::Host for ClickHouseView<'_> {
             format: options.format.as_deref(),
             request_id: self.ctx.request_id.as_deref(),
         };
-        let rows = match self
+        let started = std::time::Instant::now();
+        let executed = self
             .ctx
             .pool
             .execute(&request, &self.ctx.policy, self.ctx.deadline)
-            .await
-        {
+            .await;
+        self.ctx.clickhouse_time += started.elapsed();
+        // The request's span has the field; elsewhere this records nothing.
+        tracing::Span::current().record(
+            "clickhouse_ms",
+            self.ctx.clickhouse_time.as_secs_f64() * 1000.0,
+        );
+        let rows = match executed {
             Ok(rows) => rows,
             Err(err) => return Ok(Err(self.ctx.failed(err))),
         };

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -165,7 +166,14 @@ pub async fn run(
                     .map_err(classify_trap)
             };
             let failure = match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(())) => {
+                    // A guest's own diagnostics, attributed to its request.
+                    let stderr = store.data().stderr();
+                    if !stderr.trim().is_empty() {
+                        tracing::info!(guest_stderr = stderr.trim(), "guest wrote to stderr");
+                    }
+                    return Ok(());
+                }
                 Ok(Err(failure)) => failure,
                 Err(_) => GuestFailure::Timeout,
             };
@@ -178,6 +186,8 @@ pub async fn run(
             }
             Err(failure)
         }
+        // The request's span, so the guest's log lines carry its id.
+        .instrument(tracing::Span::current())
     });
 
     // If the client goes away before the response starts, this future is

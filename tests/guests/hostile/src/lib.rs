@@ -78,6 +78,10 @@ impl Handler for Routes {
             "/fields" => hoard_fields(number("n", 10_000)),
             "/big-header" => big_header(number("kb", 1024)),
             "/headers" => echo_headers(&request),
+            "/stderr" => {
+                eprintln!("a note from the guest");
+                Response::json(200, &json!({ "wrote": "stderr" }))
+            }
             "/informational" => Response::json(
                 u16::try_from(number("status", 101)).unwrap_or(101),
                 &json!({ "informational": true }),
