@@ -12,6 +12,7 @@ use common::{ClickHouse, HostBuilder, Wasmhouse, get};
 #[derive(Debug, Default)]
 struct Scrape {
     samples: BTreeMap<String, f64>,
+    families: Vec<String>,
 }
 
 impl Scrape {
@@ -56,6 +57,7 @@ impl Scrape {
             );
             scrape.samples.insert(format!("{name}{{{labels}}}"), value);
         }
+        scrape.families = typed;
         scrape
     }
 
