@@ -442,10 +442,13 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
     }
 }
 
+/// What the collector received: (path, body) of every POST.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A collector that keeps every OTLP/HTTP body posted to it.
 struct Collector {
     addr: std::net::SocketAddr,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+    bodies: Received,
 }
 
 impl Collector {
@@ -453,7 +456,7 @@ impl Collector {
         use std::io::{BufRead as _, BufReader, Read as _, Write as _};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector port");
         let addr = listener.local_addr().expect("collector address");
-        let bodies = std::sync::Arc::<std::sync::Mutex<Vec<(String, Vec<u8>)>>>::default();
+        let bodies = Received::default();
         let kept = bodies.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {

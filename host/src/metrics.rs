@@ -201,7 +201,7 @@ impl Metrics {
         );
         registry.register(
             "instance_queue_wait_seconds",
-            "Time requests waited for an instance slot",
+            "Time requests that found no free instance slot waited for one",
             metrics.queue_wait.clone(),
         );
         registry.register(
@@ -334,7 +334,7 @@ impl Metrics {
             .inc();
     }
 
-    /// A request starts waiting for an instance slot.
+    /// A request starts waiting for an instance slot (none was free).
     pub fn queued(&self) -> QueueWait {
         self.queue_length.inc();
         QueueWait {

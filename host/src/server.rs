@@ -344,17 +344,6 @@ impl Dispatcher {
         }
         let started = std::time::Instant::now();
         let request_id = request_id(request.headers()).unwrap_or_else(|| self.request_ids.next());
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            method = %request.method(),
-            route = tracing::field::Empty,
-            version = tracing::field::Empty,
-            status = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-            clickhouse_ms = tracing::field::Empty,
-        );
-        telemetry::continue_trace(&span, request.headers());
         let Some(route) = self.deployer.routes().find(path).cloned() else {
             self.deployer.metrics().unrouted(404);
             let mut response = respond::error(
@@ -367,8 +356,19 @@ impl Dispatcher {
             return response;
         };
         let deployment = route.current();
-        span.record("route", route.name());
-        span.record("version", deployment.version);
+        // Created with what is known up front: a log layer formats a span's
+        // fields when it is created and again on every `record`, so the
+        // fields only exporters read are recorded only when exporting.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            route = route.name(),
+            version = deployment.version,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            clickhouse_ms = tracing::field::Empty,
+        );
+        let exporting = telemetry::continue_trace(&span, request.headers());
         let mut response = self
             .serve_route(&route, &deployment, request, &request_id)
             .instrument(span.clone())
@@ -376,9 +376,11 @@ impl Dispatcher {
         let status = response.status().as_u16();
         let elapsed = started.elapsed().as_secs_f64();
         deployment.metrics.answered(status, elapsed);
-        span.record("status", status);
-        span.record("duration_ms", elapsed * 1000.0);
-        tracing::debug!(parent: &span, "answered");
+        if exporting {
+            span.record("status", status);
+            span.record("duration_ms", elapsed * 1000.0);
+        }
+        tracing::debug!(parent: &span, status, "answered");
         set_request_id(&mut response, &request_id);
         response
     }
@@ -403,20 +405,28 @@ impl Dispatcher {
         }
         // Backpressure: wait a bounded time for a free instance, then shed.
         let metrics = self.deployer.metrics();
-        let waiting = metrics.queued();
-        let permit = match tokio::time::timeout(
-            self.config.queue_timeout,
-            self.in_flight.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            _ => {
-                metrics.shed();
-                return respond::overloaded(request_id);
+        let permit = match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // Only requests that wait are counted in the queue.
+            Err(_) => {
+                let waiting = metrics.queued();
+                match tokio::time::timeout(
+                    self.config.queue_timeout,
+                    self.in_flight.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(permit)) => {
+                        drop(waiting);
+                        permit
+                    }
+                    _ => {
+                        metrics.shed();
+                        return respond::overloaded(request_id);
+                    }
+                }
             }
         };
-        drop(waiting);
         let slot = metrics.slot(permit);
 
         let (mut parts, body) = request.into_parts();
@@ -453,7 +463,8 @@ impl Dispatcher {
             limits,
             deadline,
             query: QueryContext::new(self.pool.clone(), route.policy().clone(), deadline)
-                .with_request_id(request_id),
+                .with_request_id(request_id)
+                .with_span_timing(telemetry::exporting()),
             slot,
             metrics: deployment.metrics.clone(),
         };

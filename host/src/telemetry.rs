@@ -91,14 +91,23 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
     Ok(Telemetry { provider })
 }
 
+/// Whether spans are exported (so the fields only exporters read are worth
+/// recording).
+pub fn exporting() -> bool {
+    EXPORTING.get().is_some()
+}
+
 /// Continue the trace an incoming request's `traceparent` names, when
-/// spans are exported; a no-op otherwise.
-pub fn continue_trace(span: &tracing::Span, headers: &hyper::HeaderMap) {
-    if EXPORTING.get().is_none() || !headers.contains_key("traceparent") {
-        return;
+/// spans are exported; whether they are.
+pub fn continue_trace(span: &tracing::Span, headers: &hyper::HeaderMap) -> bool {
+    if !exporting() {
+        return false;
     }
-    let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-    let _ = span.set_parent(context);
+    if headers.contains_key("traceparent") {
+        let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let _ = span.set_parent(context);
+    }
+    true
 }
 
 struct HeaderExtractor<'a>(&'a hyper::HeaderMap);

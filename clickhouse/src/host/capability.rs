@@ -40,6 +40,8 @@ pub struct QueryContext {
     open_results: usize,
     /// Time spent waiting for ClickHouse to answer, over the request.
     clickhouse_time: std::time::Duration,
+    /// Whether to record that time on the request's span.
+    span_timing: bool,
 }
 
 impl QueryContext {
@@ -52,6 +54,7 @@ impl QueryContext {
             request_id: None,
             open_results: 0,
             clickhouse_time: std::time::Duration::ZERO,
+            span_timing: false,
         }
     }
 
@@ -59,6 +62,14 @@ impl QueryContext {
     /// `-`), so `system.query_log` joins with the host's log.
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
         self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Record the time spent in ClickHouse on the current span's
+    /// `clickhouse_ms` field (when spans are exported: recording makes log
+    /// layers format the span's fields again).
+    pub fn with_span_timing(mut self, on: bool) -> Self {
+        self.span_timing = on;
         self
     }
 
@@ -133,11 +144,13 @@ impl query::Host for ClickHouseView<'_> {
             .execute(&request, &self.ctx.policy, self.ctx.deadline)
             .await;
         self.ctx.clickhouse_time += started.elapsed();
-        // The request's span has the field; elsewhere this records nothing.
-        tracing::Span::current().record(
-            "clickhouse_ms",
-            self.ctx.clickhouse_time.as_secs_f64() * 1000.0,
-        );
+        if self.ctx.span_timing {
+            // The request's span has the field; elsewhere this records nothing.
+            tracing::Span::current().record(
+                "clickhouse_ms",
+                self.ctx.clickhouse_time.as_secs_f64() * 1000.0,
+            );
+        }
         let rows = match executed {
             Ok(rows) => rows,
             Err(err) => return Ok(Err(self.ctx.failed(err))),
