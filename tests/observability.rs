@@ -319,7 +319,10 @@ async fn metrics_move_to_the_admin_listener_when_there_is_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_ids_are_kept_or_made_and_reach_guest_and_clickhouse() {
-    let clickhouse = ClickHouse::start();
+    // query_log on, as deploy/clickhouse/wasmhouse-user.xml has it.
+    let clickhouse = ClickHouse::start_with_users(
+        "<yandex><profiles><default><log_queries>1</log_queries></default></profiles></yandex>",
+    );
     let guest = common::guests::hostile(1);
     let host = HostBuilder::new(&clickhouse)
         .args(&["--component", guest.to_str().expect("UTF-8")])
@@ -385,6 +388,16 @@ async fn request_ids_are_kept_or_made_and_reach_guest_and_clickhouse() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(slow.await.expect("request").status, 200);
+    // … and system.query_log joins with it.
+    clickhouse.query("SYSTEM FLUSH LOGS");
+    let logged = clickhouse.query(
+        "SELECT count() FROM system.query_log WHERE query_id LIKE 'wasmhouse-join-me-7-%' AND type = 2 FORMAT TabSeparated",
+    );
+    assert_eq!(
+        logged.trim(),
+        "1",
+        "the finished query is not in system.query_log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
