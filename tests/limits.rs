@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -161,22 +161,6 @@ async fn requests_beyond_the_concurrency_bound_are_shed_with_retry_after() {
     assert_eq!(get(&host.url("/health")).await.status, 200);
 }
 
-/// Send raw bytes and return the status code of the answer.
-fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(request).expect("write");
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_and_malformed_requests_are_rejected() {
     let clickhouse = ClickHouse::start();
@@ -203,13 +187,13 @@ async fn oversized_and_malformed_requests_are_rejected() {
 
     let addr = host.addr();
     let status = tokio::task::spawn_blocking(move || {
-        let garbage = raw_status(addr, b"THIS IS NOT HTTP\r\n\r\n");
+        let garbage = common::raw_status(addr, b"THIS IS NOT HTTP\r\n\r\n");
         let mut many_headers = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
         for i in 0..200 {
             many_headers.extend_from_slice(format!("X-Header-{i}: v\r\n").as_bytes());
         }
         many_headers.extend_from_slice(b"Connection: close\r\n\r\n");
-        let too_many = raw_status(addr, &many_headers);
+        let too_many = common::raw_status(addr, &many_headers);
         (garbage, too_many)
     })
     .await

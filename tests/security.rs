@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -507,7 +507,7 @@ async fn malformed_input_never_crashes_the_host() {
             format!("GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "é".repeat(100_000)).into_bytes(),
             b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\nConnection: close\r\n\r\n".to_vec(),
         ] {
-            statuses.push(raw_status(addr, &request));
+            statuses.push(common::raw_status(addr, &request));
         }
         statuses
     })
@@ -520,22 +520,6 @@ async fn malformed_input_never_crashes_the_host() {
         );
     }
     assert_eq!(get(&host.url("/health")).await.status, 200);
-}
-
-/// Send raw bytes and return the status code of the answer (0 if none).
-fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.write_all(request);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    String::from_utf8_lossy(&response)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]

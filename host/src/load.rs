@@ -793,9 +793,8 @@ mod tests {
         assert!(report.statuses.is_empty());
     }
 
-    #[tokio::test]
-    async fn a_silent_server_counts_as_timeouts() {
-        // Accepts connections and never answers.
+    /// A server that accepts connections and never answers.
+    async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -806,6 +805,12 @@ mod tests {
                 open.push(socket);
             }
         });
+        (address, silent)
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_counts_as_timeouts() {
+        let (address, silent) = silent_server().await;
         let url = format!("http://{address}/");
         let args = parse(&[&url, "-n", "2", "--timeout", "200ms"]).expect("flags");
         let report = run(&args).await.expect("run");
@@ -815,16 +820,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_duration_ends_the_run_and_drops_what_is_in_flight() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        let silent = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                open.push(socket);
-            }
-        });
+        let (address, silent) = silent_server().await;
         let url = format!("http://{address}/");
         let args = parse(&[&url, "-d", "300ms", "-c", "2"]).expect("flags");
         let report = run(&args).await.expect("run");

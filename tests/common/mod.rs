@@ -88,3 +88,21 @@ impl Manifest {
         self.path.to_str().expect("UTF-8 path")
     }
 }
+
+/// Send raw bytes to `addr` and return the status code of the answer (0 if
+/// none came): for requests no HTTP client would send.
+pub fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
