@@ -19,6 +19,7 @@ use wasmhouse_clickhouse::policy::{
 };
 use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint, QueryPolicy, ReadOnly, Scheme};
 
+use crate::access::{AccessRules, KeySource, TrustedProxies};
 use crate::manifest::{self, ComponentSource, RouteSource, RouteSpec};
 use crate::runtime::instance::DEFAULT_REQUEST_TIMEOUT;
 use crate::runtime::{DEFAULT_MAX_INSTANCES, DEFAULT_MEMORY_LIMIT, InstanceLimits, PoolSizing};
@@ -126,6 +127,42 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
     pub admin: AdminArgs,
+
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
+    pub access: AccessArgs,
+}
+
+/// API keys and client addresses.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Access")]
+pub struct AccessArgs {
+    /// API keys file (TOML: `[[key]]` with `name`, `sha256` or `key`, and
+    /// optional `routes`), re-read on reload.
+    #[arg(
+        long = "api-keys-file",
+        env = "WASMHOUSE_API_KEYS_FILE",
+        value_name = "WASMHOUSE_API_KEYS_FILE"
+    )]
+    pub keys_file: Option<PathBuf>,
+
+    /// API keys as `name=key` pairs, comma-separated.
+    #[arg(
+        long = "api-keys",
+        env = "WASMHOUSE_API_KEYS",
+        value_name = "WASMHOUSE_API_KEYS",
+        hide_env_values = true
+    )]
+    pub keys: Option<String>,
+
+    /// Proxies (addresses or networks, comma-separated) whose
+    /// X-Forwarded-For names the client; every other peer is the client.
+    #[arg(
+        long = "trusted-proxies",
+        env = "WASMHOUSE_TRUSTED_PROXIES",
+        value_name = "WASMHOUSE_TRUSTED_PROXIES"
+    )]
+    pub trusted_proxies: Option<String>,
 }
 
 /// The admin API (deploy, list, roll back components).
@@ -386,6 +423,10 @@ pub struct ServeConfig {
     pub compile_cache: Option<PathBuf>,
     /// Worker threads of the `wasmhouse` binary.
     pub workers: usize,
+    /// Where API keys come from.
+    pub keys: KeySource,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ServeConfig {
@@ -407,6 +448,8 @@ impl ServeConfig {
             admin: AdminConfig::default(),
             compile_cache: None,
             workers: default_workers(),
+            keys: KeySource::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -470,6 +513,7 @@ fn builtin_route(limits: InstanceLimits, policy: &QueryPolicy) -> RouteSpec {
         source: ComponentSource::Builtin,
         limits,
         policy: policy.clone(),
+        access: AccessRules::default(),
     }
 }
 
@@ -570,7 +614,31 @@ impl ServeArgs {
             admin,
             compile_cache: compile_cache_directory(limits.compile_cache.as_deref()),
             workers: limits.workers.unwrap_or_else(default_workers),
+            keys: KeySource {
+                file: self.access.keys_file.clone(),
+                inline: self
+                    .access
+                    .keys
+                    .clone()
+                    .filter(|keys| !keys.trim().is_empty()),
+            },
+            trusted_proxies: match &self.access.trusted_proxies {
+                Some(text) => TrustedProxies::parse(text)
+                    .map_err(|err| config_error("WASMHOUSE_TRUSTED_PROXIES", err))?,
+                None => TrustedProxies::default(),
+            },
         };
+        // Keys are read now, so a broken file stops start-up with its name.
+        config.keys.load().map_err(|err| {
+            config_error(
+                if config.keys.file.is_some() {
+                    "WASMHOUSE_API_KEYS_FILE"
+                } else {
+                    "WASMHOUSE_API_KEYS"
+                },
+                err.to_string(),
+            )
+        })?;
         match self.manifest {
             Some(path) => config
                 .with_manifest(path)

@@ -19,6 +19,7 @@
 //! - [`deploy`]: the route table, deploy / roll back / reload, the bounded
 //!   compile cache, the file watcher.
 //! - [`admin`]: the admin HTTP API, on top of [`deploy`].
+//! - [`access`]: API keys and rate limits per route.
 //! - [`signals`]: SIGINT/SIGTERM shut down, SIGHUP reloads.
 //! - [`telemetry`]: logs (human or JSON), request spans, OTLP export.
 //!
@@ -34,6 +35,7 @@
 //! - [`load`]: `wasmhouse load`, a small load generator.
 //! - [`compose`]: `wasmhouse compose`, the adapter plugged into a component.
 
+pub mod access;
 pub mod admin;
 pub mod compose;
 pub mod config;

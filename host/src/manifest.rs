@@ -17,6 +17,10 @@
 //! max_bytes_to_read = "100GiB"    # per query
 //! allowed_settings = ["output_format_*", "max_block_size"]
 //! allowed_functions = ["url"]     # functions that reach outside ClickHouse
+//! api_key = true                  # callers need an API key (401/403)
+//! rate_limit_per_key = "100/s"    # token bucket per API key (429)
+//! rate_limit_per_client = "20/s"  # token bucket per client address (429)
+//! rate_limit_burst = 50           # bucket size; the rate's count by default
 //!
 //! [[route]]
 //! name = "reports"                # admin API and log name
@@ -31,6 +35,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use wasmhouse_clickhouse::{QueryPolicy, ReadOnly};
+
+use crate::access::{AccessRules, Rate};
 
 use crate::runtime::InstanceLimits;
 use crate::units::parse_bytes;
@@ -96,6 +102,8 @@ pub struct RouteSpec {
     pub limits: InstanceLimits,
     /// Guard-rails for its queries.
     pub policy: QueryPolicy,
+    /// API key and rate limits.
+    pub access: AccessRules,
 }
 
 /// Where the routes come from, and how to read them again (SIGHUP, the
@@ -139,6 +147,10 @@ struct RouteSettings {
     max_bytes_to_read: Option<String>,
     allowed_settings: Option<Vec<String>>,
     allowed_functions: Option<Vec<String>>,
+    api_key: Option<bool>,
+    rate_limit_per_key: Option<String>,
+    rate_limit_per_client: Option<String>,
+    rate_limit_burst: Option<u32>,
 }
 
 /// `readonly = true | false | "relaxed"` (also `"strict"` and `"off"`).
@@ -199,6 +211,14 @@ impl RouteSettings {
             allowed_functions: self
                 .allowed_functions
                 .or_else(|| defaults.allowed_functions.clone()),
+            api_key: self.api_key.or(defaults.api_key),
+            rate_limit_per_key: self
+                .rate_limit_per_key
+                .or_else(|| defaults.rate_limit_per_key.clone()),
+            rate_limit_per_client: self
+                .rate_limit_per_client
+                .or_else(|| defaults.rate_limit_per_client.clone()),
+            rate_limit_burst: self.rate_limit_burst.or(defaults.rate_limit_burst),
         }
     }
 
@@ -207,7 +227,7 @@ impl RouteSettings {
         route: &str,
         base_limits: InstanceLimits,
         base_policy: &QueryPolicy,
-    ) -> Result<(InstanceLimits, QueryPolicy), String> {
+    ) -> Result<(InstanceLimits, QueryPolicy, AccessRules), String> {
         let duration = |key: &str, value: &Option<String>| -> Result<Option<Duration>, String> {
             value
                 .as_deref()
@@ -302,7 +322,21 @@ impl RouteSettings {
             }
             policy.allowed_functions = functions.iter().map(|f| f.to_ascii_lowercase()).collect();
         }
-        Ok((limits, policy))
+        let rate = |key: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|text| {
+                    Rate::parse(text, self.rate_limit_burst)
+                        .map_err(|err| format!("route {route:?}: {key}: {err}"))
+                })
+                .transpose()
+        };
+        let access = AccessRules {
+            api_key: self.api_key.unwrap_or(false),
+            per_key: rate("rate_limit_per_key", &self.rate_limit_per_key)?,
+            per_client: rate("rate_limit_per_client", &self.rate_limit_per_client)?,
+        };
+        Ok((limits, policy, access))
     }
 }
 
@@ -406,7 +440,7 @@ pub fn parse(
         {
             return Err(invalid(format!("two routes serve prefix {normalised:?}")));
         }
-        let (limits, policy) = entry
+        let (limits, policy, access) = entry
             .settings
             .resolve(&name, base_limits, base_policy)
             .map_err(invalid)?;
@@ -416,6 +450,7 @@ pub fn parse(
             source: ComponentSource::parse(&entry.component, base),
             limits,
             policy,
+            access,
         });
     }
     Ok(specs)

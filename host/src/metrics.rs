@@ -99,6 +99,31 @@ impl FaultKind {
     ];
 }
 
+/// Why a request was turned away before reaching its guest.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(
+    non_camel_case_types,
+    reason = "label values are Prometheus' snake case"
+)]
+pub enum DenialKind {
+    /// No API key, or an unknown one (401).
+    unauthorized,
+    /// A key not allowed on the route (403).
+    forbidden,
+    /// Over a rate limit (429).
+    rate_limited,
+}
+
+impl DenialKind {
+    const ALL: [Self; 3] = [Self::unauthorized, Self::forbidden, Self::rate_limited];
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    route: String,
+    reason: DenialKind,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
@@ -136,6 +161,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
     faults: Family<FaultLabels, Counter>,
+    denials: Family<DenialLabels, Counter>,
     instantiation: Histogram,
     in_flight: Gauge,
     queue_length: Gauge,
@@ -159,6 +185,7 @@ impl Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             faults: Family::default(),
+            denials: Family::default(),
             instantiation: Histogram::new(exponential_buckets(0.000_002, 2.0, 16)),
             in_flight: Gauge::default(),
             queue_length: Gauge::default(),
@@ -183,6 +210,11 @@ impl Metrics {
             "guest_faults",
             "Requests a guest failed, by route and kind",
             metrics.faults.clone(),
+        );
+        registry.register(
+            "access_denied",
+            "Requests turned away by a route's API key or rate limit, by route and reason",
+            metrics.denials.clone(),
         );
         registry.register(
             "instantiation_duration_seconds",
@@ -263,6 +295,14 @@ impl Metrics {
                     .get_or_create(&FaultLabels {
                         route: route.to_owned(),
                         kind,
+                    })
+                    .clone()
+            }),
+            denials: DenialKind::ALL.map(|reason| {
+                self.denials
+                    .get_or_create(&DenialLabels {
+                        route: route.to_owned(),
+                        reason,
                     })
                     .clone()
             }),
@@ -365,6 +405,7 @@ pub struct RouteMetrics {
     requests: [Counter; 5],
     duration: Histogram,
     faults: [Counter; 5],
+    denials: [Counter; 3],
     instantiation: Histogram,
 }
 
@@ -378,6 +419,11 @@ impl RouteMetrics {
     /// The guest failed.
     pub fn fault(&self, kind: FaultKind) {
         self.faults[kind as usize].inc();
+    }
+
+    /// A request was turned away by the route's access rules.
+    pub fn denied(&self, kind: DenialKind) {
+        self.denials[kind as usize].inc();
     }
 
     /// An instance took `seconds` to create.

@@ -70,6 +70,60 @@ pub fn overloaded(request_id: &str) -> hyper::Response<ResponseBody> {
     response
 }
 
+/// The answer to a request a route's access rules turned away: 401 with
+/// `WWW-Authenticate`, 403, or 429 with `Retry-After` and `RateLimit-*`.
+pub fn denied(denied: &crate::access::Denied, request_id: &str) -> hyper::Response<ResponseBody> {
+    use crate::access::Denied;
+    match *denied {
+        Denied::Unauthorized => {
+            let mut response = error(
+                401,
+                "unauthorized",
+                "this route needs an API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+                request_id,
+            );
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"wasmhouse\""),
+            );
+            response
+        }
+        Denied::Forbidden => error(
+            403,
+            "forbidden",
+            "this API key may not call this route",
+            request_id,
+        ),
+        Denied::TooManyRequests {
+            limit,
+            retry_after,
+            window,
+        } => {
+            let mut response = error(
+                429,
+                "rate_limited",
+                &format!(
+                    "over the rate limit of {limit} requests per {window} s; retry after {retry_after} s"
+                ),
+                request_id,
+            );
+            let headers = response.headers_mut();
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            rate_limit_headers(headers, limit, 0, retry_after.max(1));
+            response
+        }
+    }
+}
+
+/// The `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+/// headers (the IETF draft's names): `limit` requests per window,
+/// `remaining` left, a full bucket again within `reset` seconds.
+pub fn rate_limit_headers(headers: &mut hyper::HeaderMap, limit: u32, remaining: u32, reset: u64) {
+    headers.insert("ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+}
+
 /// At most `max` bytes of `text` (never cutting a character), with `…` when
 /// cut: request text echoed in an error stays short.
 pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {

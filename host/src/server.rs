@@ -14,6 +14,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,11 +35,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use wasmhouse_clickhouse::{ClickHousePool, QueryContext};
 
+use crate::access::{self, Access, Admission, Denied};
 use crate::admin;
 use crate::config::ServeConfig;
 use crate::deploy::routes::{Deployment, Route};
 use crate::deploy::{Deployer, watch};
-use crate::metrics::Metrics;
+use crate::metrics::{DenialKind, Metrics};
 use crate::respond::{self, ResponseBody};
 use crate::runtime::{Invocation, Runtime, instance};
 use crate::{signals, telemetry};
@@ -124,9 +126,26 @@ impl Server {
                 .context("creating the ClickHouse connection pool")?,
         );
         let metrics = Arc::new(Metrics::new(pool.metrics()));
+        let access = Arc::new(
+            Access::new(config.keys.clone(), config.trusted_proxies.clone())
+                .context("reading the API keys")?,
+        );
         let deployer = Arc::new(Deployer::new(runtime, config.route_source(), metrics)?);
+        if access.keys().is_empty()
+            && let Some(route) = deployer
+                .routes()
+                .routes()
+                .iter()
+                .find(|route| route.access().needs_key())
+        {
+            tracing::warn!(
+                route = route.name(),
+                "the route needs an API key but no keys are configured \
+                 (WASMHOUSE_API_KEYS_FILE, WASMHOUSE_API_KEYS): it answers 401 to every request"
+            );
+        }
         Ok(Self {
-            dispatcher: Arc::new(Dispatcher::new(deployer, pool, config)),
+            dispatcher: Arc::new(Dispatcher::new(deployer, pool, access, config)),
         })
     }
 
@@ -148,6 +167,7 @@ impl Server {
         let workers = config.workers;
         let cancel = CancellationToken::new();
         let watcher = watch::watch_component_files(self.dispatcher.deployer());
+        let keys = reload_keys_with_routes(self.dispatcher.clone());
 
         let admin_task = match admin {
             Some(admin) => {
@@ -160,7 +180,7 @@ impl Server {
                 Some(tokio::spawn(async move {
                     let config = dispatcher.config().admin.clone();
                     let deployer = dispatcher.deployer().clone();
-                    accept(admin, grace, shutdown, move |request| {
+                    accept(admin, grace, shutdown, move |request, _peer| {
                         let (deployer, config) = (deployer.clone(), config.clone());
                         async move {
                             if request.uri().path() == METRICS_PATH {
@@ -188,6 +208,7 @@ impl Server {
             admin_task.await.context("admin listener task")??;
         }
         watcher.abort();
+        keys.abort();
         served
     }
 }
@@ -218,10 +239,15 @@ fn run_workers(
                     .context("starting a worker runtime")?;
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
-                    accept(listener, grace, cancel.cancelled_owned(), move |request| {
-                        let dispatcher = dispatcher.clone();
-                        async move { dispatcher.dispatch(request).await }
-                    })
+                    accept(
+                        listener,
+                        grace,
+                        cancel.cancelled_owned(),
+                        move |request, peer| {
+                            let dispatcher = dispatcher.clone();
+                            async move { dispatcher.dispatch(request, peer).await }
+                        },
+                    )
                     .await
                 })
             })
@@ -245,7 +271,10 @@ async fn accept<H, F>(
     handle: H,
 ) -> anyhow::Result<()>
 where
-    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + 'static,
+    H: Fn(hyper::Request<hyper::body::Incoming>, std::net::SocketAddr) -> F
+        + Clone
+        + Send
+        + 'static,
     F: Future<Output = hyper::Response<crate::respond::ResponseBody>> + Send + 'static,
 {
     let mut http = http1::Builder::new();
@@ -273,7 +302,7 @@ where
         let _ = stream.set_nodelay(true);
         let handle = handle.clone();
         let service = service_fn(move |request| {
-            let response = handle(request);
+            let response = handle(request, peer);
             async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
@@ -303,17 +332,25 @@ pub struct Dispatcher {
     deployer: Arc<Deployer>,
     pool: Arc<ClickHousePool>,
     in_flight: Arc<Semaphore>,
+    access: Arc<Access>,
     config: ServeConfig,
     request_ids: RequestIds,
 }
 
 impl Dispatcher {
-    /// Dispatch to `deployer`'s routes, querying through `pool`.
-    pub fn new(deployer: Arc<Deployer>, pool: Arc<ClickHousePool>, config: ServeConfig) -> Self {
+    /// Dispatch to `deployer`'s routes, querying through `pool`, letting in
+    /// the callers `access` allows.
+    pub fn new(
+        deployer: Arc<Deployer>,
+        pool: Arc<ClickHousePool>,
+        access: Arc<Access>,
+        config: ServeConfig,
+    ) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(config.sizing.max_instances as usize)),
             deployer,
             pool,
+            access,
             config,
             request_ids: RequestIds::new(),
         }
@@ -329,10 +366,16 @@ impl Dispatcher {
         &self.config
     }
 
+    /// API keys and trusted proxies.
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
     /// Answer one request on the main listener.
     pub async fn dispatch(
         &self,
         request: hyper::Request<Incoming>,
+        peer: SocketAddr,
     ) -> hyper::Response<ResponseBody> {
         let admin = &self.config.admin;
         let path = request.uri().path();
@@ -369,10 +412,32 @@ impl Dispatcher {
             clickhouse_ms = tracing::field::Empty,
         );
         let exporting = telemetry::continue_trace(&span, request.headers());
-        let mut response = self
-            .serve_route(&route, &deployment, request, &request_id)
-            .instrument(span.clone())
-            .await;
+        let mut response = match self.admit(&route, &request, peer) {
+            Ok(admission) => {
+                let allowance = admission.allowance;
+                let mut response = self
+                    .serve_route(&route, &deployment, request, admission, &request_id)
+                    .instrument(span.clone())
+                    .await;
+                if let Some(allowance) = allowance {
+                    respond::rate_limit_headers(
+                        response.headers_mut(),
+                        allowance.limit,
+                        allowance.remaining,
+                        allowance.reset,
+                    );
+                }
+                response
+            }
+            Err(denied) => {
+                deployment.metrics.denied(match denied {
+                    Denied::Unauthorized => DenialKind::unauthorized,
+                    Denied::Forbidden => DenialKind::forbidden,
+                    Denied::TooManyRequests { .. } => DenialKind::rate_limited,
+                });
+                respond::denied(&denied, &request_id)
+            }
+        };
         let status = response.status().as_u16();
         let elapsed = started.elapsed().as_secs_f64();
         deployment.metrics.answered(status, elapsed);
@@ -385,11 +450,33 @@ impl Dispatcher {
         response
     }
 
+    /// The route's API key and rate limit checks (none on most routes).
+    fn admit<B>(
+        &self,
+        route: &Route,
+        request: &hyper::Request<B>,
+        peer: SocketAddr,
+    ) -> Result<Admission, Denied> {
+        let access = route.access();
+        if access.is_open() {
+            return Ok(Admission::default());
+        }
+        let headers = request.headers();
+        let client = self.access.proxies().client(peer.ip(), headers);
+        access.check(
+            route.name(),
+            &self.access.keys(),
+            access::presented_key(headers),
+            client,
+        )
+    }
+
     async fn serve_route(
         &self,
         route: &Route,
         deployment: &Arc<Deployment>,
         request: hyper::Request<Incoming>,
+        admission: Admission,
         request_id: &str,
     ) -> hyper::Response<ResponseBody> {
         let max_body = self.config.max_body_size;
@@ -438,6 +525,15 @@ impl Dispatcher {
                 route = route.name(),
                 "removed the admin token from a request for a route"
             );
+        }
+        // The guest learns which key called (by name), never the key.
+        access::strip_keys(&mut parts.headers, admission.key.is_some());
+        if let Some(value) = admission
+            .key
+            .as_deref()
+            .and_then(|name| HeaderValue::from_str(name).ok())
+        {
+            parts.headers.insert(access::KEY_NAME_HEADER, value);
         }
         // Like Spin: the guest sees the full path, and the part below its
         // route's prefix in `spin-path-info`; and its request id.
@@ -498,6 +594,20 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Read the API keys again whenever the routes are reloaded or redeployed
+/// (a bad keys file keeps the keys in force, and says why).
+fn reload_keys_with_routes(dispatcher: Arc<Dispatcher>) -> tokio::task::JoinHandle<()> {
+    let mut changes = dispatcher.deployer().subscribe();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            match dispatcher.access().reload() {
+                Ok(count) => tracing::info!(keys = count, "reloaded the API keys"),
+                Err(err) => tracing::error!(error = %err, "kept the API keys in force"),
+            }
+        }
+    })
 }
 
 /// Where the metrics are served.

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use wasmhouse_clickhouse::QueryPolicy;
 
+use crate::access::RouteAccess;
 use crate::manifest::{ComponentSource, RouteSpec, normalise_prefix};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::runtime::{InstanceLimits, RouteComponent};
@@ -36,6 +37,7 @@ pub struct Route {
     prefix_header: hyper::header::HeaderValue,
     limits: InstanceLimits,
     policy: Arc<QueryPolicy>,
+    access: RouteAccess,
     source: ComponentSource,
     current: ArcSwap<Deployment>,
     history: Mutex<Vec<Arc<Deployment>>>,
@@ -56,6 +58,7 @@ impl Route {
             name: spec.name.clone(),
             limits: spec.limits,
             policy: Arc::new(spec.policy.clone()),
+            access: RouteAccess::new(spec.access.clone()),
             source: spec.source.clone(),
             // A prefix comes from the manifest; one that is no header value
             // (control characters) is reported as the root.
@@ -99,6 +102,11 @@ impl Route {
     /// Guard-rails of the route's queries.
     pub fn policy(&self) -> &Arc<QueryPolicy> {
         &self.policy
+    }
+
+    /// Who may call the route, and how often.
+    pub fn access(&self) -> &RouteAccess {
+        &self.access
     }
 
     /// The path below this route's prefix, starting with `/` (Spin's

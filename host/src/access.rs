@@ -1,0 +1,665 @@
+//! Who may call a route, and how often: API keys and rate limits.
+//!
+//! Keys come from a file (`WASMHOUSE_API_KEYS_FILE`) or the environment
+//! (`WASMHOUSE_API_KEYS`) and are kept only as SHA-256 hashes; a presented
+//! key is hashed and looked up by its hash, so neither the keys nor the
+//! timing of a comparison give anything away, and no key is ever logged.
+//! A route that requires a key (manifest `api_key = true`) answers 401
+//! without one and 403 for a key limited to other routes.
+//!
+//! Rate limits are token buckets (`governor`), per route, per key and per
+//! client address; over the limit a request gets 429 with `Retry-After` and
+//! the `RateLimit-*` headers. The client address is the socket's, or the
+//! first untrusted one in `X-Forwarded-For` when the socket is a trusted
+//! proxy (`WASMHOUSE_TRUSTED_PROXIES`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Why the key store cannot be used; names the file or variable.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The keys file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key entry is wrong.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file or variable.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One API key, as the host keeps it.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// Its name, for logs and metrics (never the key).
+    pub name: String,
+    /// The routes it may call; every route when `None`.
+    pub routes: Option<Vec<String>>,
+}
+
+/// The keys file: `[[key]]` entries with a `name`, the key's `sha256` (hex)
+/// or the key itself as `key`, and optionally the `routes` it may call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    #[serde(default, rename = "key")]
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    name: String,
+    sha256: Option<String>,
+    key: Option<String>,
+    routes: Option<Vec<String>>,
+}
+
+/// Known keys by the SHA-256 of the key.
+#[derive(Debug, Default, Clone)]
+pub struct KeyStore {
+    by_hash: HashMap<[u8; 32], ApiKey>,
+}
+
+/// Where keys come from, to read them again on reload.
+#[derive(Debug, Clone, Default)]
+pub struct KeySource {
+    /// A TOML keys file.
+    pub file: Option<PathBuf>,
+    /// `name=key` pairs, comma-separated (`WASMHOUSE_API_KEYS`).
+    pub inline: Option<String>,
+}
+
+impl KeySource {
+    /// Read the keys now.
+    pub fn load(&self) -> Result<KeyStore, AccessError> {
+        let mut store = KeyStore::default();
+        if let Some(path) = &self.file {
+            store.add_file(path)?;
+        }
+        if let Some(pairs) = &self.inline {
+            store.add_pairs(pairs)?;
+        }
+        Ok(store)
+    }
+}
+
+impl KeyStore {
+    fn add_file(&mut self, path: &Path) -> Result<(), AccessError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| AccessError::Read {
+            path: origin.clone(),
+            source,
+        })?;
+        let file: KeysFile = toml::from_str(&text).map_err(|err| AccessError::Invalid {
+            origin: origin.clone(),
+            message: err.to_string(),
+        })?;
+        for entry in file.keys {
+            let invalid = |message: String| AccessError::Invalid {
+                origin: origin.clone(),
+                message,
+            };
+            let hash = match (&entry.sha256, &entry.key) {
+                (Some(hex), None) => parse_hex_hash(hex).ok_or_else(|| {
+                    invalid(format!(
+                        "key {:?}: sha256 must be 64 hex digits",
+                        entry.name
+                    ))
+                })?,
+                (None, Some(key)) => hash_key(key),
+                _ => {
+                    return Err(invalid(format!(
+                        "key {:?}: give exactly one of sha256 and key",
+                        entry.name
+                    )));
+                }
+            };
+            self.insert(hash, entry.name, entry.routes, &origin)?;
+        }
+        Ok(())
+    }
+
+    fn add_pairs(&mut self, pairs: &str) -> Result<(), AccessError> {
+        let origin = "WASMHOUSE_API_KEYS".to_owned();
+        for pair in pairs.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, key)) = pair.split_once('=') else {
+                return Err(AccessError::Invalid {
+                    origin,
+                    message: "use name=key pairs separated by commas".into(),
+                });
+            };
+            self.insert(hash_key(key.trim()), name.trim().to_owned(), None, &origin)?;
+        }
+        Ok(())
+    }
+
+    fn insert(
+        &mut self,
+        hash: [u8; 32],
+        name: String,
+        routes: Option<Vec<String>>,
+        origin: &str,
+    ) -> Result<(), AccessError> {
+        if name.is_empty() || name.len() > 64 {
+            return Err(AccessError::Invalid {
+                origin: origin.to_owned(),
+                message: "a key needs a name of 1 to 64 characters".into(),
+            });
+        }
+        if self.by_hash.contains_key(&hash) {
+            return Err(AccessError::Invalid {
+                origin: origin.to_owned(),
+                message: format!("key {name:?} is the same key as another entry"),
+            });
+        }
+        self.by_hash.insert(hash, ApiKey { name, routes });
+        Ok(())
+    }
+
+    /// How many keys are known.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether no key is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The key `presented` is, if any.
+    pub fn find(&self, presented: &str) -> Option<&ApiKey> {
+        self.by_hash.get(&hash_key(presented))
+    }
+}
+
+fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn parse_hex_hash(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (at, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(at * 2..at * 2 + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+/// The key a request presents: `Authorization: Bearer …` or `X-API-Key`.
+pub fn presented_key(headers: &hyper::HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The header a guest learns the calling key's name from (the key itself
+/// never reaches a guest).
+pub const KEY_NAME_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("wasmhouse-api-key");
+
+/// Remove what only the host should read before a request goes to a guest:
+/// the key the client presented (when `presented` is, it was a key for the
+/// host) and any `wasmhouse-api-key` a client made up.
+pub fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
+    headers.remove(KEY_NAME_HEADER);
+    if presented {
+        headers.remove("x-api-key");
+        let bearer = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "));
+        if bearer {
+            headers.remove(hyper::header::AUTHORIZATION);
+        }
+    }
+}
+
+/// A rate: so many requests per period, with a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests allowed per `per`.
+    pub requests: NonZeroU32,
+    /// The period.
+    pub per: Duration,
+    /// Requests that may come at once.
+    pub burst: NonZeroU32,
+}
+
+impl Rate {
+    /// Parse `100/s`, `20/min`, `5000/h` (burst = the count, unless given).
+    pub fn parse(text: &str, burst: Option<u32>) -> Result<Self, String> {
+        let (count, unit) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a rate like 100/s"))?;
+        let requests: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: {count:?} is not a number of requests"))?;
+        let requests = NonZeroU32::new(requests)
+            .ok_or_else(|| format!("{text:?}: the count must be at least 1"))?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            other => return Err(format!("{text:?}: unit {other:?} is not s, min or h")),
+        };
+        let burst = match burst {
+            Some(burst) => NonZeroU32::new(burst).ok_or("the burst must be at least 1")?,
+            None => requests,
+        };
+        Ok(Self {
+            requests,
+            per,
+            burst,
+        })
+    }
+
+    fn quota(self) -> Quota {
+        let replenish = self.per / self.requests.get();
+        Quota::with_period(replenish.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(self.requests))
+            .allow_burst(self.burst)
+    }
+}
+
+type Limiter<K> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// A route's rules: whether a key is needed, and its rate limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRules {
+    /// Requests must present a known key allowed on the route.
+    pub api_key: bool,
+    /// Most requests per key.
+    pub per_key: Option<Rate>,
+    /// Most requests per client address.
+    pub per_client: Option<Rate>,
+}
+
+/// A route's access checks, with their rate limiters' state.
+pub struct RouteAccess {
+    rules: AccessRules,
+    per_key: Option<(Rate, Limiter<String>)>,
+    per_client: Option<(Rate, Limiter<IpAddr>)>,
+}
+
+/// Why a request may not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No key, or an unknown one.
+    Unauthorized,
+    /// A known key not allowed on this route.
+    Forbidden,
+    /// Over a rate limit.
+    TooManyRequests {
+        /// The limit, in requests per window.
+        limit: u32,
+        /// Seconds until a request is allowed again.
+        retry_after: u64,
+        /// The window, in seconds.
+        window: u64,
+    },
+}
+
+/// An allowed request: the key it presented (by name) and its rate limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// The name of the known key presented, if any.
+    pub key: Option<String>,
+    /// The tightest rate limit it is under, if any.
+    pub allowance: Option<Allowance>,
+}
+
+/// What an allowed request may tell its client about its rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// The limit, in requests per window.
+    pub limit: u32,
+    /// Requests left now.
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset: u64,
+}
+
+impl RouteAccess {
+    /// The checks `rules` describe, with fresh buckets.
+    pub fn new(rules: AccessRules) -> Self {
+        Self {
+            per_key: rules
+                .per_key
+                .map(|rate| (rate, RateLimiter::keyed(rate.quota()).with_middleware())),
+            per_client: rules
+                .per_client
+                .map(|rate| (rate, RateLimiter::keyed(rate.quota()).with_middleware())),
+            rules,
+        }
+    }
+
+    /// Whether the route asks for an API key.
+    pub fn needs_key(&self) -> bool {
+        self.rules.api_key
+    }
+
+    /// Whether the route checks anything at all (most do not: no work then).
+    pub fn is_open(&self) -> bool {
+        !self.rules.api_key && self.per_key.is_none() && self.per_client.is_none()
+    }
+
+    /// Check a request to route `route` presenting `key`, from `client`.
+    pub fn check(
+        &self,
+        route: &str,
+        keys: &KeyStore,
+        key: Option<&str>,
+        client: IpAddr,
+    ) -> Result<Admission, Denied> {
+        let known = key.and_then(|key| keys.find(key));
+        if self.rules.api_key {
+            let Some(known) = known else {
+                return Err(Denied::Unauthorized);
+            };
+            if let Some(routes) = &known.routes
+                && !routes.iter().any(|allowed| allowed == route)
+            {
+                return Err(Denied::Forbidden);
+            }
+        }
+        let mut tightest: Option<Allowance> = None;
+        if let Some((rate, limiter)) = &self.per_key {
+            // Unkeyed requests on a keyed limit share one bucket.
+            let bucket = known.map_or_else(String::new, |known| known.name.clone());
+            tightest = tighter(tightest, check(limiter, &bucket, *rate)?);
+        }
+        if let Some((rate, limiter)) = &self.per_client {
+            tightest = tighter(tightest, check(limiter, &client, *rate)?);
+        }
+        Ok(Admission {
+            key: known.map(|known| known.name.clone()),
+            allowance: tightest,
+        })
+    }
+}
+
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &Limiter<K>,
+    key: &K,
+    rate: Rate,
+) -> Result<Allowance, Denied> {
+    let window = rate.per.as_secs().max(1);
+    match limiter.check_key(key) {
+        Ok(snapshot) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            let refill = rate.per / rate.requests.get() * (rate.burst.get() - remaining);
+            Ok(Allowance {
+                limit: rate.requests.get(),
+                remaining,
+                reset: whole_seconds(refill),
+            })
+        }
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Err(Denied::TooManyRequests {
+                limit: rate.requests.get(),
+                retry_after: whole_seconds(wait).max(1),
+                window,
+            })
+        }
+    }
+}
+
+/// `duration` in whole seconds, rounded up (0 only for no time at all).
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+fn tighter(current: Option<Allowance>, next: Allowance) -> Option<Allowance> {
+    match current {
+        Some(current) if current.remaining <= next.remaining => Some(current),
+        _ => Some(next),
+    }
+}
+
+/// Proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    networks: Vec<ipnet::IpNet>,
+}
+
+impl TrustedProxies {
+    /// Parse `127.0.0.1, 10.0.0.0/8` (addresses or networks).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut networks = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let network = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{item:?} is not an address or a network like 10.0.0.0/8"))?;
+            networks.push(network);
+        }
+        Ok(Self { networks })
+    }
+
+    fn trusts(&self, address: IpAddr) -> bool {
+        self.networks
+            .iter()
+            .any(|network| network.contains(&address))
+    }
+
+    /// The client behind `peer`: `peer` itself, unless it is a trusted
+    /// proxy; then the last address in `X-Forwarded-For` that is not one.
+    pub fn client(&self, peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|address| address.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|address| !self.trusts(*address))
+            .unwrap_or(peer)
+    }
+}
+
+/// The shared parts of access control: the keys (swapped on reload) and the
+/// trusted proxies.
+pub struct Access {
+    keys: arc_swap::ArcSwap<KeyStore>,
+    source: KeySource,
+    proxies: TrustedProxies,
+}
+
+impl Access {
+    /// Load the keys from `source`.
+    pub fn new(source: KeySource, proxies: TrustedProxies) -> Result<Self, AccessError> {
+        let keys = source.load()?;
+        Ok(Self {
+            keys: arc_swap::ArcSwap::from_pointee(keys),
+            source,
+            proxies,
+        })
+    }
+
+    /// Read the keys again (with the manifest, on reload).
+    pub fn reload(&self) -> Result<usize, AccessError> {
+        let keys = self.source.load()?;
+        let count = keys.len();
+        self.keys.store(Arc::new(keys));
+        Ok(count)
+    }
+
+    /// The keys in force.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyStore>> {
+        self.keys.load()
+    }
+
+    /// The trusted proxies.
+    pub fn proxies(&self) -> &TrustedProxies {
+        &self.proxies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(pairs: &str) -> KeyStore {
+        KeySource {
+            file: None,
+            inline: Some(pairs.into()),
+        }
+        .load()
+        .expect("keys")
+    }
+
+    #[test]
+    fn keys_are_found_by_hash_only() {
+        let store = keys("ops=s3cret, ci = other");
+        assert_eq!(store.find("s3cret").map(|k| k.name.as_str()), Some("ops"));
+        assert_eq!(store.find("other").map(|k| k.name.as_str()), Some("ci"));
+        assert!(store.find("S3cret").is_none());
+        assert!(
+            format!("{store:?}").find("s3cret").is_none(),
+            "a key is kept in the clear"
+        );
+    }
+
+    #[test]
+    fn rates_parse() {
+        let rate = Rate::parse("100/s", None).expect("rate");
+        assert_eq!(
+            (rate.requests.get(), rate.per, rate.burst.get()),
+            (100, Duration::from_secs(1), 100)
+        );
+        assert_eq!(Rate::parse("5/min", Some(2)).expect("rate").burst.get(), 2);
+        for bad in ["100", "0/s", "x/s", "5/day", "5/s"] {
+            let burst = if bad == "5/s" { Some(0) } else { None };
+            assert!(Rate::parse(bad, burst).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_and_routes_decide() {
+        let store = keys("ops=a");
+        let mut limited = store.clone();
+        limited
+            .insert(
+                hash_key("b"),
+                "reports-only".into(),
+                Some(vec!["reports".into()]),
+                "test",
+            )
+            .expect("insert");
+        let access = RouteAccess::new(AccessRules {
+            api_key: true,
+            ..AccessRules::default()
+        });
+        let client: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert_eq!(
+            access.check("app", &limited, None, client),
+            Err(Denied::Unauthorized)
+        );
+        assert_eq!(
+            access.check("app", &limited, Some("nope"), client),
+            Err(Denied::Unauthorized)
+        );
+        let admitted = |key: &str| Admission {
+            key: Some(key.to_owned()),
+            allowance: None,
+        };
+        assert_eq!(
+            access.check("app", &limited, Some("a"), client),
+            Ok(admitted("ops"))
+        );
+        assert_eq!(
+            access.check("app", &limited, Some("b"), client),
+            Err(Denied::Forbidden)
+        );
+        assert_eq!(
+            access.check("reports", &limited, Some("b"), client),
+            Ok(admitted("reports-only"))
+        );
+    }
+
+    #[test]
+    fn rate_limits_count_per_key() {
+        let store = keys("one=1,two=2");
+        let access = RouteAccess::new(AccessRules {
+            api_key: true,
+            per_key: Some(Rate::parse("3/min", None).expect("rate")),
+            per_client: None,
+        });
+        let client: IpAddr = "127.0.0.1".parse().expect("ip");
+        for remaining in [2, 1, 0] {
+            let allowed = access
+                .check("r", &store, Some("1"), client)
+                .expect("allowed");
+            assert_eq!(allowed.allowance.map(|a| a.remaining), Some(remaining));
+        }
+        assert!(matches!(
+            access.check("r", &store, Some("1"), client),
+            Err(Denied::TooManyRequests {
+                limit: 3,
+                window: 60,
+                ..
+            })
+        ));
+        assert!(
+            access.check("r", &store, Some("2"), client).is_ok(),
+            "keys share a bucket"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies = TrustedProxies::parse("127.0.0.1, 10.0.0.0/8").expect("proxies");
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 10.1.2.3".parse().expect("header"),
+        );
+        let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.1".parse().expect("ip");
+        assert_eq!(
+            proxies.client(proxy, &headers),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(proxies.client(stranger, &headers), stranger);
+        assert!(TrustedProxies::parse("nope").is_err());
+    }
+}
