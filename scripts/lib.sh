@@ -99,6 +99,21 @@ ensure_wasmtime_cli() {
   cargo install wasmtime-cli --version 48.0.8 --locked --quiet
 }
 
+# The tools of the /docs and /openapi.json tests: Debian's chromium (driven
+# headless over the DevTools protocol) and the reference OpenAPI validator.
+ensure_docs_tools() {
+  if ! command -v chromium >/dev/null 2>&1 && [ "${WASMHOUSE_NO_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium with apt-get (for the /docs browser test)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || say "chromium could not be installed: the /docs browser test will say it skipped"
+  fi
+  if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+    say "installing openapi-spec-validator with pip"
+    python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator==0.7.2 \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openapi-spec-validator==0.7.2
+  fi
+}
+
 # ClickHouse 26.9 in-process (chdb-core, from PyPI), so the tests check the
 # host's SQL on current ClickHouse too, not only on Debian's 18.16 server.
 ensure_chdb() {

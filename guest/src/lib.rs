@@ -9,7 +9,10 @@
 //! | `GET /concurrent/heavy-query` | `count()` and `sum()` over 10M numbers |
 //! | `GET /concurrent/test-isolation?delay=N` | `SELECT sleep(N)`, 0 ≤ N ≤ 3 |
 //! | `GET /stream/numbers?n=N` | `N` rows of `system.numbers`, streamed as JSON lines |
+//! | `GET /.well-known/openapi.json` | none: this table as an OpenAPI document |
 //!
+//! Paths are matched below the route's prefix (`spin-path-info`), so the
+//! component serves the same routes mounted anywhere, here or on Spin.
 //! Every query works under the host's strict read-only default (ClickHouse
 //! `readonly = 1`), which refuses table functions on older servers: numbers
 //! come from the `system.numbers` table, not the `numbers()` function.
@@ -34,8 +37,10 @@ struct Routes;
 
 impl Handler for Routes {
     fn handle(request: Request) -> Response {
-        let route: fn(&Request) -> Response = match request.path() {
+        let path = request.path_info();
+        let route: fn(&Request) -> Response = match path.as_str() {
             "/health" => health,
+            OPENAPI_PATH => openapi,
             "/clickhouse-status" => clickhouse_status,
             "/concurrent/simple-query" => |_| timed_query(SIMPLE_QUERY),
             "/concurrent/heavy-query" => |_| timed_query(HEAVY_QUERY),
@@ -44,7 +49,7 @@ impl Handler for Routes {
             path => return Response::error(404, "not_found", &format!("no route for {path}")),
         };
         if !matches!(request.method(), "GET" | "HEAD") {
-            let message = format!("use GET for {}, not {}", request.path(), request.method());
+            let message = format!("use GET for {path}, not {}", request.method());
             return Response::error(405, "method_not_allowed", &message)
                 .with_header("allow", "GET, HEAD");
         }
@@ -53,6 +58,17 @@ impl Handler for Routes {
 }
 
 wasmhouse_sdk::serve!(Routes);
+
+/// Where a wasmhouse component describes its routes (the host gathers these
+/// into its `/openapi.json`).
+const OPENAPI_PATH: &str = "/.well-known/openapi.json";
+
+/// This component's routes, parameters and error bodies, as OpenAPI 3.
+const OPENAPI: &str = include_str!("openapi.json");
+
+fn openapi(_: &Request) -> Response {
+    Response::json_raw(200, OPENAPI.to_owned())
+}
 
 fn health(_: &Request) -> Response {
     Response::json(200, &json!({ "status": "healthy" }))

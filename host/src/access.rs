@@ -365,6 +365,11 @@ impl RouteAccess {
         }
     }
 
+    /// The rules checked.
+    pub fn rules(&self) -> &AccessRules {
+        &self.rules
+    }
+
     /// Whether the route asks for an API key.
     pub fn needs_key(&self) -> bool {
         self.rules.api_key

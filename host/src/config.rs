@@ -163,6 +163,17 @@ pub struct AccessArgs {
         value_name = "WASMHOUSE_TRUSTED_PROXIES"
     )]
     pub trusted_proxies: Option<String>,
+
+    /// Serve `/openapi.json` (every route's description) and the `/docs`
+    /// page; `false` hands those paths to the routes.
+    #[arg(
+        long,
+        env = "WASMHOUSE_DOCS",
+        value_name = "WASMHOUSE_DOCS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub docs: bool,
 }
 
 /// The admin API (deploy, list, roll back components).
@@ -427,6 +438,8 @@ pub struct ServeConfig {
     pub keys: KeySource,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Serve `/openapi.json` and `/docs`.
+    pub docs: bool,
 }
 
 impl ServeConfig {
@@ -450,6 +463,7 @@ impl ServeConfig {
             workers: default_workers(),
             keys: KeySource::default(),
             trusted_proxies: TrustedProxies::default(),
+            docs: true,
         }
     }
 
@@ -627,6 +641,7 @@ impl ServeArgs {
                     .map_err(|err| config_error("WASMHOUSE_TRUSTED_PROXIES", err))?,
                 None => TrustedProxies::default(),
             },
+            docs: self.access.docs,
         };
         // Keys are read now, so a broken file stops start-up with its name.
         config.keys.load().map_err(|err| {

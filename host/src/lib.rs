@@ -20,6 +20,8 @@
 //!   compile cache, the file watcher.
 //! - [`admin`]: the admin HTTP API, on top of [`deploy`].
 //! - [`access`]: API keys and rate limits per route.
+//! - [`openapi`]: `/openapi.json`, merged from what each component says of
+//!   itself; [`docs`]: the `/docs` page that browses and tries it.
 //! - [`signals`]: SIGINT/SIGTERM shut down, SIGHUP reloads.
 //! - [`telemetry`]: logs (human or JSON), request spans, OTLP export.
 //!
@@ -40,10 +42,12 @@ pub mod admin;
 pub mod compose;
 pub mod config;
 pub mod deploy;
+pub mod docs;
 pub mod embedded;
 pub mod load;
 pub mod manifest;
 pub mod metrics;
+pub mod openapi;
 pub mod respond;
 pub mod runtime;
 pub mod server;

@@ -40,10 +40,10 @@ use crate::admin;
 use crate::config::ServeConfig;
 use crate::deploy::routes::{Deployment, Route};
 use crate::deploy::{Deployer, watch};
-use crate::metrics::{DenialKind, Metrics};
+use crate::metrics::{DenialKind, InstanceSlot, Metrics};
 use crate::respond::{self, ResponseBody};
 use crate::runtime::{Invocation, Runtime, instance};
-use crate::{signals, telemetry};
+use crate::{docs, openapi, signals, telemetry};
 
 /// Longest a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -387,6 +387,17 @@ impl Dispatcher {
         }
         let started = std::time::Instant::now();
         let request_id = request_id(request.headers()).unwrap_or_else(|| self.request_ids.next());
+        if self.config.docs {
+            let page = if path == openapi::OPENAPI_PATH {
+                Some(self.openapi().await)
+            } else {
+                docs::asset(path)
+            };
+            if let Some(mut response) = page {
+                set_request_id(&mut response, &request_id);
+                return response;
+            }
+        }
         let Some(route) = self.deployer.routes().find(path).cloned() else {
             self.deployer.metrics().unrouted(404);
             let mut response = respond::error(
@@ -551,6 +562,19 @@ impl Dispatcher {
             .boxed_unsync();
         let request = hyper::Request::from_parts(parts, body);
 
+        self.invoke(route, deployment, request, request_id, slot)
+            .await
+    }
+
+    /// Run `request` on a fresh instance of `deployment`, in `slot`.
+    async fn invoke(
+        &self,
+        route: &Route,
+        deployment: &Arc<Deployment>,
+        request: hyper::Request<instance::RequestBody>,
+        request_id: &str,
+        slot: InstanceSlot,
+    ) -> hyper::Response<ResponseBody> {
         let limits = route.limits();
         let deadline = Instant::now() + limits.timeout;
         let invocation = Invocation {
@@ -591,6 +615,137 @@ impl Dispatcher {
                     "the host failed while serving this request",
                     request_id,
                 )
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// `GET /openapi.json`: every live route's description, merged.
+    async fn openapi(&self) -> hyper::Response<ResponseBody> {
+        let routes: Vec<Arc<Route>> = self.deployer.routes().routes().to_vec();
+        let deployments: Vec<Arc<Deployment>> =
+            routes.iter().map(|route| route.current()).collect();
+        let descriptions = futures::future::join_all(
+            routes
+                .iter()
+                .zip(&deployments)
+                .map(|(route, deployment)| self.description(route, deployment)),
+        )
+        .await;
+        let docs: Vec<openapi::RouteDoc<'_>> = routes
+            .iter()
+            .zip(&deployments)
+            .zip(&descriptions)
+            .map(|((route, deployment), described)| openapi::RouteDoc {
+                name: route.name(),
+                prefix: route.prefix(),
+                version: deployment.version,
+                sha256: deployment.component.sha256(),
+                access: route.access().rules(),
+                described: described.as_deref(),
+            })
+            .collect();
+        let mut response = respond::json(200, &openapi::merge(&docs));
+        response.headers_mut().insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        response
+    }
+
+    /// What `deployment`'s component says about itself, asked once: a
+    /// component that answers its well-known path with anything but an
+    /// OpenAPI 3 document describes nothing. A busy or failing instance is
+    /// asked again next time.
+    async fn description(
+        &self,
+        route: &Route,
+        deployment: &Arc<Deployment>,
+    ) -> Option<Arc<serde_json::Value>> {
+        let described = deployment
+            .api_description
+            .get_or_try_init(|| self.ask_description(route, deployment))
+            .await;
+        match described {
+            Ok(described) => described.clone(),
+            Err(why) => {
+                tracing::warn!(
+                    route = route.name(),
+                    version = deployment.version,
+                    why,
+                    "no API description this time"
+                );
+                None
+            }
+        }
+    }
+
+    async fn ask_description(
+        &self,
+        route: &Route,
+        deployment: &Arc<Deployment>,
+    ) -> Result<Option<Arc<serde_json::Value>>, &'static str> {
+        let Ok(Ok(permit)) = tokio::time::timeout(
+            self.config.queue_timeout,
+            self.in_flight.clone().acquire_owned(),
+        )
+        .await
+        else {
+            return Err("every instance slot is busy");
+        };
+        let slot = self.deployer.metrics().slot(permit);
+        let request_id = self.request_ids.next();
+        let path = format!(
+            "{}{}",
+            route.prefix().trim_end_matches('/'),
+            openapi::COMPONENT_DOC_PATH
+        );
+        let mut request = hyper::Request::get(path)
+            .body(
+                http_body_util::Empty::new()
+                    .map_err(|never: Infallible| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|_| "the route's prefix is no valid path")?;
+        let headers = request.headers_mut();
+        headers.insert(
+            PATH_INFO,
+            HeaderValue::from_static(openapi::COMPONENT_DOC_PATH),
+        );
+        headers.insert(COMPONENT_ROUTE, route.prefix_header().clone());
+        headers.insert(
+            hyper::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            headers.insert(REQUEST_ID, value);
+        }
+        let response = self
+            .invoke(route, deployment, request, &request_id, slot)
+            .await;
+        if response.status() != hyper::StatusCode::OK {
+            tracing::debug!(
+                route = route.name(),
+                status = response.status().as_u16(),
+                "the component does not describe its routes"
+            );
+            return Ok(None);
+        }
+        let body = http_body_util::Limited::new(response.into_body(), openapi::MAX_COMPONENT_DOC);
+        let Ok(Ok(body)) = tokio::time::timeout(route.limits().timeout, body.collect()).await
+        else {
+            return Err("the component's description did not arrive whole");
+        };
+        match serde_json::from_slice::<serde_json::Value>(&body.to_bytes()) {
+            Ok(doc) if openapi::is_openapi3(&doc) => Ok(Some(Arc::new(doc))),
+            _ => {
+                tracing::warn!(
+                    route = route.name(),
+                    path = openapi::COMPONENT_DOC_PATH,
+                    "the component answered with something that is not an OpenAPI 3 document; ignored"
+                );
+                Ok(None)
             }
         }
     }

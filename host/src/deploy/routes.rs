@@ -27,6 +27,9 @@ pub struct Deployment {
     pub origin: &'static str,
     /// Its requests' series (labelled with this version).
     pub metrics: Arc<RouteMetrics>,
+    /// The OpenAPI document the component gave, asked for once on first
+    /// use (`None` when it describes nothing).
+    pub api_description: tokio::sync::OnceCell<Option<Arc<serde_json::Value>>>,
 }
 
 /// A path prefix served by one component, swappable while requests run.
@@ -71,6 +74,7 @@ impl Route {
                 deployed_at: SystemTime::now(),
                 origin,
                 metrics: metrics.route(&spec.name, 1),
+                api_description: Default::default(),
             }),
             history: Mutex::new(Vec::new()),
             last_version: AtomicU64::new(1),
@@ -154,6 +158,7 @@ impl Route {
             deployed_at: SystemTime::now(),
             origin,
             metrics: self.metrics.route(&self.name, version),
+            api_description: Default::default(),
         });
         let replaced = self.current.swap(deployment.clone());
         history.push(replaced);
@@ -189,6 +194,7 @@ impl Route {
                 deployed_at: SystemTime::now(),
                 origin: fresh.origin,
                 metrics: self.metrics.route(&self.name, version),
+                api_description: Default::default(),
             }));
             history.push(old_current);
             self.trim(&mut history);

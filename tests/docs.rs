@@ -1,0 +1,323 @@
+//! `/openapi.json` and `/docs`: the document validates as OpenAPI 3 and lists
+//! every built-in route with its parameters and error bodies; a route that
+//! needs an API key says so; the page, in a real headless Chromium driven
+//! over the DevTools protocol, lists the routes and "Try it" on `/health`
+//! shows the answer.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{HostBuilder, Manifest, Wasmhouse, get};
+use serde_json::{Value, json};
+
+/// The built-in routes, as the seed service has them.
+const BUILTIN_PATHS: [&str; 6] = [
+    "/health",
+    "/clickhouse-status",
+    "/concurrent/simple-query",
+    "/concurrent/heavy-query",
+    "/concurrent/test-isolation",
+    "/stream/numbers",
+];
+
+/// The built-in routes at `/`, and the hostile test guest (which describes
+/// nothing) at `/private`, behind an API key.
+fn host() -> (Wasmhouse, Manifest) {
+    let manifest = Manifest::with_hostile_guest(
+        r#"
+[[route]]
+name = "default"
+prefix = "/"
+component = "builtin"
+
+[[route]]
+name = "private"
+prefix = "/private"
+component = "{guest}"
+api_key = true
+"#,
+    );
+    let host = HostBuilder::without_clickhouse()
+        .env("WASMHOUSE_MANIFEST", manifest.path())
+        .env("WASMHOUSE_API_KEYS", "docs=docs-test-key")
+        .start_in_process();
+    (host, manifest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_validates_and_lists_every_builtin_route() {
+    let (host, _manifest) = host();
+    let reply = get(&host.url("/openapi.json")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.headers.contains_key("x-request-id"));
+    let doc = reply.json;
+
+    // Validated by the reference validator (installed by scripts/test).
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), doc.to_string()).expect("write");
+    let validated = Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(file.path())
+        .output()
+        .expect("running python3");
+    assert!(
+        validated.status.success(),
+        "not valid OpenAPI 3 (pip install openapi-spec-validator if it is missing):\n{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in BUILTIN_PATHS {
+        let operation = &paths[path]["get"];
+        assert!(operation["summary"].is_string(), "{path}: {operation}");
+        assert!(operation["responses"]["200"].is_object(), "{path}");
+        assert!(operation.get("security").is_none(), "{path} needs no key");
+    }
+    let parameter = |path: &str| paths[path]["get"]["parameters"][0]["name"].clone();
+    assert_eq!(parameter("/concurrent/test-isolation"), "delay");
+    assert_eq!(parameter("/stream/numbers"), "n");
+    for path in ["/concurrent/test-isolation", "/stream/numbers"] {
+        assert_eq!(
+            paths[path]["get"]["responses"]["422"]["$ref"],
+            "#/components/responses/InvalidParameter"
+        );
+    }
+    assert!(doc["components"]["responses"]["InvalidParameter"]["description"].is_string());
+    assert!(doc["components"]["schemas"]["Error"]["properties"]["kind"].is_object());
+
+    // The guest that does not describe itself is still listed, with the
+    // host's 401/403 since its route needs a key.
+    let private = &paths["/private"]["get"];
+    assert_eq!(private["tags"], json!(["private"]));
+    assert_eq!(
+        private["responses"]["401"]["$ref"],
+        "#/components/responses/WasmhouseUnauthorized"
+    );
+    assert!(private["security"].is_array());
+    let mut routes: Vec<&str> = doc["x-wasmhouse-routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter_map(|route| route["name"].as_str())
+        .collect();
+    routes.sort_unstable();
+    assert_eq!(routes, ["default", "private"]);
+}
+
+/// A headless Chromium with the DevTools protocol on a free port, killed
+/// when dropped.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    socket: tungstenite::WebSocket<TcpStream>,
+    session: String,
+    next_id: u64,
+}
+
+impl Browser {
+    fn executable() -> Option<String> {
+        ["chromium", "chromium-browser", "google-chrome"]
+            .into_iter()
+            .find(|name| {
+                Command::new(name)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+            })
+            .map(str::to_owned)
+    }
+
+    fn launch(executable: &str) -> Self {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut child = Command::new(executable)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1200,1600",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting chromium");
+        // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, endpoint) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("ws://") {
+                    let _ = found.send(line[at..].trim().to_owned());
+                }
+            }
+        });
+        let endpoint = endpoint
+            .recv_timeout(Duration::from_secs(60))
+            .expect("chromium never announced its DevTools endpoint");
+        let address = endpoint
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host:port")
+            .to_owned();
+        let stream = TcpStream::connect(&address).expect("connecting to DevTools");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        let (socket, _) =
+            tungstenite::client(endpoint.as_str(), stream).expect("DevTools handshake");
+        let mut browser = Self {
+            child,
+            _profile: profile,
+            socket,
+            session: String::new(),
+            next_id: 0,
+        };
+        let target = browser.call("Target.createTarget", json!({ "url": "about:blank" }));
+        let target = target["targetId"].as_str().expect("targetId").to_owned();
+        let attached = browser.call(
+            "Target.attachToTarget",
+            json!({ "targetId": target, "flatten": true }),
+        );
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_owned();
+        browser
+    }
+
+    /// Send a DevTools command (to the page once attached) and wait for its
+    /// result, skipping events.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({ "id": id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            message["sessionId"] = json!(self.session);
+        }
+        self.socket
+            .send(tungstenite::Message::text(message.to_string()))
+            .expect("sending to DevTools");
+        loop {
+            let reply = self.socket.read().expect("reading from DevTools");
+            let tungstenite::Message::Text(text) = reply else {
+                continue;
+            };
+            let reply: Value = serde_json::from_str(text.as_str()).expect("DevTools JSON");
+            if reply["id"] == json!(id) {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluate `expression` in the page; its value.
+    fn evaluate(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true }),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Evaluate `expression` until `done` accepts its value (30 s at most).
+    fn wait_for(&mut self, expression: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.evaluate(expression);
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting on {expression}: last {value}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_page_lists_the_routes_and_tries_health_in_a_browser() {
+    let Some(executable) = Browser::executable() else {
+        // scripts/test installs Debian's chromium; elsewhere this is optional.
+        eprintln!("skipped: no chromium on the PATH (apt-get install chromium)");
+        return;
+    };
+    let (host, _manifest) = host();
+    let url = host.url("/docs");
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("docs-page.png");
+    let shot = screenshot.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::launch(&executable);
+        browser.call("Page.navigate", json!({ "url": url }));
+        let ready = browser.wait_for(
+            "document.getElementById('status') && document.getElementById('status').dataset.ready || ''",
+            |value| value != "",
+        );
+        assert_eq!(ready, "true", "the page did not load the API description");
+
+        let listed = browser.evaluate(
+            "Array.from(document.querySelectorAll('section.operation')).map(s => s.dataset.path)",
+        );
+        let listed: Vec<&str> = listed
+            .as_array()
+            .expect("paths")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for path in BUILTIN_PATHS.iter().chain(&["/private"]) {
+            assert!(listed.contains(path), "{path} is not on the page: {listed:?}");
+        }
+        let routes = browser.evaluate("document.querySelectorAll('#routes tbody tr').length");
+        assert_eq!(routes, json!(2));
+
+        // "Try it" on /health shows the answer.
+        let health = "section.operation[data-path='/health']";
+        browser.evaluate(&format!("document.querySelector(\"{health} button.try\").click()"));
+        let status = browser.wait_for(
+            &format!("(document.querySelector(\"{health} .answer .status\") || {{}}).dataset?.status || ''"),
+            |value| value != "",
+        );
+        assert_eq!(status, "200");
+        let body = browser.evaluate(&format!(
+            "document.querySelector(\"{health} .answer pre\").textContent"
+        ));
+        let body: Value = serde_json::from_str(body.as_str().expect("text")).expect("JSON answer");
+        assert_eq!(body, json!({ "status": "healthy" }));
+
+        // A picture of the page, for people.
+        let picture = browser.call("Page.captureScreenshot", json!({ "format": "png" }));
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(picture["data"].as_str().expect("data"))
+            .expect("base64");
+        std::fs::write(&shot, png).expect("write screenshot");
+    })
+    .await
+    .expect("browser session");
+    eprintln!("screenshot of /docs: {}", screenshot.display());
+    assert!(std::fs::metadata(&screenshot).expect("screenshot").len() > 10_000);
+}
