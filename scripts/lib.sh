@@ -124,3 +124,59 @@ ensure_chdb() {
       || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages chdb-core==26.9.0
   fi
 }
+
+# Docker for the container test: installed (apt) and started when missing,
+# then the image built with scripts/docker-image and WASMHOUSE_IMAGE exported.
+# Never fatal: without docker the container test reports itself skipped.
+# WASMHOUSE_NO_DOCKER=1 opts out.
+ensure_docker_image() {
+  if [ "${WASMHOUSE_NO_DOCKER:-0}" = 1 ]; then
+    say "WASMHOUSE_NO_DOCKER=1: the container test will be skipped"
+    return 0
+  fi
+  # No daemon answering and none to start: install Debian's docker.io.
+  if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
+    if [ "${WASMHOUSE_NO_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1 \
+        && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
+      say "installing docker.io with apt-get (for the container test)"
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
+        || say "could not install docker.io"
+    fi
+  fi
+  if ! command -v docker >/dev/null 2>&1; then
+    say "docker is not available: the container test will be skipped"
+    return 0
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    if command -v dockerd >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
+      say "starting dockerd (log in .wasmhouse/dockerd.log)"
+      mkdir -p "$ROOT/.wasmhouse"
+      as_root sh -c 'nohup dockerd >"$1" 2>&1 &' sh "$ROOT/.wasmhouse/dockerd.log" || true
+      for _ in $(seq 1 30); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+      done
+    fi
+    if ! docker info >/dev/null 2>&1; then
+      say "the docker daemon does not answer (see .wasmhouse/dockerd.log): the container test will be skipped"
+      return 0
+    fi
+  fi
+  export WASMHOUSE_IMAGE="${WASMHOUSE_IMAGE:-wasmhouse:test}"
+  if ! "$ROOT/scripts/docker-image"; then
+    say "building the image failed: the container test will be skipped"
+    unset WASMHOUSE_IMAGE
+  fi
+  return 0
+}
+
+# systemd-analyze, to check deploy/systemd/wasmhouse.service (not fatal).
+ensure_systemd_analyze() {
+  command -v systemd-analyze >/dev/null 2>&1 && return 0
+  [ "${WASMHOUSE_NO_APT:-0}" = 1 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || return 0
+  say "installing systemd (for systemd-analyze verify) with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null \
+    || say "could not install systemd: the unit check will be skipped"
+  return 0
+}
