@@ -35,6 +35,7 @@
 //! - [`embedded`]: the components built into the binary.
 //! - [`units`]: byte sizes in flags and manifests.
 //! - [`load`]: `wasmhouse load`, a small load generator.
+//! - [`healthcheck`]: `wasmhouse healthcheck`, the container's health probe.
 //! - [`compose`]: `wasmhouse compose`, the adapter plugged into a component.
 
 pub mod access;
@@ -44,6 +45,7 @@ pub mod config;
 pub mod deploy;
 pub mod docs;
 pub mod embedded;
+pub mod healthcheck;
 pub mod load;
 pub mod manifest;
 pub mod metrics;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmhouse::ServeArgs;
+use wasmhouse::healthcheck::{self, HealthcheckArgs};
 use wasmhouse::load::{self, LoadArgs};
 
 /// Serve HTTP APIs over ClickHouse with route logic as WebAssembly components.
@@ -42,6 +43,9 @@ enum Command {
     /// Plug the ClickHouse adapter into a route component so it runs on
     /// Spin, `wasmtime serve` or `jco serve`.
     Compose(ComposeArgs),
+    /// GET /health on the local server: exit 0 on a 2xx answer, 1 otherwise
+    /// (a container HEALTHCHECK without curl).
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -57,18 +61,14 @@ fn main() -> ExitCode {
     // Must happen before anything reads the environment on another thread.
     prepare_environment();
     let cli = Cli::parse();
-    // Kept alive to the end: dropping it flushes the spans still buffered.
-    let _telemetry = match wasmhouse::telemetry::init(cli.log_format) {
-        Ok(telemetry) => telemetry,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let format = cli.log_format;
     let result = match cli.command {
-        Command::Serve(args) => serve(*args),
-        Command::Compose(args) => compose(&args),
-        Command::Load(args) => load(&args),
+        Command::Serve(args) => with_telemetry(format, || serve(*args)),
+        Command::Compose(args) => with_telemetry(format, || compose(&args)),
+        Command::Load(args) => with_telemetry(format, || load(&args)),
+        // No telemetry: a probe run every few seconds exports no spans and
+        // prints one line, nothing else.
+        Command::Healthcheck(args) => return healthcheck(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +76,26 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Run `command` with logging and tracing set up; dropping the guard at the
+/// end flushes the spans still buffered.
+fn with_telemetry(
+    format: wasmhouse::telemetry::LogFormat,
+    command: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let _telemetry = wasmhouse::telemetry::init(format)?;
+    command()
+}
+
+fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    let (line, healthy) = healthcheck::run(args);
+    println!("{line}");
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
