@@ -170,13 +170,18 @@ ensure_docker_image() {
   return 0
 }
 
-# systemd-analyze, to check deploy/systemd/wasmhouse.service (not fatal).
+# systemd-analyze and strace, to check deploy/systemd/wasmhouse.service and
+# that its system call filter fits what the host calls (not fatal).
 ensure_systemd_analyze() {
-  command -v systemd-analyze >/dev/null 2>&1 && return 0
+  local missing=()
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v strace >/dev/null 2>&1 || missing+=(strace)
+  [ "${#missing[@]}" -eq 0 ] && return 0
   [ "${WASMHOUSE_NO_APT:-0}" = 1 ] && return 0
   command -v apt-get >/dev/null 2>&1 || return 0
-  say "installing systemd (for systemd-analyze verify) with apt-get"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null \
-    || say "could not install systemd: the unit check will be skipped"
+  { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; } || return 0
+  say "installing ${missing[*]} (to check the systemd unit) with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || say "could not install ${missing[*]}: those unit checks will be skipped"
   return 0
 }

@@ -451,6 +451,110 @@ fn systemd_unit_verifies() {
     );
 }
 
+/// The system calls in a systemd group such as `@system-service`, groups
+/// inside it expanded.
+fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
+    let output = run(Command::new("systemd-analyze").args(["syscall-filter", group]));
+    assert!(
+        output.status.success(),
+        "systemd-analyze syscall-filter {group}"
+    );
+    let mut calls = std::collections::BTreeSet::new();
+    // The first line names the group; the rest are calls and groups, with
+    // `# comments`.
+    for line in String::from_utf8_lossy(&output.stdout).lines().skip(1) {
+        let item = line.split('#').next().unwrap_or_default().trim();
+        if item.starts_with('@') {
+            calls.extend(syscall_group(item));
+        } else if !item.is_empty() {
+            calls.insert(item.to_owned());
+        }
+    }
+    calls
+}
+
+/// Every system call the host makes (starting, answering requests, a
+/// query, a SIGHUP reload, a SIGTERM shutdown), traced with strace, is in
+/// the unit's `SystemCallFilter`: a call outside it would kill the service.
+#[tokio::test]
+async fn system_calls_fit_the_units_filter() {
+    if !installed("strace") || !installed("systemd-analyze") {
+        eprintln!("skipped: needs strace and systemd-analyze (apt-get install strace systemd)");
+        return;
+    }
+    let filter = service_directives(&read_repo_file(UNIT))
+        .into_iter()
+        .find(|(key, _)| key == "SystemCallFilter")
+        .map(|(_, value)| value)
+        .expect("a SystemCallFilter");
+    let allowed = syscall_group(&filter);
+    assert!(
+        allowed.contains("read") && allowed.len() > 100,
+        "{allowed:?}"
+    );
+
+    let clickhouse = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new("strace");
+    command
+        .args(["--follow-forks", "--output-separately", "-qq", "-o"])
+        .arg(dir.path().join("trace"))
+        .arg(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CLICKHOUSE_HOST", "127.0.0.1")
+        .env("CLICKHOUSE_PORT", clickhouse.http_port().to_string())
+        .env_remove("CLICKHOUSE_URL")
+        .env("WASMHOUSE_COMPILE_CACHE", dir.path().join("cache"));
+    let mut host = HostBuilder::from_command(command).start();
+    let simple = get(&host.url("/concurrent/simple-query")).await;
+    assert_eq!(simple.status, 200, "{}", simple.text);
+    assert_eq!(get(&host.url("/health")).await.status, 200);
+
+    // Signals go to the traced server, strace's child.
+    let children = run(Command::new("pgrep").args(["-P", &host.pid().to_string()]));
+    let server = String::from_utf8_lossy(&children.stdout).trim().to_owned();
+    assert!(!server.is_empty(), "no traced server process");
+    for signal in ["-HUP", "-TERM"] {
+        assert!(
+            run(Command::new("kill").args([signal, &server]))
+                .status
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(host.wait_exit(Duration::from_secs(40)), Some(0));
+
+    let mut used = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir.path())
+        .expect("trace files")
+        .flatten()
+    {
+        if !entry.file_name().to_string_lossy().starts_with("trace") {
+            continue;
+        }
+        let trace = std::fs::read_to_string(entry.path()).expect("a trace file");
+        for line in trace.lines() {
+            // `name(args) = result`; `<... name resumed>`, `+++ exited`
+            // and `--- SIGHUP` lines repeat or are not calls.
+            if let Some((name, _)) = line.split_once('(')
+                && !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                used.insert(name.to_owned());
+            }
+        }
+    }
+    assert!(used.len() > 20 && used.contains("accept4"), "{used:?}");
+    // execve is strace starting the binary, before any filter would apply.
+    let outside: Vec<&String> = used.difference(&allowed).collect();
+    assert!(
+        outside.is_empty(),
+        "system calls outside {filter}: {outside:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // nginx in front
 
