@@ -27,8 +27,9 @@
 //!
 //! - `host::capability`: the WIT bindings and the `Host` implementation.
 //! - `host::client`: the pooled keep-alive HTTP client, query ids, retries;
-//!   results streamed chunk by chunk; abandoned queries cancelled with
-//!   `KILL QUERY`, bounded.
+//!   results streamed chunk by chunk.
+//! - `host::replicas`: several servers, least-busy choice, health checks.
+//! - `host::cancel`: abandoned queries cancelled with `KILL QUERY`, bounded.
 //! - `host::transport`: transport failures in words a guest may see.
 
 pub mod endpoint;

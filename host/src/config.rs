@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use wasmhouse_clickhouse::host::client::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_SIZE,
+use wasmhouse_clickhouse::host::config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_POOL_MAX_SIZE,
 };
 use wasmhouse_clickhouse::policy::{
     DEFAULT_MAX_BYTES_TO_READ, DEFAULT_MAX_MEMORY_USAGE, DEFAULT_MAX_ROWS_TO_READ,
@@ -308,6 +309,18 @@ pub struct ClickHouseArgs {
     /// Budget for opening a connection to ClickHouse.
     #[arg(long = "clickhouse-connect-timeout", env = "CLICKHOUSE_CONNECT_TIMEOUT", value_name = "CLICKHOUSE_CONNECT_TIMEOUT", default_value = humantime::format_duration(DEFAULT_CONNECT_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+
+    /// With several servers: time between health checks (`/ping`, then
+    /// `SELECT 1`) that take a failing replica out of rotation and put it
+    /// back.
+    #[arg(long = "clickhouse-health-interval", env = "CLICKHOUSE_HEALTH_INTERVAL", value_name = "CLICKHOUSE_HEALTH_INTERVAL", default_value = humantime::format_duration(DEFAULT_HEALTH_INTERVAL).to_string(), value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+
+    /// With several servers: take a replica whose replicated tables are
+    /// more than this behind (`system.replicas.absolute_delay`) out of
+    /// rotation. Unset: not checked.
+    #[arg(long = "clickhouse-max-replica-delay", env = "CLICKHOUSE_MAX_REPLICA_DELAY", value_name = "CLICKHOUSE_MAX_REPLICA_DELAY", value_parser = humantime::parse_duration)]
+    pub max_replica_delay: Option<Duration>,
 }
 
 /// Per-request limits and guard-rails.
@@ -665,29 +678,75 @@ impl ServeArgs {
 
 impl ClickHouseArgs {
     /// Resolve `CLICKHOUSE_URL` and the separate variables into one config.
+    /// Either may list several servers, comma-separated: URLs
+    /// (`http://u:p@h1:8123,http://u:p@h2:8123`; a comma inside a password
+    /// is written `%2C`) or hosts (`h1,h2:8124,[::1]`, each on
+    /// `CLICKHOUSE_PORT` unless it names a port).
     pub fn into_config(self) -> Result<ClickHouseConfig, ConfigError> {
-        let mut endpoint = Endpoint {
+        let base = Endpoint {
             scheme: Scheme::Http,
-            host: self.host,
+            host: String::new(),
             port: self.port,
             user: self.user,
             password: self.password,
             database: self.database,
         };
-        if let Some(url) = self.url.filter(|url| !url.trim().is_empty()) {
-            endpoint
-                .apply_url(&url)
-                .map_err(|err| config_error("CLICKHOUSE_URL", err.to_string()))?;
-            if endpoint.scheme == Scheme::Https {
-                return Err(config_error(
-                    "CLICKHOUSE_URL",
-                    "https is not supported by the host yet; use http:// (or a TLS-terminating proxy on loopback)",
-                ));
+        let mut endpoints = Vec::new();
+        let urls = self.url.filter(|url| !url.trim().is_empty());
+        let listed_in = if urls.is_some() {
+            "CLICKHOUSE_URL"
+        } else {
+            "CLICKHOUSE_HOST"
+        };
+        match urls {
+            Some(urls) => {
+                for (index, url) in urls.split(',').map(str::trim).enumerate() {
+                    let mut endpoint = Endpoint {
+                        host: self.host.clone(),
+                        ..base.clone()
+                    };
+                    endpoint.apply_url(url).map_err(|err| {
+                        config_error("CLICKHOUSE_URL", format!("server {}: {err}", index + 1))
+                    })?;
+                    if endpoint.scheme == Scheme::Https {
+                        return Err(config_error(
+                            "CLICKHOUSE_URL",
+                            "https is not supported by the host yet; use http:// (or a TLS-terminating proxy on loopback)",
+                        ));
+                    }
+                    endpoints.push(endpoint);
+                }
+            }
+            None => {
+                for host in self.host.split(',').map(str::trim) {
+                    let (host, port) = split_host_port(host)
+                        .map_err(|err| config_error("CLICKHOUSE_HOST", err))?;
+                    endpoints.push(Endpoint {
+                        host: host.to_owned(),
+                        port: port.unwrap_or(base.port),
+                        ..base.clone()
+                    });
+                }
             }
         }
-        endpoint
-            .validate()
-            .map_err(|(variable, err)| config_error(variable, err.to_string()))?;
+        for endpoint in &endpoints {
+            endpoint
+                .validate()
+                .map_err(|(variable, err)| config_error(variable, err.to_string()))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = endpoints.iter().find(|e| !seen.insert(e.authority())) {
+            return Err(config_error(
+                listed_in,
+                format!("{} is listed twice", twice.authority()),
+            ));
+        }
+        if self.health_interval.is_zero() {
+            return Err(config_error(
+                "CLICKHOUSE_HEALTH_INTERVAL",
+                "must be more than 0s",
+            ));
+        }
         if self.pool_max_size == 0 {
             return Err(config_error("POOL_MGR_MAX_SIZE", "must be at least 1"));
         }
@@ -698,11 +757,38 @@ impl ClickHouseArgs {
             ));
         }
         Ok(ClickHouseConfig {
-            endpoint,
+            endpoints,
+            health_interval: self.health_interval,
+            max_replica_delay: self.max_replica_delay,
             pool_max_size: self.pool_max_size,
             pool_idle_timeout: self.pool_idle_timeout,
             connect_timeout: self.connect_timeout,
         })
+    }
+}
+
+/// `host`, `host:port` or `[v6]:port` → the host and the port if named.
+fn split_host_port(text: &str) -> Result<(&str, Option<u16>), String> {
+    let port = |digits: &str| {
+        digits
+            .parse::<u16>()
+            .map_err(|_| format!("{text:?}: {digits:?} is not a port"))
+    };
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?}: no closing ']'"))?;
+        return match after.strip_prefix(':') {
+            Some(digits) => Ok((host, Some(port(digits)?))),
+            None if after.is_empty() => Ok((host, None)),
+            None => Err(format!("{text:?}: unexpected {after:?} after the address")),
+        };
+    }
+    match text.split_once(':') {
+        // Two colons or more: a bare IPv6 address.
+        Some((_, rest)) if rest.contains(':') => Ok((text, None)),
+        Some((host, digits)) => Ok((host, Some(port(digits)?))),
+        None => Ok((text, None)),
     }
 }
 
@@ -732,13 +818,56 @@ mod tests {
             "http://reader:s%40cret@db.internal:9123/analytics",
         ])
         .unwrap();
-        let ch = config.clickhouse.endpoint;
+        let ch = config.clickhouse.endpoint().clone();
         assert_eq!((ch.host.as_str(), ch.port), ("db.internal", 9123));
         assert_eq!(
             (ch.user.as_str(), ch.password.as_str()),
             ("reader", "s@cret")
         );
         assert_eq!(ch.database, "analytics");
+    }
+
+    #[test]
+    fn several_servers_are_listed_by_url_or_by_host() {
+        let config = parse(&[
+            "--clickhouse-url",
+            "http://a:p%2Cq@h1:8123/db, http://h2:9000",
+        ])
+        .expect("urls");
+        let servers: Vec<(String, u16, String)> = config
+            .clickhouse
+            .endpoints
+            .iter()
+            .map(|e| (e.host.clone(), e.port, e.password.clone()))
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                ("h1".to_owned(), 8123, "p,q".to_owned()),
+                ("h2".to_owned(), 9000, String::new())
+            ]
+        );
+        let config = parse(&[
+            "--clickhouse-host",
+            "h1, h2:8124, [::1]:9, ::2",
+            "--clickhouse-port",
+            "8125",
+        ])
+        .expect("hosts");
+        let servers: Vec<String> = config
+            .clickhouse
+            .endpoints
+            .iter()
+            .map(|e| e.authority())
+            .collect();
+        assert_eq!(servers, ["h1:8125", "h2:8124", "[::1]:9", "[::2]:8125"]);
+        let twice = parse(&["--clickhouse-host", "h1,h1"]).expect_err("twice");
+        assert!(
+            twice.contains("CLICKHOUSE_HOST") && twice.contains("twice"),
+            "{twice}"
+        );
+        let bad = parse(&["--clickhouse-host", "h1:port"]).expect_err("bad port");
+        assert!(bad.contains("CLICKHOUSE_HOST"), "{bad}");
     }
 
     #[test]
@@ -758,9 +887,9 @@ mod tests {
     #[test]
     fn defaults_are_the_seed_defaults() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.clickhouse.endpoint.host, "localhost");
-        assert_eq!(config.clickhouse.endpoint.port, 8123);
-        assert_eq!(config.clickhouse.endpoint.user, "default");
+        assert_eq!(config.clickhouse.endpoint().host, "localhost");
+        assert_eq!(config.clickhouse.endpoint().port, 8123);
+        assert_eq!(config.clickhouse.endpoint().user, "default");
         assert_eq!(config.routes[0].source, ComponentSource::Builtin);
         assert_eq!(config.policy.readonly, ReadOnly::Strict);
     }

@@ -93,7 +93,8 @@ pub async fn serve_until_signalled(
     tracing::info!(
         %address,
         workers = config.workers,
-        clickhouse = %config.clickhouse.endpoint.authority(),
+        clickhouse = %config.clickhouse.endpoint().authority(),
+        replicas = config.clickhouse.endpoints.len(),
         routes = server.dispatcher().deployer().routes().routes().len(),
         "ready"
     );
@@ -168,6 +169,7 @@ impl Server {
         let cancel = CancellationToken::new();
         let watcher = watch::watch_component_files(self.dispatcher.deployer());
         let keys = reload_keys_with_routes(self.dispatcher.clone());
+        let health = self.dispatcher.pool().spawn_health_checks();
 
         let admin_task = match admin {
             Some(admin) => {
@@ -209,6 +211,9 @@ impl Server {
         }
         watcher.abort();
         keys.abort();
+        if let Some(health) = health {
+            health.abort();
+        }
         served
     }
 }
@@ -364,6 +369,11 @@ impl Dispatcher {
     /// The configuration served.
     pub fn config(&self) -> &ServeConfig {
         &self.config
+    }
+
+    /// The ClickHouse servers and connections.
+    pub fn pool(&self) -> &Arc<ClickHousePool> {
+        &self.pool
     }
 
     /// API keys and trusted proxies.

@@ -161,7 +161,7 @@ impl query::Host for ClickHouseView<'_> {
     }
 
     async fn server(&mut self) -> wasmtime::Result<query::Endpoint> {
-        let endpoint = &self.ctx.pool.config().endpoint;
+        let endpoint = &self.ctx.pool.config().endpoint();
         Ok(query::Endpoint {
             host: endpoint.host.clone(),
             port: endpoint.port,

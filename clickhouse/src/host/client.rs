@@ -16,71 +16,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use reqwest::header::{AUTHORIZATION, HeaderValue};
-use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use reqwest::header::AUTHORIZATION;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::metrics::{CancelOutcome, ClickHouseMetrics};
+use super::cancel::QueryGuard;
+use super::config::{ClickHouseConfig, PoolError};
+use super::metrics::ClickHouseMetrics;
+use super::replicas::{self, InFlight, Replica, Replicas, ServerInfo};
 use super::transport::{is_retryable, read_error_body, unavailable};
-use crate::endpoint::{Endpoint, Scheme};
 use crate::error::QueryError;
 use crate::params::{self, BindMode};
 use crate::policy::{QueryPolicy, classify_error_body};
 use crate::response::{DEFAULT_HOLD_BACK, HoldBack, truncate};
 use crate::statement::StatementKind;
-
-/// Default most queries in flight at once (`POOL_MGR_MAX_SIZE`).
-pub const DEFAULT_POOL_MAX_SIZE: usize = 64;
-/// Default idle time after which a pooled connection is closed: below
-/// ClickHouse 18.16's 3 s keep-alive, or a request after a pause would be
-/// written into a socket the server has already closed.
-pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default budget for opening a TCP connection.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Where ClickHouse is and how to reach it; credentials stay in the host.
-#[derive(Debug, Clone)]
-pub struct ClickHouseConfig {
-    /// The server and the account wasmhouse uses there.
-    pub endpoint: Endpoint,
-    /// Most queries in flight at once (`POOL_MGR_MAX_SIZE`).
-    pub pool_max_size: usize,
-    /// How long an idle connection is kept; see [`DEFAULT_POOL_IDLE_TIMEOUT`].
-    pub pool_idle_timeout: Duration,
-    /// Budget for opening a TCP connection.
-    pub connect_timeout: Duration,
-}
-
-impl ClickHouseConfig {
-    /// `endpoint` with the default pool settings.
-    pub fn new(endpoint: Endpoint) -> Self {
-        Self {
-            endpoint,
-            pool_max_size: DEFAULT_POOL_MAX_SIZE,
-            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-        }
-    }
-}
-
-/// Why the pool could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum PoolError {
-    /// The HTTP client could not be set up.
-    #[error("building the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-    /// Host and port do not make a URL.
-    #[error("{0} is not a valid ClickHouse address: {1}")]
-    Address(String, url::ParseError),
-    /// The host speaks plain HTTP only.
-    #[error(
-        "https is not supported by the host; reach ClickHouse over http (a TLS-terminating proxy on loopback, for example)"
-    )]
-    Https,
-    /// The credentials cannot be sent in a header.
-    #[error("the ClickHouse user or password contains characters HTTP headers cannot carry")]
-    Credentials,
-}
 
 /// A query as the guest asked for it.
 #[derive(Debug, Clone, Copy)]
@@ -101,53 +50,12 @@ pub struct QueryRequest<'a> {
 /// How a guest's query is sent.
 #[derive(Debug, Clone, Copy)]
 struct GuestQuery {
-    /// Reads may be retried on a fresh connection.
-    kind: StatementKind,
     /// Whether the route's `readonly` level is sent (not when the account's
     /// profile is read-only already).
     send_readonly: bool,
 }
 
-/// What the server can do and what wasmhouse's account there may change,
-/// learnt once from the server itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
-    /// The version string, e.g. `18.16.1`.
-    pub version: String,
-    /// Whether the server binds `{name:Type}` itself (19.11 and later).
-    pub native_params: bool,
-    /// The `readonly` level of the account's profile. At 2 the server
-    /// refuses any change to `readonly` itself (it is read-only already);
-    /// at 1 it refuses every setting, so the host's caps cannot be applied.
-    pub profile_readonly: u8,
-}
-
-impl ServerInfo {
-    fn from_version(version: &str) -> Self {
-        let mut parts = version
-            .trim()
-            .split('.')
-            .map(|p| p.parse::<u32>().unwrap_or(0));
-        let major = parts.next().unwrap_or(0);
-        let minor = parts.next().unwrap_or(0);
-        Self {
-            version: version.trim().to_owned(),
-            native_params: (major, minor) >= (19, 11),
-            profile_readonly: 0,
-        }
-    }
-
-    /// From the `version\treadonly` line the probe query answers.
-    fn from_probe(text: &str) -> Self {
-        let (version, readonly) = text.trim().split_once('\t').unwrap_or((text, "0"));
-        Self {
-            profile_readonly: readonly.trim().parse().unwrap_or(0),
-            ..Self::from_version(version)
-        }
-    }
-}
-
-/// Keep-alive HTTP connections to one ClickHouse server, shared by every
+/// Keep-alive HTTP connections to the ClickHouse servers, shared by every
 /// request, with a bound on concurrent queries.
 pub struct ClickHousePool {
     /// One HTTP client, and so one set of pooled connections, per worker
@@ -155,58 +63,48 @@ pub struct ClickHousePool {
     /// it, and a query costs no cross-thread wake-ups.
     clients: thread_local::ThreadLocal<reqwest::Client>,
     config: ClickHouseConfig,
-    /// `http://host:port/`, parsed once: parsing a URL per query (host
-    /// name normalisation included) is measurable at thousands of queries
-    /// per second.
-    base_url: reqwest::Url,
-    /// The parts of the query string that never change.
-    base_query: String,
-    authorization: HeaderValue,
+    /// The servers, each with its address parsed once: parsing a URL per
+    /// query (host name normalisation included) is measurable at thousands
+    /// of queries per second.
+    replicas: Replicas,
     permits: Arc<Semaphore>,
-    server: OnceCell<ServerInfo>,
-    canceller: Arc<Canceller>,
     metrics: Arc<ClickHouseMetrics>,
+}
+
+/// Why one attempt at a query failed.
+struct Failed {
+    err: QueryError,
+    /// Nothing reached the server's answer (the connection failed first):
+    /// a read may be sent again, to another replica if there is one.
+    before_response: bool,
+}
+
+impl From<QueryError> for Failed {
+    fn from(err: QueryError) -> Self {
+        Self {
+            err,
+            before_response: false,
+        }
+    }
 }
 
 impl ClickHousePool {
     /// Build the pool. No connection is opened until the first query, so a
     /// host can start while ClickHouse is still down.
     pub fn new(config: ClickHouseConfig) -> Result<Self, PoolError> {
-        let endpoint = &config.endpoint;
-        if endpoint.scheme == Scheme::Https {
-            return Err(PoolError::Https);
-        }
         // Fail at start-up, not on the first query, if the client cannot be built.
         build_client(&config)?;
-        let address = endpoint.base_url();
-        let base_url =
-            reqwest::Url::parse(&address).map_err(|err| PoolError::Address(address, err))?;
-        let database: String =
-            url::form_urlencoded::byte_serialize(endpoint.database.as_bytes()).collect();
-        let base_query = format!("database={database}&output_format_json_quote_64bit_integers=0");
-        let mut authorization = HeaderValue::from_str(&endpoint.basic_authorization())
-            .map_err(|_| PoolError::Credentials)?;
-        authorization.set_sensitive(true);
         let metrics = Arc::new(ClickHouseMetrics::default());
         metrics
             .capacity
             .set(i64::try_from(config.pool_max_size.max(1)).unwrap_or(i64::MAX));
-        let canceller = Arc::new(Canceller::new(
-            base_url.clone(),
-            authorization.clone(),
-            config.connect_timeout,
-            metrics.clone(),
-        )?);
+        let replicas = Replicas::new(&config, &metrics)?;
         Ok(Self {
             metrics,
             clients: thread_local::ThreadLocal::new(),
             permits: Arc::new(Semaphore::new(config.pool_max_size.max(1))),
             config,
-            base_url,
-            base_query,
-            authorization,
-            server: OnceCell::new(),
-            canceller,
+            replicas,
         })
     }
 
@@ -220,9 +118,34 @@ impl ClickHousePool {
         &self.metrics
     }
 
-    /// The server's version and features, asking it once on first use.
-    pub async fn server_info(&self, deadline: Instant) -> Result<&ServerInfo, QueryError> {
-        let info = self
+    /// The servers and their state.
+    pub fn replicas(&self) -> &[Arc<Replica>] {
+        self.replicas.all()
+    }
+
+    /// With several replicas, a task that checks each every
+    /// `health_interval` until it is aborted; `None` with one (there is no
+    /// other to send its queries to).
+    pub fn spawn_health_checks(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.replicas.all().len() < 2 {
+            return None;
+        }
+        Some(tokio::spawn(replicas::check_health(
+            self.replicas.all().to_vec(),
+            build_client(&self.config).ok()?,
+            self.config.health_interval,
+            self.config.connect_timeout.max(Duration::from_secs(1)),
+            self.config.max_replica_delay,
+        )))
+    }
+
+    /// A server's version and features, asking it once on first use.
+    async fn server_info<'r>(
+        &self,
+        replica: &'r Arc<Replica>,
+        deadline: Instant,
+    ) -> Result<&'r ServerInfo, Failed> {
+        let info = replica
             .server
             .get_or_try_init(|| async {
                 let request = QueryRequest {
@@ -235,7 +158,7 @@ impl ClickHousePool {
                 // The host's own query: none of a route's settings.
                 let policy = Arc::new(QueryPolicy::default());
                 let mut rows = self
-                    .send(&request, request.sql, &[], &policy, None, deadline)
+                    .send(replica, &request, request.sql, &[], &policy, None, deadline)
                     .await?;
                 let mut text = Vec::new();
                 while let Some(chunk) = rows.next_chunk().await? {
@@ -243,28 +166,35 @@ impl ClickHousePool {
                 }
                 let info = ServerInfo::from_probe(&String::from_utf8_lossy(&text));
                 tracing::info!(
+                    replica = replica.label(),
                     version = info.version,
                     profile_readonly = info.profile_readonly,
                     "connected to ClickHouse"
                 );
                 if info.profile_readonly == 1 {
                     tracing::error!(
+                        replica = replica.label(),
                         "the ClickHouse account's profile has readonly = 1, so the host cannot set per-query limits; give it readonly = 2 (see deploy/clickhouse/wasmhouse-user.xml)"
                     );
                 }
-                Ok::<_, QueryError>(info)
+                Ok::<_, Failed>(info)
             })
             .await?;
         if info.profile_readonly == 1 {
             return Err(QueryError::Unavailable(
                 "wasmhouse's ClickHouse account is misconfigured (see the host log)".into(),
-            ));
+            )
+            .into());
         }
         Ok(info)
     }
 
     /// Run a guest's query under `policy`, giving up at `deadline`. Returns
     /// once the server has accepted the query; the rows follow as a stream.
+    ///
+    /// A read whose server fails before answering (a refused or reset
+    /// connection) is sent once more: to another replica when there is one,
+    /// else on a fresh connection to the same server.
     pub async fn execute(
         &self,
         request: &QueryRequest<'_>,
@@ -280,9 +210,44 @@ impl ClickHousePool {
                 truncate(format, 64)
             )));
         }
-        let info = self.server_info(deadline).await?;
+        let first = self.replicas.pick(None).ok_or_else(no_server)?;
+        let failed = match self.execute_on(first, request, policy, deadline).await {
+            Ok(rows) => return Ok(rows),
+            Err(failed) => failed,
+        };
+        if !(failed.before_response && kind == StatementKind::Read) {
+            return Err(failed.err);
+        }
+        let second = match self.replicas.pick(Some(first)) {
+            Some(other) => {
+                if let Some(detail) = connection_refused(&failed.err) {
+                    first.set_healthy(false, detail);
+                }
+                self.metrics.failovers.inc();
+                tracing::debug!(from = first.label(), to = other.label(), error = %failed.err, "sending the read to another replica");
+                other
+            }
+            None => {
+                tracing::debug!(error = %failed.err, "retrying the read on a fresh connection");
+                first
+            }
+        };
+        self.metrics.retries.inc();
+        self.execute_on(second, request, policy, deadline)
+            .await
+            .map_err(|failed| failed.err)
+    }
+
+    /// One attempt at a guest's query, on `replica`.
+    async fn execute_on(
+        &self,
+        replica: &Arc<Replica>,
+        request: &QueryRequest<'_>,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+    ) -> Result<RowStream, Failed> {
+        let info = self.server_info(replica, deadline).await?;
         let guest = GuestQuery {
-            kind,
             // A read-only profile (readonly = 2) refuses any change to
             // `readonly`; it forbids writes itself, and the statement rules
             // still hold a strict route to strict SQL.
@@ -290,7 +255,15 @@ impl ClickHousePool {
         };
         if request.params.is_empty() {
             return self
-                .send(request, request.sql, &[], policy, Some(guest), deadline)
+                .send(
+                    replica,
+                    request,
+                    request.sql,
+                    &[],
+                    policy,
+                    Some(guest),
+                    deadline,
+                )
                 .await;
         }
         let mode = if info.native_params {
@@ -304,9 +277,11 @@ impl ClickHousePool {
         if bound.sql.len() > policy.max_sql_bytes.saturating_mul(4) {
             return Err(QueryError::Refused(
                 "the query with its parameters bound is too large".into(),
-            ));
+            )
+            .into());
         }
         self.send(
+            replica,
             request,
             &bound.sql,
             &bound.url_params,
@@ -317,17 +292,19 @@ impl ClickHousePool {
         .await
     }
 
-    /// Send one query: a guest's (with its route's settings), or the
-    /// host's own (`guest` is `None`: no route settings, always a read).
+    /// Send one query to `replica`: a guest's (with its route's settings),
+    /// or the host's own (`guest` is `None`: no route settings, a read).
+    #[allow(clippy::too_many_arguments, reason = "one query's parts, all needed")]
     async fn send(
         &self,
+        replica: &Arc<Replica>,
         request: &QueryRequest<'_>,
         sql: &str,
         url_params: &[(String, String)],
         policy: &Arc<QueryPolicy>,
         guest: Option<GuestQuery>,
         deadline: Instant,
-    ) -> Result<RowStream, QueryError> {
+    ) -> Result<RowStream, Failed> {
         let permit = self.acquire(deadline).await?;
         // Random, so no request can guess (and target) another's query; the
         // request id in front joins it to its request in system.query_log.
@@ -336,39 +313,37 @@ impl ClickHousePool {
             Some(request_id) => format!("wasmhouse-{request_id}-{random}"),
             None => format!("wasmhouse-{random}"),
         };
-        let url = self.url(request, &query_id, url_params, policy, guest, deadline);
-        let retry_safe = guest.is_none_or(|guest| guest.kind == StatementKind::Read);
+        let url = self.url(
+            replica, request, &query_id, url_params, policy, guest, deadline,
+        );
         let body = bytes::Bytes::copy_from_slice(sql.as_bytes());
         // Cancels the query server-side if we stop waiting for it.
-        let mut guard = self.canceller.guard(query_id);
+        let mut guard = replica.canceller.guard(query_id);
+        let running = replica.begin();
 
-        let mut attempt = 0;
         let started = Instant::now();
         if guest.is_some() {
             self.metrics.queries.inc();
         }
-        let response = loop {
-            attempt += 1;
-            let sent = tokio::time::timeout_at(
-                deadline,
-                self.client()
-                    .post(url.clone())
-                    .header(AUTHORIZATION, self.authorization.clone())
-                    .body(body.clone())
-                    .send(),
-            )
-            .await;
-            match sent {
-                Err(_) => return Err(QueryError::Timeout),
-                Ok(Ok(response)) => break response,
-                // A pooled connection the server closed while idle fails
-                // before any response; a read is safe to send once more on
-                // a fresh connection.
-                Ok(Err(err)) if attempt == 1 && retry_safe && is_retryable(&err) => {
-                    self.metrics.retries.inc();
-                    tracing::debug!(query_id = guard.query_id(), error = %err.without_url(), "retrying query on a fresh connection");
-                }
-                Ok(Err(err)) => return Err(unavailable(guard.query_id(), err)),
+        let sent = tokio::time::timeout_at(
+            deadline,
+            self.client()
+                .post(url)
+                .header(AUTHORIZATION, replica.authorization.clone())
+                .body(body)
+                .send(),
+        )
+        .await;
+        let response = match sent {
+            Err(_) => return Err(QueryError::Timeout.into()),
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                // Nothing was answered: there is no query to cancel.
+                guard.finished();
+                return Err(Failed {
+                    before_response: is_retryable(&err),
+                    err: unavailable(guard.query_id(), err),
+                });
             }
         };
 
@@ -385,12 +360,12 @@ impl ClickHousePool {
                 .await
                 .map_err(|_| QueryError::Timeout)?;
             guard.finished();
-            return Err(classify_error_body(policy, status.as_u16(), &text));
+            return Err(classify_error_body(policy, status.as_u16(), &text).into());
         }
         Ok(RowStream::new(
             response,
             guard,
-            PoolSlot::new(permit, &self.metrics),
+            PoolSlot::new(permit, &self.metrics, running),
             deadline,
             policy.clone(),
             Counting {
@@ -435,8 +410,10 @@ impl ClickHousePool {
         }
     }
 
+    #[allow(clippy::too_many_arguments, reason = "one query's parts, all needed")]
     fn url(
         &self,
+        replica: &Replica,
         request: &QueryRequest<'_>,
         query_id: &str,
         url_params: &[(String, String)],
@@ -444,8 +421,8 @@ impl ClickHousePool {
         guest: Option<GuestQuery>,
         deadline: Instant,
     ) -> reqwest::Url {
-        let mut query = String::with_capacity(self.base_query.len() + 320);
-        query.push_str(&self.base_query);
+        let mut query = String::with_capacity(replica.base_query.len() + 320);
+        query.push_str(&replica.base_query);
         let mut push = |name: &str, value: &str| {
             query.push('&');
             query.extend(url::form_urlencoded::byte_serialize(name.as_bytes()));
@@ -469,7 +446,7 @@ impl ClickHousePool {
         for (name, value) in url_params {
             push(name, value);
         }
-        let mut url = self.base_url.clone();
+        let mut url = replica.base_url.clone();
         url.set_query(Some(&query));
         url
     }
@@ -480,6 +457,20 @@ impl ClickHousePool {
             // Built once successfully in `new`; the same settings cannot fail now.
             build_client(&self.config).unwrap_or_else(|_| reqwest::Client::new())
         })
+    }
+}
+
+fn no_server() -> QueryError {
+    QueryError::Unavailable("no ClickHouse server is configured".into())
+}
+
+/// The words of a failure that says no connection could be made (nothing
+/// listens there, or nothing answers): a reason to stop sending the server
+/// queries at once, until a health check finds it again.
+fn connection_refused(err: &QueryError) -> Option<&str> {
+    match err {
+        QueryError::Unavailable(text) if text.starts_with("cannot connect") => Some(text),
+        _ => None,
     }
 }
 
@@ -546,17 +537,20 @@ impl Counting {
     }
 }
 
-/// One of the pool's permits, counted in `pool_in_use` while held.
+/// One of the pool's permits, counted in `pool_in_use` while held, and the
+/// query's place on its replica.
 struct PoolSlot {
     _permit: OwnedSemaphorePermit,
+    _running: InFlight,
     in_use: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl PoolSlot {
-    fn new(permit: OwnedSemaphorePermit, metrics: &ClickHouseMetrics) -> Self {
+    fn new(permit: OwnedSemaphorePermit, metrics: &ClickHouseMetrics, running: InFlight) -> Self {
         metrics.in_use.inc();
         Self {
             _permit: permit,
+            _running: running,
             in_use: metrics.in_use.clone(),
         }
     }
@@ -641,121 +635,6 @@ impl RowStream {
         self.failed = true;
         self.held.clear();
         err
-    }
-}
-
-/// Most `KILL QUERY` requests in flight at once.
-pub const MAX_CANCELLATIONS_IN_FLIGHT: usize = 16;
-
-/// Budget of one `KILL QUERY` request.
-const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Sends `KILL QUERY` for abandoned queries.
-pub struct Canceller {
-    client: reqwest::Client,
-    url: reqwest::Url,
-    authorization: HeaderValue,
-    in_flight: Arc<Semaphore>,
-    metrics: Arc<ClickHouseMetrics>,
-}
-
-impl Canceller {
-    /// A canceller for the server at `base_url`, logging in with `authorization`.
-    pub fn new(
-        base_url: reqwest::Url,
-        authorization: HeaderValue,
-        connect_timeout: Duration,
-        metrics: Arc<ClickHouseMetrics>,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(CANCEL_TIMEOUT)
-            .pool_max_idle_per_host(1)
-            .http1_only()
-            .no_proxy()
-            .build()?;
-        Ok(Self {
-            client,
-            url: base_url,
-            authorization,
-            in_flight: Arc::new(Semaphore::new(MAX_CANCELLATIONS_IN_FLIGHT)),
-            metrics,
-        })
-    }
-
-    /// A guard that cancels query `query_id` when dropped unfinished.
-    pub fn guard(self: &Arc<Self>, query_id: String) -> QueryGuard {
-        QueryGuard {
-            canceller: self.clone(),
-            query_id,
-            done: false,
-        }
-    }
-
-    fn cancel(&self, query_id: String) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            self.metrics.cancelled(CancelOutcome::skipped);
-            tracing::warn!(
-                %query_id,
-                "too many cancellations in flight; the query ends at its max_execution_time"
-            );
-            return;
-        };
-        // The id is the host's own (`wasmhouse-` and hex), never guest text.
-        let sql = format!("KILL QUERY WHERE query_id = '{query_id}' ASYNC");
-        let request = self
-            .client
-            .post(self.url.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
-            .body(sql);
-        let metrics = self.metrics.clone();
-        runtime.spawn(async move {
-            let _permit = permit;
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {
-                    metrics.cancelled(CancelOutcome::sent);
-                    tracing::debug!(%query_id, "cancelled abandoned query");
-                }
-                Ok(response) => {
-                    metrics.cancelled(CancelOutcome::failed);
-                    tracing::warn!(%query_id, status = %response.status(), "KILL QUERY failed");
-                }
-                Err(err) => {
-                    metrics.cancelled(CancelOutcome::failed);
-                    tracing::debug!(%query_id, error = %err.without_url(), "KILL QUERY not sent");
-                }
-            }
-        });
-    }
-}
-
-/// Cancels its query on the server unless marked finished first.
-pub struct QueryGuard {
-    canceller: Arc<Canceller>,
-    query_id: String,
-    done: bool,
-}
-
-impl QueryGuard {
-    /// The id ClickHouse knows the query by.
-    pub fn query_id(&self) -> &str {
-        &self.query_id
-    }
-
-    /// The query ended on the server; nothing to cancel.
-    pub fn finished(&mut self) {
-        self.done = true;
-    }
-}
-
-impl Drop for QueryGuard {
-    fn drop(&mut self) {
-        if !self.done {
-            self.canceller.cancel(std::mem::take(&mut self.query_id));
-        }
     }
 }
 

@@ -61,6 +61,14 @@ pub struct CancelLabels {
     pub outcome: CancelOutcome,
 }
 
+/// Labels of the per-replica series: `host:port` of a configured server
+/// (bounded by the configuration).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    /// The server's `host:port`.
+    pub replica: String,
+}
+
 /// The capability's metrics.
 #[derive(Debug, Clone)]
 pub struct ClickHouseMetrics {
@@ -86,6 +94,14 @@ pub struct ClickHouseMetrics {
     pub retries: Counter,
     /// `KILL QUERY` for abandoned queries, by outcome.
     pub cancellations: Family<CancelLabels, Counter>,
+    /// Reads sent to another replica after theirs failed before answering.
+    pub failovers: Counter,
+    /// Queries (the host's own included) sent to each replica.
+    pub replica_queries: Family<ReplicaLabels, Counter>,
+    /// 1 while a replica is in rotation, 0 while taken out.
+    pub replica_healthy: Family<ReplicaLabels, Gauge>,
+    /// Queries running on each replica now.
+    pub replica_in_flight: Family<ReplicaLabels, Gauge>,
 }
 
 impl Default for ClickHouseMetrics {
@@ -102,6 +118,10 @@ impl Default for ClickHouseMetrics {
             capacity: Gauge::default(),
             retries: Counter::default(),
             cancellations: Family::default(),
+            failovers: Counter::default(),
+            replica_queries: Family::default(),
+            replica_healthy: Family::default(),
+            replica_in_flight: Family::default(),
         }
     }
 }
@@ -153,13 +173,33 @@ impl ClickHouseMetrics {
         );
         sub.register(
             "retries",
-            "Queries sent again on a fresh connection after a dead one",
+            "Reads sent again after their connection failed before an answer (on another replica when there is one)",
             self.retries.clone(),
         );
         sub.register(
             "cancellations",
             "KILL QUERY for abandoned queries, by outcome",
             self.cancellations.clone(),
+        );
+        sub.register(
+            "failovers",
+            "Reads sent to another replica after theirs failed before answering",
+            self.failovers.clone(),
+        );
+        sub.register(
+            "replica_queries",
+            "Queries sent to each replica",
+            self.replica_queries.clone(),
+        );
+        sub.register(
+            "replica_healthy",
+            "1 while a replica is in rotation, 0 while health checks keep it out",
+            self.replica_healthy.clone(),
+        );
+        sub.register(
+            "replica_in_flight",
+            "Queries running on each replica now",
+            self.replica_in_flight.clone(),
         );
     }
 

@@ -2,19 +2,27 @@
 //! queries, their streamed results, cancellation, and the Wasmtime bindings.
 //!
 //! - [`client`]: [`ClickHousePool`], keep-alive connections and the one
-//!   retry; [`RowStream`], a result read chunk by chunk, cancelled with
-//!   `KILL QUERY` (on connections of its own, bounded) when abandoned.
+//!   retry (to another replica when there is one); [`RowStream`], a result
+//!   read chunk by chunk.
+//! - [`replicas`]: the servers behind the pool, the least-busy choice among
+//!   them, their health checks and server facts.
+//! - [`cancel`]: `KILL QUERY` for abandoned queries (on connections of its
+//!   own, bounded).
+//! - [`config`]: what the pool is built from.
 //! - [`transport`]: transport failures, retries and error bodies.
 //! - [`capability`]: `wasmhouse:clickhouse/query` for guests, on top.
 //! - [`metrics`]: what all of it counts, for the host's Prometheus registry.
 
+pub mod cancel;
 pub mod capability;
 pub mod client;
+pub mod config;
 pub mod metrics;
+pub mod replicas;
 pub mod transport;
 
 pub use capability::{ClickHouseView, QueryContext, add_to_linker};
-pub use client::{
-    ClickHouseConfig, ClickHousePool, PoolError, QueryRequest, RowStream, ServerInfo,
-};
+pub use client::{ClickHousePool, QueryRequest, RowStream};
+pub use config::{ClickHouseConfig, PoolError};
 pub use metrics::ClickHouseMetrics;
+pub use replicas::{Replica, ServerInfo};
