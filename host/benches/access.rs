@@ -36,5 +36,14 @@ fn check(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, check);
-criterion_main!(benches);
+#[allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
+mod group {
+    use super::*;
+
+    criterion_group!(benches, check);
+}
+
+criterion_main!(group::benches);
