@@ -401,3 +401,41 @@ async fn admin_api_needs_its_token() {
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("WASMHOUSE_ADMIN_TOKEN"));
 }
+
+/// The watcher deploys a file once per change: opening it (its own reads
+/// among them) is no change, and a route a reload moved to another file is
+/// not put back on the old one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_file_is_deployed_once_and_never_over_a_reload() {
+    let clickhouse = ClickHouse::start();
+    let setup = setup();
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--manifest", setup.manifest.to_str().expect("UTF-8")])
+        .start();
+    // The watcher starts just after the host announces itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !host.log().contains("watching component files") {
+        assert!(Instant::now() < deadline, "the watcher never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    replace_file(&setup.component, &setup.v2);
+    wait_for_version(&host, 2, Instant::now()).await;
+    // Several debounce periods: each read of the file would be an event.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let changes = host.log().matches("component file changed").count();
+    assert_eq!(changes, 1, "the file was deployed {changes} times");
+
+    // The route now serves v2.wasm; app.wasm changing again must not win
+    // over the reload.
+    std::fs::write(
+        &setup.manifest,
+        "[[route]]\nname = \"app\"\nprefix = \"/\"\ncomponent = \"v2.wasm\"\n",
+    )
+    .expect("rewrite manifest");
+    replace_file(&setup.component, &setup.v1);
+    host.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        assert_eq!(get(&host.url("/version")).await.json["version"], 2);
+    }
+}

@@ -117,12 +117,45 @@ impl Deployer {
         origin: &'static str,
     ) -> Result<Arc<Deployment>, DeployError> {
         let route = self.route(name)?;
+        self.install(&route, bytes, origin, false)
+            .await
+            .map(|deployment| deployment.unwrap_or_else(|| route.current()))
+    }
+
+    /// Like [`Deployer::deploy`], for a route of a table that may have been
+    /// replaced meanwhile (by a reload): `Ok(None)`, and nothing deployed,
+    /// when `route` is no longer in force.
+    pub async fn deploy_if_live(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        bytes: Vec<u8>,
+        origin: &'static str,
+    ) -> Result<Option<Arc<Deployment>>, DeployError> {
+        self.install(route, bytes, origin, true).await
+    }
+
+    async fn install(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        bytes: Vec<u8>,
+        origin: &'static str,
+        only_if_live: bool,
+    ) -> Result<Option<Arc<Deployment>>, DeployError> {
+        let name = route.name();
         let deployer = self.clone();
         let compiled =
             tokio::task::spawn_blocking(move || deployer.cache.compile(&deployer.runtime, &bytes))
                 .await
                 .map_err(|err| DeployError::Interrupted(err.to_string()))?;
         let component = compiled.inspect_err(|_| self.metrics.rejected(name))?;
+        if only_if_live && !self.is_live(route) {
+            tracing::debug!(
+                route = name,
+                origin,
+                "not deployed: the route was reloaded meanwhile"
+            );
+            return Ok(None);
+        }
         let previous = route.current();
         let deployment = route.deploy(component, origin);
         if deployment.version != previous.version {
@@ -133,15 +166,23 @@ impl Deployer {
                 Some((previous.version, previous.component.sha256())),
                 origin,
             );
+            tracing::info!(
+                route = name,
+                version = deployment.version,
+                sha256 = deployment.component.sha256(),
+                origin,
+                "deployed"
+            );
         }
-        tracing::info!(
-            route = name,
-            version = deployment.version,
-            sha256 = deployment.component.sha256(),
-            origin,
-            "deployed"
-        );
-        Ok(deployment)
+        Ok(Some(deployment))
+    }
+
+    /// Whether `route` is in the table in force (not one a reload replaced).
+    fn is_live(&self, route: &Arc<Route>) -> bool {
+        self.routes
+            .load()
+            .by_name(route.name())
+            .is_some_and(|live| Arc::ptr_eq(live, route))
     }
 
     /// Put route `name`'s previous component back.

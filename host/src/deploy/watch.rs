@@ -6,12 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 
 use super::Deployer;
+use super::routes::Route;
 use crate::manifest::ComponentSource;
 
 /// How long a file must be quiet before it is loaded: editors and copies
@@ -24,24 +25,28 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 pub fn watch_component_files(deployer: &Arc<Deployer>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(deployer);
     let mut changes = deployer.subscribe();
+    // The first watch starts now, so a file changed as soon as the host
+    // serves is seen.
+    let mut watcher = start_or_log(deployer);
     tokio::spawn(async move {
         loop {
-            let watcher = match weak.upgrade() {
-                Some(deployer) => match ComponentWatcher::start(&deployer) {
-                    Ok(watcher) => watcher,
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot watch component files; deploy with SIGHUP or the admin API");
-                        None
-                    }
-                },
-                None => return,
-            };
             // A new route table (or the deployer gone): watch anew.
             if changes.changed().await.is_err() {
                 return;
             }
-            drop(watcher);
+            drop(watcher.take());
+            match weak.upgrade() {
+                Some(deployer) => watcher = start_or_log(&deployer),
+                None => return,
+            }
         }
+    })
+}
+
+fn start_or_log(deployer: &Arc<Deployer>) -> Option<ComponentWatcher> {
+    ComponentWatcher::start(deployer).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot watch component files; deploy with SIGHUP or the admin API");
+        None
     })
 }
 
@@ -56,14 +61,21 @@ impl ComponentWatcher {
     /// Directories are watched rather than files, so a component replaced by
     /// an atomic rename is seen like one written in place.
     fn start(deployer: &Arc<Deployer>) -> notify_debouncer_mini::notify::Result<Option<Self>> {
-        // File (as the watcher will report it) → names of the routes it serves.
-        let mut files: HashMap<PathBuf, Vec<String>> = HashMap::new();
+        // File (as the watcher will report it) → the routes it serves, and
+        // what it looked like when last loaded.
+        let mut files: HashMap<PathBuf, WatchedFile> = HashMap::new();
         for route in deployer.routes().routes() {
             if let ComponentSource::File(path) = route.source() {
+                let path = absolute(path);
+                let fingerprint = Fingerprint::of(&path);
                 files
-                    .entry(absolute(path))
-                    .or_default()
-                    .push(route.name().to_owned());
+                    .entry(path)
+                    .or_insert_with(|| WatchedFile {
+                        routes: Vec::new(),
+                        fingerprint,
+                    })
+                    .routes
+                    .push(Arc::downgrade(route));
             }
         }
         if files.is_empty() {
@@ -88,12 +100,23 @@ impl ComponentWatcher {
                 return;
             };
             let changed: HashSet<&PathBuf> = events.iter().map(|event| &event.path).collect();
-            for file in changed {
-                let Some(routes) = files.get(file) else {
+            for path in changed {
+                let Some(file) = files.get_mut(path) else {
                     continue;
                 };
-                for route in routes {
-                    runtime.spawn(redeploy(deployer.clone(), route.clone(), file.clone()));
+                // Opening a file is an event too (our own reads among
+                // them): only new contents are deployed.
+                let fingerprint = Fingerprint::of(path);
+                if fingerprint == file.fingerprint {
+                    continue;
+                }
+                file.fingerprint = fingerprint;
+                if fingerprint.is_none() {
+                    // Removed or mid-rename: the next event brings the new file.
+                    continue;
+                }
+                for route in file.routes.iter().filter_map(Weak::upgrade) {
+                    runtime.spawn(redeploy(deployer.clone(), route, path.clone()));
                 }
             }
         })?;
@@ -112,18 +135,57 @@ impl ComponentWatcher {
     }
 }
 
-async fn redeploy(deployer: Arc<Deployer>, route: String, file: PathBuf) {
+/// A watched component file: the routes it serves (of the table the watcher
+/// was started for) and what it looked like last.
+struct WatchedFile {
+    routes: Vec<Weak<Route>>,
+    fingerprint: Option<Fingerprint>,
+}
+
+/// What tells one version of a file from the next without reading it: an
+/// atomic rename brings a new inode, a write in place a new change time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    length: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+impl Fingerprint {
+    /// `path`'s fingerprint; `None` when it cannot be read.
+    fn of(path: &Path) -> Option<Self> {
+        let metadata = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Some(Self {
+            length: metadata.len(),
+            modified: metadata.modified().ok(),
+            #[cfg(unix)]
+            inode: (metadata.dev(), metadata.ino()),
+            #[cfg(unix)]
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        })
+    }
+}
+
+async fn redeploy(deployer: Arc<Deployer>, route: Arc<Route>, file: PathBuf) {
     let bytes = match tokio::fs::read(&file).await {
         Ok(bytes) => bytes,
         // Removed or mid-rename: the next event brings the new file.
         Err(err) => {
-            tracing::debug!(route, file = %file.display(), error = %err, "component file not readable yet");
+            tracing::debug!(route = route.name(), file = %file.display(), error = %err, "component file not readable yet");
             return;
         }
     };
-    if let Err(err) = deployer.deploy(&route, bytes, "file").await {
+    tracing::debug!(route = route.name(), file = %file.display(), "component file changed");
+    // A reload may have replaced the route (and maybe its file) meanwhile:
+    // then this change is not deployed over the reloaded table.
+    if let Err(err) = deployer.deploy_if_live(&route, bytes, "file").await {
         tracing::error!(
-            route,
+            route = route.name(),
             file = %file.display(),
             error = %err,
             "rejected the changed component file; the previous version keeps serving"
