@@ -74,6 +74,16 @@ impl Guest for Adapter {
         }))
     }
 
+    /// The adapter keeps no cache across requests (a component instance
+    /// lives for one): the query runs.
+    fn execute_cached(
+        sql: String,
+        options: query::Options,
+        _cache: query::CacheOptions,
+    ) -> Result<query::Rows, query::Error> {
+        Self::execute(sql, options)
+    }
+
     fn server() -> query::Endpoint {
         match Settings::from_environment() {
             Ok(Settings { endpoint, .. }) => query::Endpoint {
@@ -86,6 +96,20 @@ impl Guest for Adapter {
                 port: 0,
                 database: String::new(),
             },
+        }
+    }
+
+    /// The one server the environment names; whether it is up is known only
+    /// by querying it.
+    fn replicas() -> Vec<query::Replica> {
+        match Settings::from_environment() {
+            Ok(_) => vec![query::Replica {
+                endpoint: Self::server(),
+                healthy: true,
+                in_flight: 0,
+                error: None,
+            }],
+            Err(_) => Vec::new(),
         }
     }
 }

@@ -79,6 +79,12 @@ pub struct QueryPolicy {
     /// Functions and engines that reach outside ClickHouse (`url`, `file`,
     /// `remote`, …) the route may use anyway, lower case. Empty by default.
     pub allowed_functions: Vec<String>,
+    /// How long every read of the route may be served from the host's
+    /// result cache; `None`: only reads that ask (`execute-cached`).
+    pub cache_ttl: Option<Duration>,
+    /// How long past its time a cached result may still be served while
+    /// one refresh runs.
+    pub cache_stale: Duration,
 }
 
 impl Default for QueryPolicy {
@@ -99,6 +105,8 @@ impl Default for QueryPolicy {
                 .map(|s| (*s).to_owned())
                 .collect(),
             allowed_functions: Vec::new(),
+            cache_ttl: None,
+            cache_stale: Duration::ZERO,
         }
     }
 }

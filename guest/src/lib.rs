@@ -76,6 +76,18 @@ fn health(_: &Request) -> Response {
 
 fn clickhouse_status(_: &Request) -> Response {
     let endpoint = clickhouse::endpoint();
+    let replicas: Vec<_> = clickhouse::replicas()
+        .into_iter()
+        .map(|replica| {
+            json!({
+                "host": replica.endpoint.host,
+                "port": replica.endpoint.port,
+                "healthy": replica.healthy,
+                "in_flight": replica.in_flight,
+                "error": replica.error,
+            })
+        })
+        .collect();
     let version = Query::new("SELECT version() AS version")
         .json_rows()
         .map(|rows| rows.first().and_then(|row| row.get("version")).cloned());
@@ -87,11 +99,16 @@ fn clickhouse_status(_: &Request) -> Response {
                 "version": version,
                 "host": endpoint.host,
                 "port": endpoint.port,
+                "replicas": replicas,
             }),
         ),
         Err(err) => Response::json(
             503,
-            &json!({ "status": "disconnected", "error": clickhouse::describe(&err) }),
+            &json!({
+                "status": "disconnected",
+                "error": clickhouse::describe(&err),
+                "replicas": replicas,
+            }),
         ),
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::Args;
 
 use wasmhouse_clickhouse::host::config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_POOL_IDLE_TIMEOUT,
-    DEFAULT_POOL_MAX_SIZE,
+    DEFAULT_CACHE_BYTES, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_SIZE,
 };
 use wasmhouse_clickhouse::policy::{
     DEFAULT_MAX_BYTES_TO_READ, DEFAULT_MAX_MEMORY_USAGE, DEFAULT_MAX_ROWS_TO_READ,
@@ -321,6 +321,11 @@ pub struct ClickHouseArgs {
     /// rotation. Unset: not checked.
     #[arg(long = "clickhouse-max-replica-delay", env = "CLICKHOUSE_MAX_REPLICA_DELAY", value_name = "CLICKHOUSE_MAX_REPLICA_DELAY", value_parser = humantime::parse_duration)]
     pub max_replica_delay: Option<Duration>,
+
+    /// Bytes of query results the result cache may hold (used only by
+    /// routes with `cache_ttl` and reads that ask); 0 turns it off.
+    #[arg(long = "cache-size", env = "WASMHOUSE_CACHE_SIZE", value_name = "WASMHOUSE_CACHE_SIZE", default_value = format_bytes(DEFAULT_CACHE_BYTES), value_parser = parse_bytes)]
+    pub cache_size: usize,
 }
 
 /// Per-request limits and guard-rails.
@@ -763,6 +768,7 @@ impl ClickHouseArgs {
             pool_max_size: self.pool_max_size,
             pool_idle_timeout: self.pool_idle_timeout,
             connect_timeout: self.connect_timeout,
+            cache_bytes: self.cache_size as u64,
         })
     }
 }

@@ -21,6 +21,9 @@
 //! rate_limit_per_key = "100/s"    # token bucket per API key (429)
 //! rate_limit_per_client = "20/s"  # token bucket per client address (429)
 //! rate_limit_burst = 50           # bucket size; the rate's count by default
+//! cache_ttl = "5s"                # serve every read from the result cache
+//!                                 # for this long (0s: only reads that ask)
+//! cache_stale = "30s"             # then serve it stale while one refresh runs
 //!
 //! [[route]]
 //! name = "reports"                # admin API and log name
@@ -151,6 +154,8 @@ struct RouteSettings {
     rate_limit_per_key: Option<String>,
     rate_limit_per_client: Option<String>,
     rate_limit_burst: Option<u32>,
+    cache_ttl: Option<String>,
+    cache_stale: Option<String>,
 }
 
 /// `readonly = true | false | "relaxed"` (also `"strict"` and `"off"`).
@@ -219,6 +224,8 @@ impl RouteSettings {
                 .rate_limit_per_client
                 .or_else(|| defaults.rate_limit_per_client.clone()),
             rate_limit_burst: self.rate_limit_burst.or(defaults.rate_limit_burst),
+            cache_ttl: self.cache_ttl.or_else(|| defaults.cache_ttl.clone()),
+            cache_stale: self.cache_stale.or_else(|| defaults.cache_stale.clone()),
         }
     }
 
@@ -268,6 +275,19 @@ impl RouteSettings {
         }
         if let Some(time) = duration("max_execution_time", &self.max_execution_time)? {
             policy.max_execution_time = (!time.is_zero()).then_some(time);
+        }
+        if let Some(ttl) = duration("cache_ttl", &self.cache_ttl)? {
+            policy.cache_ttl = (!ttl.is_zero()).then_some(ttl);
+        }
+        if let Some(stale) = duration("cache_stale", &self.cache_stale)? {
+            policy.cache_stale = stale;
+        }
+        let cache_cap = wasmhouse_clickhouse::host::cache::MAX_TTL;
+        if policy.cache_ttl.is_some_and(|ttl| ttl > cache_cap) || policy.cache_stale > cache_cap {
+            return Err(format!(
+                "route {route:?}: cache_ttl and cache_stale may be at most {}",
+                humantime::format_duration(cache_cap)
+            ));
         }
         if let Some(bytes) = &self.max_memory_usage {
             let bytes = parse_bytes(bytes)

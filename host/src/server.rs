@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-use wasmhouse_clickhouse::{ClickHousePool, QueryContext};
+use wasmhouse_clickhouse::{CacheReport, ClickHousePool, QueryContext};
 
 use crate::access::{self, Access, Admission, Denied};
 use crate::admin;
@@ -330,6 +330,9 @@ where
 const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
 /// Header carrying the prefix of the route that matched.
 const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+/// On answers of routes whose reads the result cache served: `hit`, `stale`
+/// or `miss` (see [`CacheReport`]).
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Everything requests share: the routes, the ClickHouse pool, the slots
 /// instances run in.
@@ -587,6 +590,7 @@ impl Dispatcher {
     ) -> hyper::Response<ResponseBody> {
         let limits = route.limits();
         let deadline = Instant::now() + limits.timeout;
+        let cache_report = Arc::new(CacheReport::default());
         let invocation = Invocation {
             label: route.name(),
             request_id,
@@ -594,7 +598,8 @@ impl Dispatcher {
             deadline,
             query: QueryContext::new(self.pool.clone(), route.policy().clone(), deadline)
                 .with_request_id(request_id)
-                .with_span_timing(telemetry::exporting()),
+                .with_span_timing(telemetry::exporting())
+                .with_cache_report(cache_report.clone()),
             slot,
             metrics: deployment.metrics.clone(),
         };
@@ -606,7 +611,15 @@ impl Dispatcher {
         );
         // A host bug must cost one request, never the process or the worker.
         match std::panic::AssertUnwindSafe(run).catch_unwind().await {
-            Ok(response) => response,
+            Ok(mut response) => {
+                // Reads made before the response head: how the cache answered.
+                if let Some(outcome) = cache_report.header() {
+                    response
+                        .headers_mut()
+                        .insert(X_CACHE, HeaderValue::from_static(outcome));
+                }
+                response
+            }
             Err(panic) => {
                 let why = panic
                     .downcast_ref::<&str>()

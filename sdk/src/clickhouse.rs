@@ -17,13 +17,15 @@
 use crate::bindings::wasi::io::streams::OutputStream;
 use crate::bindings::wasmhouse::clickhouse::query;
 
-pub use query::{Endpoint, Error, ServerError};
+pub use query::{Endpoint, Error, Replica, ServerError};
 
 /// A query to run, with its parameters, settings and output format.
 #[derive(Debug, Clone)]
 pub struct Query {
     sql: String,
     options: query::Options,
+    /// Seconds the result may be served from the runtime's cache.
+    cache: Option<u32>,
 }
 
 impl Query {
@@ -36,6 +38,7 @@ impl Query {
                 settings: Vec::new(),
                 format: None,
             },
+            cache: None,
         }
     }
 
@@ -57,6 +60,14 @@ impl Query {
         self
     }
 
+    /// Let the runtime serve this read from its result cache, where it
+    /// was answered less than `ttl` ago (whole seconds; under one second
+    /// caches nothing). Identical reads running at once share one query.
+    pub fn cached(mut self, ttl: std::time::Duration) -> Self {
+        self.cache = Some(u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX));
+        self
+    }
+
     /// The SQL text, placeholders unexpanded.
     pub fn sql(&self) -> &str {
         &self.sql
@@ -64,7 +75,15 @@ impl Query {
 
     /// Start the query.
     pub fn run(&self) -> Result<Rows, Error> {
-        query::execute(&self.sql, &self.options).map(|inner| Rows { inner })
+        let inner = match self.cache {
+            Some(ttl_seconds) => query::execute_cached(
+                &self.sql,
+                &self.options,
+                query::CacheOptions { ttl_seconds },
+            ),
+            None => query::execute(&self.sql, &self.options),
+        };
+        inner.map(|inner| Rows { inner })
     }
 
     /// Run the query and return its whole result.
@@ -100,6 +119,11 @@ impl Query {
 /// The server queries go to (for display; never credentials).
 pub fn endpoint() -> Endpoint {
     query::server()
+}
+
+/// Every server queries may go to, and whether it is in service.
+pub fn replicas() -> Vec<Replica> {
+    query::replicas()
 }
 
 /// A running query's result.

@@ -4,12 +4,16 @@
 //! bugs (a resource the guest cannot have) are traps.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use tokio::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::DynOutputStream;
 
+use super::cache::Freshness;
 use super::client::{ClickHousePool, QueryRequest, RowStream};
+use super::metrics::CacheLookup;
 use crate::error::QueryError;
 use crate::policy::QueryPolicy;
 
@@ -42,6 +46,8 @@ pub struct QueryContext {
     clickhouse_time: std::time::Duration,
     /// Whether to record that time on the request's span.
     span_timing: bool,
+    /// How the result cache answered the request's reads.
+    cache_report: Arc<CacheReport>,
 }
 
 impl QueryContext {
@@ -55,7 +61,15 @@ impl QueryContext {
             open_results: 0,
             clickhouse_time: std::time::Duration::ZERO,
             span_timing: false,
+            cache_report: Arc::default(),
         }
+    }
+
+    /// Report how the result cache answered this request's reads into
+    /// `report` (for its `X-Cache` header).
+    pub fn with_cache_report(mut self, report: Arc<CacheReport>) -> Self {
+        self.cache_report = report;
+        self
     }
 
     /// Lead every query id with `request_id` (letters, digits, `.`, `_`,
@@ -77,6 +91,35 @@ impl QueryContext {
     fn failed(&self, err: QueryError) -> query::Error {
         self.pool.metrics().failed(&err);
         err.into()
+    }
+}
+
+/// How the result cache answered one request's reads, summed up for its
+/// `X-Cache` header: `miss` if any read went to ClickHouse, else `stale` if
+/// any was served past its time, else `hit`; nothing when no read was
+/// cacheable.
+#[derive(Debug, Default)]
+pub struct CacheReport(AtomicU8);
+
+impl CacheReport {
+    /// Count one read's answer.
+    pub fn record(&self, lookup: CacheLookup) {
+        let rank = match lookup {
+            CacheLookup::hit | CacheLookup::coalesced => 1,
+            CacheLookup::stale => 2,
+            CacheLookup::miss => 3,
+        };
+        self.0.fetch_max(rank, Ordering::Relaxed);
+    }
+
+    /// The `X-Cache` value; `None` when no read was cacheable.
+    pub fn header(&self) -> Option<&'static str> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some("hit"),
+            2 => Some("stale"),
+            3 => Some("miss"),
+            _ => None,
+        }
     }
 }
 
@@ -119,11 +162,13 @@ impl From<QueryError> for query::Error {
     }
 }
 
-impl query::Host for ClickHouseView<'_> {
-    async fn execute(
+impl ClickHouseView<'_> {
+    /// Run a guest's query; through the result cache with `freshness`.
+    async fn run(
         &mut self,
         sql: String,
         options: query::Options,
+        freshness: Option<Freshness>,
     ) -> wasmtime::Result<Result<Resource<RowStream>, query::Error>> {
         if self.ctx.open_results >= MAX_OPEN_RESULTS {
             return Ok(Err(self.ctx.failed(QueryError::Refused(format!(
@@ -138,11 +183,25 @@ impl query::Host for ClickHouseView<'_> {
             request_id: self.ctx.request_id.as_deref(),
         };
         let started = std::time::Instant::now();
-        let executed = self
-            .ctx
-            .pool
-            .execute(&request, &self.ctx.policy, self.ctx.deadline)
-            .await;
+        let executed = match freshness {
+            Some(freshness) => self
+                .ctx
+                .pool
+                .execute_cached(&request, &self.ctx.policy, self.ctx.deadline, freshness)
+                .await
+                .map(|(rows, lookup)| {
+                    if let Some(lookup) = lookup {
+                        self.ctx.cache_report.record(lookup);
+                    }
+                    rows
+                }),
+            None => {
+                self.ctx
+                    .pool
+                    .execute(&request, &self.ctx.policy, self.ctx.deadline)
+                    .await
+            }
+        };
         self.ctx.clickhouse_time += started.elapsed();
         if self.ctx.span_timing {
             // The request's span has the field; elsewhere this records nothing.
@@ -159,6 +218,35 @@ impl query::Host for ClickHouseView<'_> {
         self.ctx.open_results += 1;
         Ok(Ok(handle))
     }
+}
+
+impl query::Host for ClickHouseView<'_> {
+    async fn execute(
+        &mut self,
+        sql: String,
+        options: query::Options,
+    ) -> wasmtime::Result<Result<Resource<RowStream>, query::Error>> {
+        // A route that caches every read.
+        let policy = &self.ctx.policy;
+        let freshness = policy.cache_ttl.map(|ttl| Freshness {
+            ttl,
+            stale: policy.cache_stale,
+        });
+        self.run(sql, options, freshness).await
+    }
+
+    async fn execute_cached(
+        &mut self,
+        sql: String,
+        options: query::Options,
+        cache: query::CacheOptions,
+    ) -> wasmtime::Result<Result<Resource<RowStream>, query::Error>> {
+        let freshness = Freshness {
+            ttl: Duration::from_secs(cache.ttl_seconds.into()),
+            stale: self.ctx.policy.cache_stale,
+        };
+        self.run(sql, options, Some(freshness)).await
+    }
 
     async fn server(&mut self) -> wasmtime::Result<query::Endpoint> {
         let endpoint = &self.ctx.pool.config().endpoint();
@@ -167,6 +255,28 @@ impl query::Host for ClickHouseView<'_> {
             port: endpoint.port,
             database: endpoint.database.clone(),
         })
+    }
+
+    async fn replicas(&mut self) -> wasmtime::Result<Vec<query::Replica>> {
+        Ok(self
+            .ctx
+            .pool
+            .replicas()
+            .iter()
+            .map(|replica| {
+                let endpoint = replica.endpoint();
+                query::Replica {
+                    endpoint: query::Endpoint {
+                        host: endpoint.host.clone(),
+                        port: endpoint.port,
+                        database: endpoint.database.clone(),
+                    },
+                    healthy: replica.is_healthy(),
+                    in_flight: u32::try_from(replica.in_flight()).unwrap_or(u32::MAX),
+                    error: replica.out_because(),
+                }
+            })
+            .collect())
     }
 }
 

@@ -10,6 +10,7 @@
 //! cannot become a flood of requests to ClickHouse. A query that cannot be
 //! cancelled at once still ends at its `max_execution_time`.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +21,10 @@ use reqwest::header::AUTHORIZATION;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::cache::{Buffered, Freshness, ResultCache};
 use super::cancel::QueryGuard;
 use super::config::{ClickHouseConfig, PoolError};
-use super::metrics::ClickHouseMetrics;
+use super::metrics::{CacheLookup, ClickHouseMetrics};
 use super::replicas::{self, InFlight, Replica, Replicas, ServerInfo};
 use super::transport::{is_retryable, read_error_body, unavailable};
 use crate::error::QueryError;
@@ -69,6 +71,8 @@ pub struct ClickHousePool {
     replicas: Replicas,
     permits: Arc<Semaphore>,
     metrics: Arc<ClickHouseMetrics>,
+    /// Results of reads that opt in; `None` when turned off.
+    cache: Option<ResultCache>,
 }
 
 /// Why one attempt at a query failed.
@@ -100,6 +104,7 @@ impl ClickHousePool {
             .set(i64::try_from(config.pool_max_size.max(1)).unwrap_or(i64::MAX));
         let replicas = Replicas::new(&config, &metrics)?;
         Ok(Self {
+            cache: ResultCache::new(config.cache_bytes, metrics.clone()),
             metrics,
             clients: thread_local::ThreadLocal::new(),
             permits: Arc::new(Semaphore::new(config.pool_max_size.max(1))),
@@ -238,6 +243,29 @@ impl ClickHousePool {
             .map_err(|failed| failed.err)
     }
 
+    /// Run a guest's query like [`ClickHousePool::execute`], answering a
+    /// read from the result cache when it may be (`freshness`): how the
+    /// cache answered, `None` when it was not asked (a write, a TTL of 0,
+    /// or no cache).
+    pub async fn execute_cached(
+        self: &Arc<Self>,
+        request: &QueryRequest<'_>,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+        freshness: Freshness,
+    ) -> Result<(RowStream, Option<CacheLookup>), QueryError> {
+        let Some(cache) = self.cache.as_ref().filter(|_| !freshness.ttl.is_zero()) else {
+            return Ok((self.execute(request, policy, deadline).await?, None));
+        };
+        if policy.admit(request.sql, request.params, request.settings)? != StatementKind::Read {
+            return Ok((self.execute(request, policy, deadline).await?, None));
+        }
+        let (rows, lookup) = cache
+            .read(self, request, policy, deadline, freshness)
+            .await?;
+        Ok((rows, Some(lookup)))
+    }
+
     /// One attempt at a guest's query, on `replica`.
     async fn execute_on(
         &self,
@@ -362,7 +390,7 @@ impl ClickHousePool {
             guard.finished();
             return Err(classify_error_body(policy, status.as_u16(), &text).into());
         }
-        Ok(RowStream::new(
+        Ok(RowStream::live(LiveRows::new(
             response,
             guard,
             PoolSlot::new(permit, &self.metrics, running),
@@ -373,7 +401,7 @@ impl ClickHousePool {
                 summarised,
                 guest: guest.is_some(),
             },
-        ))
+        )))
     }
 
     /// Count what `X-ClickHouse-Summary` says the query read (servers from
@@ -494,11 +522,79 @@ fn is_format_name(format: &str) -> bool {
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
-/// The rows of a running query.
+/// A query's result: streamed from ClickHouse as it runs, or (from the
+/// result cache) from memory.
 ///
-/// Holds one of the pool's permits until it is finished or dropped; dropping
-/// it before the end cancels the query on the server.
+/// A running query holds one of the pool's permits until it is finished or
+/// dropped; dropping it before the end cancels the query on the server.
 pub struct RowStream {
+    source: Source,
+}
+
+enum Source {
+    Live(LiveRows),
+    Buffered(Buffered),
+}
+
+impl RowStream {
+    fn live(rows: LiveRows) -> Self {
+        Self {
+            source: Source::Live(rows),
+        }
+    }
+
+    /// `chunks` read already, then `rest` when the query is still running.
+    pub(crate) fn buffered(
+        chunks: VecDeque<Bytes>,
+        query_id: String,
+        rest: Option<LiveRows>,
+    ) -> Self {
+        Self {
+            source: Source::Buffered(Buffered {
+                chunks,
+                query_id,
+                rest,
+            }),
+        }
+    }
+
+    /// The running query, when the result is still streaming from one.
+    pub(crate) fn into_live(self) -> Option<LiveRows> {
+        match self.source {
+            Source::Live(rows) => Some(rows),
+            Source::Buffered(buffered) => buffered.rest,
+        }
+    }
+
+    /// The id ClickHouse knows this query by (for a cached result: the
+    /// query that produced it).
+    pub fn query_id(&self) -> &str {
+        match &self.source {
+            Source::Live(rows) => rows.query_id(),
+            Source::Buffered(buffered) => &buffered.query_id,
+        }
+    }
+
+    /// The next chunk of the result, `None` once it is complete.
+    ///
+    /// Chunks arrive as the server sends them, so memory stays flat however
+    /// large the result; the guest pulls, which is the backpressure.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, QueryError> {
+        match &mut self.source {
+            Source::Live(rows) => rows.next_chunk().await,
+            Source::Buffered(buffered) => match buffered.chunks.pop_front() {
+                Some(chunk) => Ok(Some(chunk)),
+                None => match &mut buffered.rest {
+                    Some(rows) => rows.next_chunk().await,
+                    None => Ok(None),
+                },
+            },
+        }
+    }
+}
+
+/// The rows of a running query.
+pub(crate) struct LiveRows {
     body: ByteStream,
     /// The result's tail, held until it is known not to be an exception
     /// ClickHouse appended after `200 OK`.
@@ -562,7 +658,7 @@ impl Drop for PoolSlot {
     }
 }
 
-impl RowStream {
+impl LiveRows {
     fn new(
         response: reqwest::Response,
         guard: QueryGuard,
@@ -584,16 +680,11 @@ impl RowStream {
         }
     }
 
-    /// The id ClickHouse knows this query by.
-    pub fn query_id(&self) -> &str {
+    fn query_id(&self) -> &str {
         self.guard.query_id()
     }
 
-    /// The next chunk of the result, `None` once it is complete.
-    ///
-    /// Chunks arrive as the server sends them, so memory stays flat however
-    /// large the result; the guest pulls, which is the backpressure.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, QueryError> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, QueryError> {
         if self.failed {
             return Err(QueryError::Unavailable("the result already failed".into()));
         }

@@ -16,6 +16,9 @@ pub const DEFAULT_POOL_MAX_SIZE: usize = 64;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default budget for opening a TCP connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound of the result cache: 64 MiB (only routes and queries that
+/// opt in use it).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
 /// Where ClickHouse is and how to reach it; credentials stay in the host.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub struct ClickHouseConfig {
     pub pool_idle_timeout: Duration,
     /// Budget for opening a TCP connection.
     pub connect_timeout: Duration,
+    /// Bytes the result cache may hold; 0 turns it off.
+    pub cache_bytes: u64,
 }
 
 impl ClickHouseConfig {
@@ -46,6 +51,7 @@ impl ClickHouseConfig {
             pool_max_size: DEFAULT_POOL_MAX_SIZE,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 

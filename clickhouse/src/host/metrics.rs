@@ -61,6 +61,31 @@ pub struct CancelLabels {
     pub outcome: CancelOutcome,
 }
 
+/// How the result cache answered a read.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(
+    non_camel_case_types,
+    reason = "label values are Prometheus' snake case"
+)]
+pub enum CacheLookup {
+    /// A fresh result was there.
+    hit,
+    /// An expired result within its grace period was served while one
+    /// refresh runs.
+    stale,
+    /// The read went to ClickHouse.
+    miss,
+    /// The read waited for an identical one already on its way.
+    coalesced,
+}
+
+/// Labels of `wasmhouse_clickhouse_cache_lookups_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// How it was answered.
+    pub outcome: CacheLookup,
+}
+
 /// Labels of the per-replica series: `host:port` of a configured server
 /// (bounded by the configuration).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +127,12 @@ pub struct ClickHouseMetrics {
     pub replica_healthy: Family<ReplicaLabels, Gauge>,
     /// Queries running on each replica now.
     pub replica_in_flight: Family<ReplicaLabels, Gauge>,
+    /// Cacheable reads, by how the cache answered them.
+    pub cache_lookups: Family<CacheLabels, Counter>,
+    /// Bytes of results in the cache.
+    pub cache_bytes: Gauge,
+    /// Results in the cache.
+    pub cache_entries: Gauge,
 }
 
 impl Default for ClickHouseMetrics {
@@ -122,6 +153,9 @@ impl Default for ClickHouseMetrics {
             replica_queries: Family::default(),
             replica_healthy: Family::default(),
             replica_in_flight: Family::default(),
+            cache_lookups: Family::default(),
+            cache_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
         }
     }
 }
@@ -195,6 +229,21 @@ impl ClickHouseMetrics {
             "replica_healthy",
             "1 while a replica is in rotation, 0 while health checks keep it out",
             self.replica_healthy.clone(),
+        );
+        sub.register(
+            "cache_lookups",
+            "Cacheable reads by how the result cache answered (hit, stale, miss, coalesced)",
+            self.cache_lookups.clone(),
+        );
+        sub.register(
+            "cache_bytes",
+            "Bytes of query results held in the result cache",
+            self.cache_bytes.clone(),
+        );
+        sub.register(
+            "cache_entries",
+            "Query results held in the result cache",
+            self.cache_entries.clone(),
         );
         sub.register(
             "replica_in_flight",

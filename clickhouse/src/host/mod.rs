@@ -6,6 +6,8 @@
 //!   read chunk by chunk.
 //! - [`replicas`]: the servers behind the pool, the least-busy choice among
 //!   them, their health checks and server facts.
+//! - [`cache`]: results of reads kept for a while, concurrent identical
+//!   reads coalesced into one query.
 //! - [`cancel`]: `KILL QUERY` for abandoned queries (on connections of its
 //!   own, bounded).
 //! - [`config`]: what the pool is built from.
@@ -13,6 +15,7 @@
 //! - [`capability`]: `wasmhouse:clickhouse/query` for guests, on top.
 //! - [`metrics`]: what all of it counts, for the host's Prometheus registry.
 
+pub mod cache;
 pub mod cancel;
 pub mod capability;
 pub mod client;
@@ -21,8 +24,9 @@ pub mod metrics;
 pub mod replicas;
 pub mod transport;
 
-pub use capability::{ClickHouseView, QueryContext, add_to_linker};
+pub use cache::{Freshness, ResultCache};
+pub use capability::{CacheReport, ClickHouseView, QueryContext, add_to_linker};
 pub use client::{ClickHousePool, QueryRequest, RowStream};
 pub use config::{ClickHouseConfig, PoolError};
-pub use metrics::ClickHouseMetrics;
+pub use metrics::{CacheLookup, ClickHouseMetrics};
 pub use replicas::{Replica, ServerInfo};

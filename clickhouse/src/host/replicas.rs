@@ -74,6 +74,10 @@ pub struct Replica {
     pub(crate) canceller: Arc<Canceller>,
     in_flight: AtomicUsize,
     healthy: AtomicBool,
+    /// Why it was last taken out of rotation.
+    out_because: std::sync::Mutex<Option<String>>,
+    /// Where it is, for display.
+    endpoint: Endpoint,
     healthy_gauge: Gauge,
     in_flight_gauge: Gauge,
     pub(crate) queries: Counter,
@@ -118,6 +122,8 @@ impl Replica {
             canceller,
             in_flight: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
+            out_because: std::sync::Mutex::new(None),
+            endpoint,
         };
         replica.healthy_gauge.set(1);
         Ok(replica)
@@ -138,8 +144,30 @@ impl Replica {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Where it is (credentials included: never show them).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Why it is out of rotation; `None` while it is in.
+    pub fn out_because(&self) -> Option<String> {
+        if self.is_healthy() {
+            return None;
+        }
+        self.out_because
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Take it out of (`false`) or put it back into (`true`) rotation.
     pub(crate) fn set_healthy(&self, healthy: bool, why: &str) {
+        if !healthy {
+            *self
+                .out_because
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.to_owned());
+        }
         if self.healthy.swap(healthy, Ordering::Relaxed) != healthy {
             self.healthy_gauge.set(i64::from(healthy));
             if healthy {

@@ -113,6 +113,10 @@ fn sql(request: &Request) -> Response {
     } else {
         query = query.format("TabSeparated");
     }
+    // `cache=N`: through the host's result cache, fresh for N seconds.
+    if let Some(ttl) = request.query_param("cache").and_then(|n| n.parse().ok()) {
+        query = query.cached(std::time::Duration::from_secs(ttl));
+    }
     match query.bytes() {
         Ok(bytes) => Response::json(200, &json!({ "result": String::from_utf8_lossy(&bytes) })),
         Err(err) => Response::from_query_error(&err),
