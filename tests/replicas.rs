@@ -159,6 +159,22 @@ async fn queries_spread_fail_over_and_come_back() {
         replica_metric(&host, "healthy", second.http_port()).await,
         0.0
     );
+    // /clickhouse-status shows both, the dead one out of service and why.
+    let status = common::get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    let replicas = status.json["replicas"].as_array().expect("replicas listed");
+    assert_eq!(replicas.len(), 2, "{}", status.text);
+    let dead = replicas
+        .iter()
+        .find(|r| r["port"] == second.http_port())
+        .expect("the dead replica listed");
+    assert_eq!(dead["healthy"], false, "{}", status.text);
+    assert!(dead["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(
+        replicas.iter().any(|r| r["port"] != second.http_port()
+            && r["healthy"] == true
+            && r["error"].is_null())
+    );
     let second_down = replica_metric(&host, "queries_total", second.http_port()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_kill = load.restart_counts();
