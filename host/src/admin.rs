@@ -9,7 +9,9 @@
 //! | `POST /admin/reload` | re-read the manifest (like SIGHUP) |
 //!
 //! Off unless a token is configured; every call needs
-//! `Authorization: Bearer <token>`.
+//! `Authorization: Bearer <token>`. With a shared deployments directory, an
+//! upload or a rollback is also published to the fleet; the answer's
+//! `shared` field says whether that worked.
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::AdminConfig;
 use crate::deploy::routes::{Deployment, Route};
+use crate::deploy::shared::SharedError;
 use crate::deploy::{DeployError, Deployer};
 use crate::respond::{self, ResponseBody};
 
@@ -140,27 +143,32 @@ pub async fn handle(
             };
             let started = std::time::Instant::now();
             match deployer.deploy(&name, body.to_vec(), "upload").await {
-                Ok(_) => {
+                Ok(deployment) => {
+                    let deploy_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let shared = deployer.publish(&name, &deployment, Some(&body)).await;
                     let mut described = deployer
                         .routes()
                         .by_name(&name)
                         .map(|r| describe(r))
                         .unwrap_or(Value::Null);
-                    described["deploy_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+                    described["deploy_ms"] = json!(deploy_ms);
+                    add_shared(&mut described, shared);
                     respond::json(200, &described)
                 }
                 Err(err) => deploy_error(&err),
             }
         }
         (&Method::POST, ["components", name, "rollback"]) => match deployer.rollback(name) {
-            Ok(_) => respond::json(
-                200,
-                &deployer
+            Ok(deployment) => {
+                let shared = deployer.publish(name, &deployment, None).await;
+                let mut described = deployer
                     .routes()
                     .by_name(name)
                     .map(|r| describe(r))
-                    .unwrap_or(Value::Null),
-            ),
+                    .unwrap_or(Value::Null);
+                add_shared(&mut described, shared);
+                respond::json(200, &described)
+            }
             Err(err) => deploy_error(&err),
         },
         (&Method::POST, ["reload"]) => match deployer.reload().await {
@@ -220,6 +228,19 @@ fn describe(route: &Route) -> Value {
     described["loaded_at"] = json!(timestamp(live.component.loaded_at()));
     described["previous"] = json!(previous);
     described
+}
+
+/// Whether a deployment reached the fleet's shared directory (nothing when
+/// deployments are not shared): the call succeeded locally either way.
+fn add_shared(described: &mut Value, published: Option<Result<(), SharedError>>) {
+    let Some(published) = published else { return };
+    if !described.is_object() {
+        return;
+    }
+    described["shared"] = match published {
+        Ok(()) => json!({ "published": true }),
+        Err(err) => json!({ "published": false, "error": err.to_string() }),
+    };
 }
 
 fn summary(deployment: &Deployment) -> Value {

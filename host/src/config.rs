@@ -34,6 +34,18 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 << 20;
 /// Default largest component upload to the admin API.
 pub const DEFAULT_ADMIN_MAX_UPLOAD: usize = 64 << 20;
+/// Default interval between two looks at the shared deployments directory.
+pub const DEFAULT_SHARED_POLL: Duration = Duration::from_millis(500);
+
+/// Deployments shared by a fleet of hosts through a directory they all
+/// mount (see [`crate::deploy::shared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedDeploymentsConfig {
+    /// The directory: `<route>/<sha256>.wasm` and `<route>/current`.
+    pub directory: PathBuf,
+    /// How often every route's `current` pointer is read.
+    pub poll: Duration,
+}
 
 /// Where and how the admin API is served.
 #[derive(Clone, PartialEq, Eq)]
@@ -132,6 +144,61 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
     pub access: AccessArgs,
+
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
+    pub shared: SharedArgs,
+}
+
+/// Deployments shared by a fleet of hosts.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Shared deployments")]
+pub struct SharedArgs {
+    /// Directory every host of the fleet mounts: components deployed or
+    /// rolled back through the admin API are published there, and the
+    /// versions published by other hosts are deployed here (off when unset).
+    #[arg(
+        long = "shared-deployments",
+        env = "WASMHOUSE_SHARED_DEPLOYMENTS",
+        value_name = "WASMHOUSE_SHARED_DEPLOYMENTS"
+    )]
+    pub directory: Option<PathBuf>,
+
+    /// How often the shared directory is looked at.
+    #[arg(long = "shared-poll", env = "WASMHOUSE_SHARED_POLL", value_name = "WASMHOUSE_SHARED_POLL", default_value = humantime::format_duration(DEFAULT_SHARED_POLL).to_string(), value_parser = humantime::parse_duration)]
+    pub poll: Duration,
+}
+
+impl SharedArgs {
+    /// The shared directory, created if missing, so a path that cannot be
+    /// used stops start-up with its name.
+    fn into_config(self) -> Result<Option<SharedDeploymentsConfig>, ConfigError> {
+        let Some(directory) = self.directory.filter(|d| !d.as_os_str().is_empty()) else {
+            return Ok(None);
+        };
+        if self.poll.is_zero() {
+            return Err(config_error(
+                "WASMHOUSE_SHARED_POLL",
+                "must be more than 0s",
+            ));
+        }
+        std::fs::create_dir_all(&directory).map_err(|err| {
+            config_error(
+                "WASMHOUSE_SHARED_DEPLOYMENTS",
+                format!("cannot create {}: {err}", directory.display()),
+            )
+        })?;
+        if !directory.is_dir() {
+            return Err(config_error(
+                "WASMHOUSE_SHARED_DEPLOYMENTS",
+                format!("{} is not a directory", directory.display()),
+            ));
+        }
+        Ok(Some(SharedDeploymentsConfig {
+            directory,
+            poll: self.poll,
+        }))
+    }
 }
 
 /// API keys and client addresses.
@@ -458,6 +525,9 @@ pub struct ServeConfig {
     pub trusted_proxies: TrustedProxies,
     /// Serve `/openapi.json` and `/docs`.
     pub docs: bool,
+    /// The fleet's shared deployments directory; `None` when this host
+    /// deploys alone.
+    pub shared_deployments: Option<SharedDeploymentsConfig>,
 }
 
 impl ServeConfig {
@@ -482,6 +552,7 @@ impl ServeConfig {
             keys: KeySource::default(),
             trusted_proxies: TrustedProxies::default(),
             docs: true,
+            shared_deployments: None,
         }
     }
 
@@ -660,6 +731,7 @@ impl ServeArgs {
                 None => TrustedProxies::default(),
             },
             docs: self.access.docs,
+            shared_deployments: self.shared.into_config()?,
         };
         // Keys are read now, so a broken file stops start-up with its name.
         config.keys.load().map_err(|err| {

@@ -167,6 +167,12 @@ impl Server {
         let grace = config.shutdown_grace;
         let workers = config.workers;
         let cancel = CancellationToken::new();
+        let _shared = crate::deploy::shared::follow(
+            self.dispatcher.deployer(),
+            config.shared_deployments.as_ref(),
+        )
+        .await
+        .context("the shared deployments directory")?;
         let watcher = watch::watch_component_files(self.dispatcher.deployer());
         let keys = reload_keys_with_routes(self.dispatcher.clone());
         let health = self.dispatcher.pool().spawn_health_checks();

@@ -5,16 +5,20 @@
 //! - [`routes`]: the route table, each route's live deployment and history.
 //! - [`cache`]: compiled components by content hash, bounded.
 //! - [`watch`]: redeploy component files when they change on disk.
+//! - [`shared`]: publish deployments to a directory the fleet shares, and
+//!   follow what other hosts publish there.
 //!
 //! Requests read the route table (`Deployer::routes`); the admin API, the
-//! file watcher and SIGHUP change it. None of those knows about the others:
-//! the watcher follows the table through [`Deployer::subscribe`].
+//! file watcher, the shared directory and SIGHUP change it. None of those
+//! knows about the others: the watcher follows the table through
+//! [`Deployer::subscribe`].
 
 pub mod cache;
 pub mod routes;
+pub mod shared;
 pub mod watch;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch as notify;
@@ -64,6 +68,8 @@ pub struct Deployer {
     source: RouteSource,
     /// Bumped whenever a new route table is in force.
     changes: notify::Sender<u64>,
+    /// The fleet's shared directory, once [`shared::follow`] set it.
+    shared: OnceLock<Arc<shared::SharedDirectory>>,
 }
 
 impl Deployer {
@@ -81,6 +87,7 @@ impl Deployer {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             source,
             changes: notify::channel(0).0,
+            shared: OnceLock::new(),
         };
         let table = deployer.build_routes(&deployer.source.routes)?;
         deployer.count_table(&table, None);
@@ -143,10 +150,12 @@ impl Deployer {
     ) -> Result<Option<Arc<Deployment>>, DeployError> {
         let name = route.name();
         let deployer = self.clone();
-        let compiled =
-            tokio::task::spawn_blocking(move || deployer.cache.compile(&deployer.runtime, &bytes))
-                .await
-                .map_err(|err| DeployError::Interrupted(err.to_string()))?;
+        let (bytes, compiled) = tokio::task::spawn_blocking(move || {
+            let compiled = deployer.cache.compile(&deployer.runtime, &bytes);
+            (bytes, compiled)
+        })
+        .await
+        .map_err(|err| DeployError::Interrupted(err.to_string()))?;
         let component = compiled.inspect_err(|_| self.metrics.rejected(name))?;
         if only_if_live && !self.is_live(route) {
             tracing::debug!(
@@ -173,6 +182,15 @@ impl Deployer {
                 origin,
                 "deployed"
             );
+            // Kept in the fleet's directory, so a rollback to it can be
+            // published; what came from there is there already.
+            if let Some(shared) = self.shared.get()
+                && origin != shared::ORIGIN
+            {
+                shared
+                    .keep(name, deployment.component.sha256(), &bytes)
+                    .await;
+            }
         }
         Ok(Some(deployment))
     }
@@ -206,6 +224,31 @@ impl Deployer {
             "rolled back"
         );
         Ok(deployment)
+    }
+
+    /// Make `deployment`, live on route `name` after an admin upload or
+    /// rollback, the version of every host sharing the directory (see
+    /// [`shared`]): its bytes (`bytes` when given, else what the directory
+    /// or the route's source holds), then the route's pointer. `None` when
+    /// deployments are not shared. The local deployment stands either way.
+    pub async fn publish(
+        &self,
+        name: &str,
+        deployment: &Deployment,
+        bytes: Option<&[u8]>,
+    ) -> Option<Result<(), shared::SharedError>> {
+        let shared = self.shared.get()?;
+        let route = self.route(name).ok()?;
+        let published = shared.publish(&route, deployment, bytes).await;
+        if let Err(err) = &published {
+            tracing::error!(
+                route = name,
+                sha256 = deployment.component.sha256(),
+                error = %err,
+                "deployed here but not published to the shared deployments directory"
+            );
+        }
+        Some(published)
     }
 
     /// Re-read the manifest (or the component file without one), compile
