@@ -14,8 +14,12 @@
 //!   grace period while one refresh runs in the background.
 //! - Only complete results of reads are kept: never a write, an error, or a
 //!   result an exception cut short.
+//!
+//! This module stores; `ClickHousePool::execute_cached` decides what to
+//! store and runs the queries that fill it.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,10 +28,7 @@ use bytes::Bytes;
 use moka::Expiry;
 use tokio::time::Instant;
 
-use super::client::{ClickHousePool, LiveRows, QueryRequest, RowStream};
 use super::metrics::{CacheLabels, CacheLookup, ClickHouseMetrics};
-use crate::error::QueryError;
-use crate::policy::QueryPolicy;
 
 /// The longest a result may be cached, whatever a route or query asks.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -52,14 +53,20 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    /// The key of `request` as run by ClickHouse account `user`.
-    pub fn new(user: &str, request: &QueryRequest<'_>) -> Self {
+    /// The key of a query as run by ClickHouse account `user`.
+    pub fn new(
+        user: &str,
+        sql: &str,
+        params: &[(String, String)],
+        settings: &[(String, String)],
+        format: Option<&str>,
+    ) -> Self {
         Self {
             user: user.to_owned(),
-            sql: normalise_sql(request.sql),
-            params: request.params.to_vec(),
-            settings: request.settings.to_vec(),
-            format: request.format.unwrap_or("JSONEachRow").to_owned(),
+            sql: normalise_sql(sql),
+            params: params.to_vec(),
+            settings: settings.to_vec(),
+            format: format.unwrap_or("JSONEachRow").to_owned(),
         }
     }
 
@@ -127,22 +134,43 @@ pub struct CachedResult {
 }
 
 impl CachedResult {
-    fn rows(&self) -> RowStream {
-        RowStream::buffered(
-            self.chunks.iter().cloned().collect(),
-            self.query_id.clone(),
-            None,
-        )
+    /// `chunks` (`bytes` in all) of query `query_id`, read just now.
+    pub fn new(chunks: Vec<Bytes>, bytes: usize, query_id: String, freshness: Freshness) -> Self {
+        Self {
+            chunks,
+            bytes,
+            query_id,
+            fresh_until: Instant::now() + freshness.ttl,
+            lifetime: freshness.ttl + freshness.stale,
+            refreshing: AtomicBool::new(false),
+        }
     }
-}
 
-/// Why a read could not fill its entry.
-enum FetchError {
-    /// The query failed: nothing is cached, every waiter gets the error.
-    Query(QueryError),
-    /// The result is too large to keep. The first waiter to look takes the
-    /// rows (what was read, then the rest); the others run the query.
-    TooLarge(Box<std::sync::Mutex<Option<RowStream>>>),
+    /// The result's chunks, to be read again (cheap: shared buffers).
+    pub fn chunks(&self) -> VecDeque<Bytes> {
+        self.chunks.iter().cloned().collect()
+    }
+
+    /// The id of the query that produced it.
+    pub fn query_id(&self) -> &str {
+        &self.query_id
+    }
+
+    /// Whether it is within its TTL.
+    pub fn is_fresh(&self) -> bool {
+        Instant::now() < self.fresh_until
+    }
+
+    /// Claim the refresh of this stale entry: `true` for the one caller
+    /// that should run it.
+    pub fn claim_refresh(&self) -> bool {
+        !self.refreshing.swap(true, Ordering::AcqRel)
+    }
+
+    /// The refresh failed: the next read may try again.
+    pub fn release_refresh(&self) {
+        self.refreshing.store(false, Ordering::Release);
+    }
 }
 
 /// Each entry lives for its own TTL and grace period.
@@ -170,6 +198,7 @@ impl Expiry<Arc<CacheKey>, Arc<CachedResult>> for Lifetime {
 }
 
 /// Results of reads, bounded in bytes, shared by every request of a host.
+/// How a read fills it is the pool's business (`ClickHousePool::execute_cached`).
 #[derive(Clone)]
 pub struct ResultCache {
     entries: moka::future::Cache<Arc<CacheKey>, Arc<CachedResult>>,
@@ -197,145 +226,45 @@ impl ResultCache {
         })
     }
 
-    /// Answer `request` from the cache, or run it on `pool` and keep the
-    /// result; how it was answered.
-    pub async fn read(
-        &self,
-        pool: &Arc<ClickHousePool>,
-        request: &QueryRequest<'_>,
-        policy: &Arc<QueryPolicy>,
-        deadline: Instant,
-        freshness: Freshness,
-    ) -> Result<(RowStream, CacheLookup), QueryError> {
-        let freshness = Freshness {
-            ttl: freshness.ttl.min(MAX_TTL),
-            stale: freshness.stale.min(MAX_TTL),
-        };
-        let key = Arc::new(CacheKey::new(&pool.config().endpoint().user, request));
-        if let Some(entry) = self.entries.get(&key).await {
-            if Instant::now() < entry.fresh_until {
-                return Ok((entry.rows(), self.counted(CacheLookup::hit)));
-            }
-            // Past its TTL, within its grace period: one refresh, and the
-            // old result meanwhile.
-            if !entry.refreshing.swap(true, Ordering::AcqRel) {
-                self.refresh(pool, request, policy, freshness, key, entry.clone());
-            }
-            return Ok((entry.rows(), self.counted(CacheLookup::stale)));
-        }
-        let fill = self.fill(pool, request, policy, deadline, freshness);
-        let filled =
-            tokio::time::timeout_at(deadline, self.entries.entry(key).or_try_insert_with(fill))
-                .await
-                .map_err(|_| QueryError::Timeout)?;
-        let outcome = match filled {
-            Ok(entry) if entry.is_fresh() => {
-                self.count_size().await;
-                return Ok((entry.into_value().rows(), self.counted(CacheLookup::miss)));
-            }
-            Ok(entry) => {
-                return Ok((
-                    entry.into_value().rows(),
-                    self.counted(CacheLookup::coalesced),
-                ));
-            }
-            Err(failed) => failed,
-        };
-        match &*outcome {
-            FetchError::Query(err) => Err(err.clone()),
-            FetchError::TooLarge(rows) => {
-                let taken = rows
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
-                match taken {
-                    Some(rows) => Ok((rows, self.counted(CacheLookup::miss))),
-                    None => Ok((
-                        pool.execute(request, policy, deadline).await?,
-                        self.counted(CacheLookup::miss),
-                    )),
-                }
-            }
-        }
+    /// The largest result worth keeping.
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
     }
 
-    /// Run `request` and read its whole result, to be cached.
-    async fn fill(
-        &self,
-        pool: &Arc<ClickHousePool>,
-        request: &QueryRequest<'_>,
-        policy: &Arc<QueryPolicy>,
-        deadline: Instant,
-        freshness: Freshness,
-    ) -> Result<Arc<CachedResult>, FetchError> {
-        let mut rows = pool
-            .execute(request, policy, deadline)
-            .await
-            .map_err(FetchError::Query)?;
-        let mut chunks = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(chunk) = rows.next_chunk().await.map_err(FetchError::Query)? {
-            bytes += chunk.len();
-            chunks.push(chunk);
-            if bytes > self.max_entry_bytes {
-                let query_id = rows.query_id().to_owned();
-                let rest = rows.into_live();
-                let whole = RowStream::buffered(chunks.into(), query_id, rest);
-                return Err(FetchError::TooLarge(Box::new(std::sync::Mutex::new(Some(
-                    whole,
-                )))));
-            }
-        }
-        Ok(Arc::new(CachedResult {
-            chunks,
-            bytes,
-            query_id: rows.query_id().to_owned(),
-            fresh_until: Instant::now() + freshness.ttl,
-            lifetime: freshness.ttl + freshness.stale,
-            refreshing: AtomicBool::new(false),
-        }))
+    /// The entry for `key`, fresh or within its grace period.
+    pub async fn get(&self, key: &Arc<CacheKey>) -> Option<Arc<CachedResult>> {
+        self.entries.get(key).await
     }
 
-    /// Run `request` again in the background and replace `stale` with its
-    /// result; on failure the stale entry stays (until its grace ends) and
-    /// the next read tries again.
-    fn refresh(
+    /// The entry for `key`, filled by `fill` if there is none. Concurrent
+    /// callers for one key wait for one `fill`; whether this call's ran.
+    /// A failed `fill` caches nothing: every waiter gets its error.
+    pub async fn get_or_fill<E: Send + Sync + 'static>(
         &self,
-        pool: &Arc<ClickHousePool>,
-        request: &QueryRequest<'_>,
-        policy: &Arc<QueryPolicy>,
-        freshness: Freshness,
         key: Arc<CacheKey>,
-        stale: Arc<CachedResult>,
-    ) {
-        let cache = self.clone();
-        let pool = pool.clone();
-        let policy = policy.clone();
-        let owned = OwnedRequest::from(request);
-        let budget = policy.max_execution_time.unwrap_or(Duration::from_secs(30));
-        tokio::spawn(async move {
-            let deadline = Instant::now() + budget;
-            let request = owned.borrowed();
-            match cache
-                .fill(&pool, &request, &policy, deadline, freshness)
-                .await
-            {
-                Ok(fresh) => {
-                    cache.entries.insert(key, fresh).await;
-                    cache.count_size().await;
-                }
-                Err(FetchError::Query(err)) => {
-                    tracing::debug!(error = %err, "refreshing a cached result failed; the stale one stays for its grace period");
-                    stale.refreshing.store(false, Ordering::Release);
-                }
-                Err(FetchError::TooLarge(_)) => {
-                    cache.entries.invalidate(&key).await;
-                }
-            }
-        });
+        fill: impl Future<Output = Result<Arc<CachedResult>, E>>,
+    ) -> Result<(Arc<CachedResult>, bool), Arc<E>> {
+        let entry = self.entries.entry(key).or_try_insert_with(fill).await?;
+        let filled_here = entry.is_fresh();
+        if filled_here {
+            self.count_size().await;
+        }
+        Ok((entry.into_value(), filled_here))
     }
 
-    fn counted(&self, outcome: CacheLookup) -> CacheLookup {
+    /// Put a refreshed result in.
+    pub async fn insert(&self, key: Arc<CacheKey>, result: Arc<CachedResult>) {
+        self.entries.insert(key, result).await;
+        self.count_size().await;
+    }
+
+    /// Drop `key`'s entry.
+    pub async fn remove(&self, key: &Arc<CacheKey>) {
+        self.entries.invalidate(key).await;
+    }
+
+    /// Count one lookup's outcome.
+    pub fn counted(&self, outcome: CacheLookup) -> CacheLookup {
         self.metrics
             .cache_lookups
             .get_or_create(&CacheLabels { outcome })
@@ -353,44 +282,6 @@ impl ResultCache {
             .cache_entries
             .set(i64::try_from(self.entries.entry_count()).unwrap_or(i64::MAX));
     }
-}
-
-/// A request's parts owned, for a refresh that outlives it.
-struct OwnedRequest {
-    sql: String,
-    params: Vec<(String, String)>,
-    settings: Vec<(String, String)>,
-    format: Option<String>,
-}
-
-impl From<&QueryRequest<'_>> for OwnedRequest {
-    fn from(request: &QueryRequest<'_>) -> Self {
-        Self {
-            sql: request.sql.to_owned(),
-            params: request.params.to_vec(),
-            settings: request.settings.to_vec(),
-            format: request.format.map(str::to_owned),
-        }
-    }
-}
-
-impl OwnedRequest {
-    fn borrowed(&self) -> QueryRequest<'_> {
-        QueryRequest {
-            sql: &self.sql,
-            params: &self.params,
-            settings: &self.settings,
-            format: self.format.as_deref(),
-            request_id: Some("cache-refresh"),
-        }
-    }
-}
-
-/// Buffered chunks, then (for a result too large to cache) the live rest.
-pub(crate) struct Buffered {
-    pub(crate) chunks: VecDeque<Bytes>,
-    pub(crate) query_id: String,
-    pub(crate) rest: Option<LiveRows>,
 }
 
 #[cfg(test)]

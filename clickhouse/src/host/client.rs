@@ -21,7 +21,7 @@ use reqwest::header::AUTHORIZATION;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::cache::{Buffered, Freshness, ResultCache};
+use super::cache::{CacheKey, CachedResult, Freshness, MAX_TTL, ResultCache};
 use super::cancel::QueryGuard;
 use super::config::{ClickHouseConfig, PoolError};
 use super::metrics::{CacheLookup, ClickHouseMetrics};
@@ -73,6 +73,50 @@ pub struct ClickHousePool {
     metrics: Arc<ClickHouseMetrics>,
     /// Results of reads that opt in; `None` when turned off.
     cache: Option<ResultCache>,
+}
+
+/// Why a read could not fill its cache entry.
+enum FillError {
+    /// The query failed: nothing is cached, every waiter gets the error.
+    Query(QueryError),
+    /// The result is too large to keep. The first waiter to look takes the
+    /// rows (what was read, then the rest); the others run the query.
+    TooLarge(Box<std::sync::Mutex<Option<RowStream>>>),
+}
+
+/// A request's parts owned, for a cache refresh that outlives it.
+struct OwnedRequest {
+    sql: String,
+    params: Vec<(String, String)>,
+    settings: Vec<(String, String)>,
+    format: Option<String>,
+}
+
+impl From<&QueryRequest<'_>> for OwnedRequest {
+    fn from(request: &QueryRequest<'_>) -> Self {
+        Self {
+            sql: request.sql.to_owned(),
+            params: request.params.to_vec(),
+            settings: request.settings.to_vec(),
+            format: request.format.map(str::to_owned),
+        }
+    }
+}
+
+impl OwnedRequest {
+    fn borrowed(&self) -> QueryRequest<'_> {
+        QueryRequest {
+            sql: &self.sql,
+            params: &self.params,
+            settings: &self.settings,
+            format: self.format.as_deref(),
+            request_id: Some("cache-refresh"),
+        }
+    }
+}
+
+fn cached_rows(result: &CachedResult) -> RowStream {
+    RowStream::buffered(result.chunks(), result.query_id().to_owned(), None)
 }
 
 /// Why one attempt at a query failed.
@@ -260,10 +304,124 @@ impl ClickHousePool {
         if policy.admit(request.sql, request.params, request.settings)? != StatementKind::Read {
             return Ok((self.execute(request, policy, deadline).await?, None));
         }
-        let (rows, lookup) = cache
-            .read(self, request, policy, deadline, freshness)
-            .await?;
-        Ok((rows, Some(lookup)))
+        let freshness = Freshness {
+            ttl: freshness.ttl.min(MAX_TTL),
+            stale: freshness.stale.min(MAX_TTL),
+        };
+        let key = Arc::new(CacheKey::new(
+            &self.config.endpoint().user,
+            request.sql,
+            request.params,
+            request.settings,
+            request.format,
+        ));
+        if let Some(entry) = cache.get(&key).await {
+            if entry.is_fresh() {
+                return Ok((cached_rows(&entry), Some(cache.counted(CacheLookup::hit))));
+            }
+            // Past its TTL, within its grace period: one refresh, and the
+            // old result meanwhile.
+            if entry.claim_refresh() {
+                self.refresh(cache, request, policy, freshness, key, entry.clone());
+            }
+            return Ok((cached_rows(&entry), Some(cache.counted(CacheLookup::stale))));
+        }
+        let fill = self.fill(cache, request, policy, deadline, freshness);
+        let filled = tokio::time::timeout_at(deadline, cache.get_or_fill(key, fill))
+            .await
+            .map_err(|_| QueryError::Timeout)?;
+        let failed = match filled {
+            Ok((entry, true)) => {
+                return Ok((cached_rows(&entry), Some(cache.counted(CacheLookup::miss))));
+            }
+            Ok((entry, false)) => {
+                return Ok((
+                    cached_rows(&entry),
+                    Some(cache.counted(CacheLookup::coalesced)),
+                ));
+            }
+            Err(failed) => failed,
+        };
+        match &*failed {
+            FillError::Query(err) => Err(err.clone()),
+            FillError::TooLarge(rows) => {
+                let taken = rows
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                let rows = match taken {
+                    Some(rows) => rows,
+                    // Another waiter has that result: run the query again.
+                    None => self.execute(request, policy, deadline).await?,
+                };
+                Ok((rows, Some(cache.counted(CacheLookup::miss))))
+            }
+        }
+    }
+
+    /// Run `request` and read its whole result, to be cached.
+    async fn fill(
+        &self,
+        cache: &ResultCache,
+        request: &QueryRequest<'_>,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+        freshness: Freshness,
+    ) -> Result<Arc<CachedResult>, FillError> {
+        let mut rows = self
+            .execute(request, policy, deadline)
+            .await
+            .map_err(FillError::Query)?;
+        let mut chunks = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(chunk) = rows.next_chunk().await.map_err(FillError::Query)? {
+            bytes += chunk.len();
+            chunks.push(chunk);
+            if bytes > cache.max_entry_bytes() {
+                let query_id = rows.query_id().to_owned();
+                let rest = rows.into_live();
+                let whole = RowStream::buffered(chunks.into(), query_id, rest);
+                return Err(FillError::TooLarge(Box::new(std::sync::Mutex::new(Some(
+                    whole,
+                )))));
+            }
+        }
+        let query_id = rows.query_id().to_owned();
+        Ok(Arc::new(CachedResult::new(
+            chunks, bytes, query_id, freshness,
+        )))
+    }
+
+    /// Run `request` again in the background and replace `stale` with its
+    /// result; on failure the stale entry stays (until its grace ends) and
+    /// the next read tries again.
+    fn refresh(
+        self: &Arc<Self>,
+        cache: &ResultCache,
+        request: &QueryRequest<'_>,
+        policy: &Arc<QueryPolicy>,
+        freshness: Freshness,
+        key: Arc<CacheKey>,
+        stale: Arc<CachedResult>,
+    ) {
+        let (pool, cache, policy) = (self.clone(), cache.clone(), policy.clone());
+        let owned = OwnedRequest::from(request);
+        let budget = policy.max_execution_time.unwrap_or(Duration::from_secs(30));
+        tokio::spawn(async move {
+            let deadline = Instant::now() + budget;
+            let request = owned.borrowed();
+            match pool
+                .fill(&cache, &request, &policy, deadline, freshness)
+                .await
+            {
+                Ok(fresh) => cache.insert(key, fresh).await,
+                Err(FillError::Query(err)) => {
+                    tracing::debug!(error = %err, "refreshing a cached result failed; the stale one stays for its grace period");
+                    stale.release_refresh();
+                }
+                Err(FillError::TooLarge(_)) => cache.remove(&key).await,
+            }
+        });
     }
 
     /// One attempt at a guest's query, on `replica`.
@@ -536,6 +694,14 @@ enum Source {
     Buffered(Buffered),
 }
 
+/// Chunks read already (a cached result, or the start of one too large to
+/// cache), then the live rest if the query still runs.
+struct Buffered {
+    chunks: VecDeque<Bytes>,
+    query_id: String,
+    rest: Option<LiveRows>,
+}
+
 impl RowStream {
     fn live(rows: LiveRows) -> Self {
         Self {
@@ -544,11 +710,7 @@ impl RowStream {
     }
 
     /// `chunks` read already, then `rest` when the query is still running.
-    pub(crate) fn buffered(
-        chunks: VecDeque<Bytes>,
-        query_id: String,
-        rest: Option<LiveRows>,
-    ) -> Self {
+    fn buffered(chunks: VecDeque<Bytes>, query_id: String, rest: Option<LiveRows>) -> Self {
         Self {
             source: Source::Buffered(Buffered {
                 chunks,
@@ -559,7 +721,7 @@ impl RowStream {
     }
 
     /// The running query, when the result is still streaming from one.
-    pub(crate) fn into_live(self) -> Option<LiveRows> {
+    fn into_live(self) -> Option<LiveRows> {
         match self.source {
             Source::Live(rows) => Some(rows),
             Source::Buffered(buffered) => buffered.rest,
@@ -594,7 +756,7 @@ impl RowStream {
 }
 
 /// The rows of a running query.
-pub(crate) struct LiveRows {
+struct LiveRows {
     body: ByteStream,
     /// The result's tail, held until it is known not to be an exception
     /// ClickHouse appended after `200 OK`.
