@@ -25,8 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # Wait for a line starting with $2 in file $1; print the rest of it.
 wait_for_line() {
   local file="$1" prefix="$2"
@@ -92,16 +90,8 @@ cargo build --release -q -p wasmhouse -p wasmhouse-bench-hello
 BIN="$ROOT/target/release/wasmhouse"
 
 say "starting clickhouse-server"
-CH_PORT="$(free_port)"
-mkdir -p "$WORK/ch"
-(cd "$WORK/ch" && exec "$(clickhouse_server_bin)" --config-file=/etc/clickhouse-server/config.xml -- \
-  --path="$WORK/ch/data/" --tmp_path="$WORK/ch/tmp/" --user_files_path="$WORK/ch/uf/" \
-  --format_schema_path="$WORK/ch/fs/" --http_port="$CH_PORT" --tcp_port="$(free_port)" \
-  --interserver_http_port="$(free_port)" --listen_host=127.0.0.1 --logger.console=1 \
-  --logger.log="$WORK/ch/log" --logger.errorlog="$WORK/ch/err") > "$WORK/ch.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 300); do ping_clickhouse "$CH_PORT" && break; sleep 0.1; done
-ping_clickhouse "$CH_PORT" || die "ClickHouse did not start (see $WORK/ch.log)"
+start_scratch_clickhouse "$WORK/ch"
+PIDS+=("$CH_PID")
 CH="http://127.0.0.1:$CH_PORT"
 
 start_wasmhouse() {

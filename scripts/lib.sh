@@ -75,6 +75,25 @@ start_local_clickhouse() {
   die "ClickHouse did not answer on port $port within 30 s (see .wasmhouse/clickhouse.log)"
 }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Start a throwaway ClickHouse (benchmarks) with everything under $1, on free
+# loopback ports; sets CH_PORT and CH_PID. The caller stops it.
+start_scratch_clickhouse() {
+  local dir="$1"
+  ensure_clickhouse_installed
+  CH_PORT="$(free_port)"
+  mkdir -p "$dir"
+  (cd "$dir" && exec "$(clickhouse_server_bin)" --config-file=/etc/clickhouse-server/config.xml -- \
+    --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/uf/" \
+    --format_schema_path="$dir/fs/" --http_port="$CH_PORT" --tcp_port="$(free_port)" \
+    --interserver_http_port="$(free_port)" --listen_host=127.0.0.1 --logger.console=1 \
+    --logger.log="$dir/log" --logger.errorlog="$dir/err") > "$dir.log" 2>&1 &
+  CH_PID=$!
+  for _ in $(seq 1 300); do ping_clickhouse "$CH_PORT" && return; sleep 0.1; done
+  die "ClickHouse did not start (see $dir.log)"
+}
+
 # The npm packages the portability tests run (jco), pinned by package-lock.json.
 ensure_node_packages() {
   local dir="$ROOT/tests/portability"
