@@ -77,5 +77,5 @@ u, c, d = (statistics.median(x) for x in (uncached, cached, direct))
 print(f"/concurrent/simple-query, c={sys.argv[5]}, median of {len(cached)} rounds: "
       f"uncached {u:.0f} req/s, cached {c:.0f} req/s ({c / u:.2f}x), "
       f"ClickHouse direct {d:.0f} req/s; cached/direct {c / d:.2f}; "
-      f"cache misses (queries sent) over the whole run: {sys.argv[4]}")
+      f"reads that missed the cache over the whole run: {sys.argv[4]} (refreshes of stale entries run in the background)")
 PY
