@@ -17,7 +17,7 @@
 //! Changing what is served:
 //!
 //! - [`deploy`]: the route table, deploy / roll back / reload, the bounded
-//!   compile cache, the file watcher.
+//!   compile cache, the file watcher, deployments shared by a fleet.
 //! - [`admin`]: the admin HTTP API, on top of [`deploy`].
 //! - [`access`]: API keys and rate limits per route.
 //! - [`openapi`]: `/openapi.json`, merged from what each component says of

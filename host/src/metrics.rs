@@ -248,7 +248,7 @@ impl Metrics {
         );
         registry.register(
             "deploys",
-            "Components put in force, by route and origin (builtin, file, upload, rollback, reload)",
+            "Components put in force, by route and origin (builtin, file, upload, rollback, reload, shared)",
             metrics.deploys.clone(),
         );
         registry.register(
