@@ -43,16 +43,7 @@ WH="$(sed -n 's/^wasmhouse listening on //p' "$WORK/out")"
 [ -n "$WH" ] || { cat "$WORK/out"; die "wasmhouse did not start"; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$WH/guarded/health")" = 401 ] || die "the guarded route let a request without a key in"
 
-rps() {  # URL [header]: requests per second, and non-2xx answers
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" ${2:+-H "$2"} "$1" > "$WORK/wrk" 2>&1 || true
-  python3 - "$WORK/wrk" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-print(f"{float(rps.group(1)) if rps else 0:.0f} {bad.group(1) if bad else 0}")
-PY
-}
+rps() { wrk_rps "$DURATION" "$CONNECTIONS" "$@"; }  # URL [header]
 
 say "warming up"
 DURATION_SAVED="$DURATION"; DURATION=2

@@ -45,16 +45,7 @@ WH="$(sed -n 's/^wasmhouse listening on //p' "$WORK/out")"
   || die "the cached route does not answer through the cache"
 DIRECT="http://127.0.0.1:$CH_PORT/?query=SELECT%201%20AS%20value%20FORMAT%20JSONEachRow"
 
-rps() {  # URL: requests per second, and non-2xx answers
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$1" > "$WORK/wrk" 2>&1 || true
-  python3 - "$WORK/wrk" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-print(f"{float(rps.group(1)) if rps else 0:.0f} {bad.group(1) if bad else 0}")
-PY
-}
+rps() { wrk_rps "$DURATION" "$CONNECTIONS" "$1"; }
 
 say "warming up"
 SAVED="$DURATION"; DURATION=2

@@ -77,6 +77,21 @@ start_local_clickhouse() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# wrk for $1 seconds with $2 connections against URL $3 (optional header
+# $4): prints requests per second and the count of non-2xx answers.
+wrk_rps() {
+  local out; out="$(mktemp)"
+  wrk -t2 -c"$2" -d"$1s" ${4:+-H "$4"} "$3" > "$out" 2>&1 || true
+  python3 - "$out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+print(f"{float(rps.group(1)) if rps else 0:.0f} {bad.group(1) if bad else 0}")
+PY
+  rm -f "$out"
+}
+
 # Start a throwaway ClickHouse (benchmarks) with everything under $1, on free
 # loopback ports; sets CH_PORT and CH_PID. The caller stops it.
 start_scratch_clickhouse() {

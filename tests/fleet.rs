@@ -6,86 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::deploys::{ADMIN_TOKEN as TOKEN, VersionLoad, admin, wait_for_version};
 use common::{ClickHouse, HostBuilder, Wasmhouse, get, guests};
 use sha2::{Digest as _, Sha256};
-
-const TOKEN: &str = "test-admin-token-0123456789";
-
-/// Requests `/version` from a few workers until stopped, recording each
-/// answer's status and the version it reported.
-struct Load {
-    stop: Arc<AtomicBool>,
-    workers: Vec<tokio::task::JoinHandle<Vec<(u16, i64)>>>,
-}
-
-impl Load {
-    fn start(host: &Wasmhouse) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..3)
-            .map(|_| {
-                let url = host.url("/version");
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let client = common::client();
-                    let mut seen = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let reply = common::send(client.get(&url)).await;
-                        seen.push((reply.status, reply.json["version"].as_i64().unwrap_or(-1)));
-                    }
-                    seen
-                })
-            })
-            .collect();
-        Self { stop, workers }
-    }
-
-    /// Stop, and check that every request succeeded with version 1 or 2.
-    async fn finish(self, host: &str) -> Vec<(u16, i64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        for worker in self.workers {
-            all.extend(worker.await.expect("load worker"));
-        }
-        let failed: Vec<_> = all.iter().filter(|(status, _)| *status != 200).collect();
-        assert!(
-            failed.is_empty(),
-            "host {host}: {} of {} requests failed: {:?}",
-            failed.len(),
-            all.len(),
-            &failed[..failed.len().min(5)]
-        );
-        assert!(
-            all.iter().all(|(_, version)| matches!(version, 1 | 2)),
-            "host {host} answered with an unknown version"
-        );
-        eprintln!(
-            "host {host}: {} requests under load, none failed",
-            all.len()
-        );
-        all
-    }
-}
-
-/// Poll until `/version` answers `version`; the time since `since`.
-async fn wait_for_version(host: &Wasmhouse, version: i64, since: Instant) -> Duration {
-    let deadline = since + Duration::from_secs(20);
-    loop {
-        let reply = get(&host.url("/version")).await;
-        if reply.json["version"] == version {
-            return since.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "version {version} never served; log:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Wait until the host has logged `text`.
 async fn wait_for_log(host: &Wasmhouse, what: &str, matches: impl Fn(&str) -> bool) {
@@ -100,10 +25,21 @@ async fn wait_for_log(host: &Wasmhouse, what: &str, matches: impl Fn(&str) -> bo
     }
 }
 
-fn admin(host: &Wasmhouse, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    common::client()
-        .request(method, host.url(path))
-        .bearer_auth(TOKEN)
+/// Roll route `app` back through `host`'s admin API, and check that the
+/// rollback was published to the fleet.
+async fn roll_back_and_publish(host: &Wasmhouse) {
+    let rolled_back = common::send(admin(
+        host,
+        reqwest::Method::POST,
+        "/admin/components/app/rollback",
+    ))
+    .await;
+    assert_eq!(rolled_back.status, 200, "{}", rolled_back.text);
+    assert_eq!(
+        rolled_back.json["shared"]["published"], true,
+        "{}",
+        rolled_back.text
+    );
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -180,7 +116,7 @@ async fn a_deploy_and_a_rollback_reach_the_other_host_under_load() {
     let b = fleet.host(&clickhouse);
     assert_eq!(get(&a.url("/version")).await.json["version"], 1);
     assert_eq!(get(&b.url("/version")).await.json["version"], 1);
-    let (load_a, load_b) = (Load::start(&a), Load::start(&b));
+    let (load_a, load_b) = (VersionLoad::start(&a, 3), VersionLoad::start(&b, 3));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Upload v2 to host A: B follows.
@@ -211,18 +147,7 @@ async fn a_deploy_and_a_rollback_reach_the_other_host_under_load() {
 
     // Roll back on host B: A follows.
     let called = Instant::now();
-    let rolled_back = common::send(admin(
-        &b,
-        reqwest::Method::POST,
-        "/admin/components/app/rollback",
-    ))
-    .await;
-    assert_eq!(rolled_back.status, 200, "{}", rolled_back.text);
-    assert_eq!(
-        rolled_back.json["shared"]["published"], true,
-        "{}",
-        rolled_back.text
-    );
+    roll_back_and_publish(&b).await;
     assert_eq!(get(&b.url("/version")).await.json["version"], 1);
     let rollback_reached_a = wait_for_version(&a, 1, called).await;
 
@@ -230,14 +155,14 @@ async fn a_deploy_and_a_rollback_reach_the_other_host_under_load() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(get(&a.url("/version")).await.json["version"], 1);
     assert_eq!(get(&b.url("/version")).await.json["version"], 1);
-    let seen_a = load_a.finish("A").await;
-    let seen_b = load_b.finish("B").await;
+    let seen_a = load_a.finish("host A").await;
+    let seen_b = load_b.finish("host B").await;
     assert!(
-        seen_b.iter().any(|(_, version)| *version == 2),
+        seen_b.iter().any(|(_, _, version)| *version == 2),
         "B never served v2"
     );
     assert!(
-        seen_a.iter().any(|(_, version)| *version == 2),
+        seen_a.iter().any(|(_, _, version)| *version == 2),
         "A never served v2"
     );
     eprintln!("upload on A reached B after {deploy_reached_b:?}");
@@ -295,18 +220,7 @@ async fn a_host_started_later_serves_the_current_version_at_once() {
 
     // Rolling back there goes back to its manifest's v1, fleet-wide: the
     // bytes were stored when it started.
-    let rolled_back = common::send(admin(
-        &later,
-        reqwest::Method::POST,
-        "/admin/components/app/rollback",
-    ))
-    .await;
-    assert_eq!(rolled_back.status, 200, "{}", rolled_back.text);
-    assert_eq!(
-        rolled_back.json["shared"]["published"], true,
-        "{}",
-        rolled_back.text
-    );
+    roll_back_and_publish(&later).await;
     wait_for_version(&a, 1, Instant::now()).await;
 }
 
@@ -316,7 +230,7 @@ async fn corrupt_or_bogus_publications_are_refused_and_the_old_version_serves() 
     let clickhouse = ClickHouse::start();
     let fleet = Fleet::new();
     let host = fleet.host(&clickhouse);
-    let load = Load::start(&host);
+    let load = VersionLoad::start(&host, 3);
     let route = fleet.route();
     let v2 = sha256(&fleet.v2);
     let refused = |sha: &str| {
@@ -366,8 +280,8 @@ async fn corrupt_or_bogus_publications_are_refused_and_the_old_version_serves() 
     replace_file(&route.join(format!("{v2}.wasm")), &fleet.v2);
     replace_file(&route.join("current"), format!("{v2}\n").as_bytes());
     wait_for_version(&host, 2, Instant::now()).await;
-    let seen = load.finish("refusing").await;
-    assert!(seen.iter().any(|(_, version)| *version == 1));
+    let seen = load.finish("the refusing host").await;
+    assert!(seen.iter().any(|(_, _, version)| *version == 1));
 
     // A directory that cannot take the pointer: the upload still succeeds
     // here, and the answer says it did not reach the fleet.

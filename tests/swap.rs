@@ -4,72 +4,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ClickHouse, HostBuilder, Wasmhouse, get, guests};
-
-const TOKEN: &str = "test-admin-token-0123456789";
-
-/// Requests `/version` from several workers until stopped, recording when
-/// each answer arrived, its status and the version it reported.
-struct Load {
-    stop: Arc<AtomicBool>,
-    workers: Vec<tokio::task::JoinHandle<Vec<(Instant, u16, i64)>>>,
-}
-
-impl Load {
-    fn start(host: &Wasmhouse) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..6)
-            .map(|_| {
-                let url = host.url("/version");
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let client = common::client();
-                    let mut seen = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let reply = common::send(client.get(&url)).await;
-                        let version = reply.json["version"].as_i64().unwrap_or(-1);
-                        seen.push((Instant::now(), reply.status, version));
-                    }
-                    seen
-                })
-            })
-            .collect();
-        Self { stop, workers }
-    }
-
-    async fn finish(self) -> Vec<(Instant, u16, i64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        for worker in self.workers {
-            all.extend(worker.await.expect("load worker"));
-        }
-        all.sort_by_key(|(at, _, _)| *at);
-        all
-    }
-}
-
-/// Poll until `/version` answers `version`; the time it took.
-async fn wait_for_version(host: &Wasmhouse, version: i64, since: Instant) -> Duration {
-    let deadline = since + Duration::from_secs(20);
-    loop {
-        let reply = get(&host.url("/version")).await;
-        if reply.json["version"] == version {
-            return since.elapsed();
-        }
-        assert!(Instant::now() < deadline, "version {version} never served");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn admin(host: &Wasmhouse, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    common::client()
-        .request(method, host.url(path))
-        .bearer_auth(TOKEN)
-}
+use common::deploys::{ADMIN_TOKEN as TOKEN, VersionLoad, admin, wait_for_version};
+use common::{ClickHouse, HostBuilder, get, guests};
 
 /// Replace `target` atomically (write beside it, then rename over it).
 fn replace_file(target: &Path, bytes: &[u8]) {
@@ -118,7 +56,7 @@ async fn swaps_three_ways_under_load_without_a_failed_request() {
         .env("WASMHOUSE_ADMIN_TOKEN", TOKEN)
         .start();
     assert_eq!(get(&host.url("/version")).await.json["version"], 1);
-    let load = Load::start(&host);
+    let load = VersionLoad::start(&host, 6);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut latencies = Vec::new();
 
@@ -180,19 +118,7 @@ async fn swaps_three_ways_under_load_without_a_failed_request() {
     wait_for_version(&host, 1, Instant::now()).await;
 
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let seen = load.finish().await;
-    let failed: Vec<_> = seen
-        .iter()
-        .filter(|(_, status, _)| *status != 200)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        seen.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(seen.iter().all(|(_, _, version)| matches!(version, 1 | 2)));
+    let seen = load.finish("the swapping host").await;
     assert!(
         seen.iter().any(|(_, _, version)| *version == 2),
         "the load never saw v2"
@@ -203,7 +129,6 @@ async fn swaps_three_ways_under_load_without_a_failed_request() {
         );
         assert!(*latency < Duration::from_secs(5), "{way} took {latency:?}");
     }
-    eprintln!("{} requests under load, none failed", seen.len());
 
     let listed = common::send(admin(&host, reqwest::Method::GET, "/admin/components")).await;
     assert_eq!(listed.status, 200);
@@ -224,7 +149,7 @@ async fn broken_components_are_rejected_and_the_old_one_keeps_serving() {
         .env("WASMHOUSE_ADMIN_TOKEN", TOKEN)
         .env("WASMHOUSE_ADMIN_MAX_UPLOAD", "8MiB")
         .start();
-    let load = Load::start(&host);
+    let load = VersionLoad::start(&host, 6);
 
     let truncated = setup.v2[..setup.v2.len() / 2].to_vec();
     // A component that exports nothing, and one that imports what no host has.
@@ -325,11 +250,7 @@ async fn broken_components_are_rejected_and_the_old_one_keeps_serving() {
         "cached deploy took {again_ms} ms, first {first_ms} ms"
     );
 
-    let seen = load.finish().await;
-    assert!(
-        seen.iter().all(|(_, status, _)| *status == 200),
-        "a request failed during bad deploys"
-    );
+    load.finish("the host refusing bad deploys").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,7 @@
 )]
 
 pub mod clickhouse;
+pub mod deploys;
 pub mod guests;
 pub mod host;
 pub mod seed;
