@@ -44,6 +44,13 @@ routes = ["reports"]
     path
 }
 
+/// The status of a GET of `url` claiming to be for `client`.
+async fn forwarded_for(url: &str, client: &str) -> u16 {
+    send(common::client().get(url).header("X-Forwarded-For", client))
+        .await
+        .status
+}
+
 async fn with_key(url: &str, key: Option<&str>) -> Reply {
     let request = client().get(url);
     send(match key {
@@ -283,19 +290,11 @@ rate_limit_burst = 2
     // Per client: behind the trusted proxy (127.0.0.1), clients are told
     // apart by X-Forwarded-For.
     let url = host.url("/per-client/version");
-    let from = |client: &'static str| {
-        let url = url.clone();
-        async move {
-            send(common::client().get(url).header("X-Forwarded-For", client))
-                .await
-                .status
-        }
-    };
-    assert_eq!(from("203.0.113.1").await, 200);
-    assert_eq!(from("203.0.113.1").await, 200);
-    assert_eq!(from("203.0.113.1").await, 429);
+    assert_eq!(forwarded_for(&url, "203.0.113.1").await, 200);
+    assert_eq!(forwarded_for(&url, "203.0.113.1").await, 200);
+    assert_eq!(forwarded_for(&url, "203.0.113.1").await, 429);
     assert_eq!(
-        from("203.0.113.2").await,
+        forwarded_for(&url, "203.0.113.2").await,
         200,
         "another client shares the bucket"
     );
@@ -324,15 +323,7 @@ rate_limit_per_client = "1/min"
         .env("WASMHOUSE_MANIFEST", manifest.path())
         .start_in_process();
     let url = host.url("/version");
-    let from = |client: &'static str| {
-        let url = url.clone();
-        async move {
-            send(common::client().get(url).header("X-Forwarded-For", client))
-                .await
-                .status
-        }
-    };
-    assert_eq!(from("203.0.113.1").await, 200);
+    assert_eq!(forwarded_for(&url, "203.0.113.1").await, 200);
     // A made-up X-Forwarded-For does not buy a fresh bucket.
-    assert_eq!(from("203.0.113.2").await, 429);
+    assert_eq!(forwarded_for(&url, "203.0.113.2").await, 429);
 }

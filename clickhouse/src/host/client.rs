@@ -893,15 +893,7 @@ impl LiveRows {
 
 #[cfg(test)]
 mod tests {
-    use super::{ServerInfo, is_format_name};
-
-    #[test]
-    fn native_parameters_start_at_19_11() {
-        assert!(!ServerInfo::from_version("18.16.1").native_params);
-        assert!(!ServerInfo::from_version("19.10.1.5").native_params);
-        assert!(ServerInfo::from_version("19.11.3.11").native_params);
-        assert!(ServerInfo::from_version("24.8.4.13\n").native_params);
-    }
+    use super::is_format_name;
 
     #[test]
     fn formats_are_names() {

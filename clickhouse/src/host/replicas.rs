@@ -350,6 +350,14 @@ async fn query(client: &reqwest::Client, replica: &Replica, sql: &str) -> Result
 mod tests {
     use super::*;
 
+    #[test]
+    fn native_parameters_start_at_19_11() {
+        assert!(!ServerInfo::from_version("18.16.1").native_params);
+        assert!(!ServerInfo::from_version("19.10.1.5").native_params);
+        assert!(ServerInfo::from_version("19.11.3.11").native_params);
+        assert!(ServerInfo::from_version("24.8.4.13\n").native_params);
+    }
+
     fn replicas(hosts: &[&str]) -> Replicas {
         let mut config = ClickHouseConfig::new(Endpoint::default());
         config.endpoints = hosts
