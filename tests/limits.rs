@@ -71,6 +71,26 @@ async fn get_owned(url: String) -> common::Reply {
     get(&url).await
 }
 
+/// Heavy guests give their CPU slot up while they wait for ClickHouse. With
+/// one pooled connection, a heavy guest that held its slot while queueing
+/// for the connection stalled the one holding the connection (queued for a
+/// slot) until the requests' deadlines: every request a 504.
+#[tokio::test(flavor = "multi_thread")]
+async fn heavy_guests_waiting_for_clickhouse_do_not_stall_each_other() {
+    let _cpu = common::cpu_heavy().await;
+    let clickhouse = ClickHouse::start();
+    let host = hostile_in_process(
+        &clickhouse,
+        &["--request-timeout", "20s", "--pool-max-size", "1"],
+    );
+    let replies =
+        futures::future::join_all((0..8).map(|_| get_owned(host.url("/compute-then-query?ms=60"))))
+            .await;
+    for reply in replies {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_bombs_hit_the_limit_and_host_memory_stays_bounded() {
     let _cpu = common::cpu_heavy().await;

@@ -48,7 +48,13 @@ pub struct QueryContext {
     span_timing: bool,
     /// How the result cache answered the request's reads.
     cache_report: Arc<CacheReport>,
+    /// Called before the guest waits for ClickHouse.
+    on_wait: Option<OnWait>,
 }
+
+/// Told that a guest is about to wait for ClickHouse: the host gives up
+/// what the guest holds only while it computes (its share of the CPU).
+pub type OnWait = Arc<dyn Fn() + Send + Sync>;
 
 impl QueryContext {
     /// Queries of one request: through `pool`, under `policy`, done by `deadline`.
@@ -62,6 +68,19 @@ impl QueryContext {
             clickhouse_time: std::time::Duration::ZERO,
             span_timing: false,
             cache_report: Arc::default(),
+            on_wait: None,
+        }
+    }
+
+    /// Call `on_wait` whenever the guest is about to wait for ClickHouse.
+    pub fn with_on_wait(mut self, on_wait: OnWait) -> Self {
+        self.on_wait = Some(on_wait);
+        self
+    }
+
+    fn waiting(&self) {
+        if let Some(on_wait) = &self.on_wait {
+            on_wait();
         }
     }
 
@@ -182,6 +201,7 @@ impl ClickHouseView<'_> {
             format: options.format.as_deref(),
             request_id: self.ctx.request_id.as_deref(),
         };
+        self.ctx.waiting();
         let started = std::time::Instant::now();
         let executed = match freshness {
             Some(freshness) => self
@@ -285,6 +305,7 @@ impl query::HostRows for ClickHouseView<'_> {
         &mut self,
         rows: Resource<RowStream>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, query::Error>> {
+        self.ctx.waiting();
         let rows = self.table.get_mut(&rows)?;
         Ok(match rows.next_chunk().await {
             Ok(chunk) => Ok(chunk.map(|bytes| bytes.to_vec())),
@@ -297,6 +318,7 @@ impl query::HostRows for ClickHouseView<'_> {
         rows: Resource<RowStream>,
         out: Resource<DynOutputStream>,
     ) -> wasmtime::Result<Result<u64, query::Error>> {
+        self.ctx.waiting();
         let mut written = 0u64;
         loop {
             let chunk = match self.table.get_mut(&rows)?.next_chunk().await {

@@ -25,7 +25,7 @@ pub mod replicas;
 pub mod transport;
 
 pub use cache::{Freshness, ResultCache};
-pub use capability::{CacheReport, ClickHouseView, QueryContext, add_to_linker};
+pub use capability::{CacheReport, ClickHouseView, OnWait, QueryContext, add_to_linker};
 pub use client::{ClickHousePool, QueryRequest, RowStream};
 pub use config::{ClickHouseConfig, PoolError};
 pub use metrics::{CacheLookup, ClickHouseMetrics};

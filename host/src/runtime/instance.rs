@@ -4,6 +4,7 @@
 //! Which component, and under which limits, is the caller's business: this
 //! module knows nothing of routes or deployments.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -256,11 +257,13 @@ fn new_store(
     query: QueryContext,
     deadline: Instant,
 ) -> Store<RequestState> {
+    // Every tick, running guest code yields; past the deadline it stops.
+    let (callback, share) = runtime.cpu().epoch_callback(deadline.into_std());
+    let query = query.with_on_wait(Arc::new(move || share.waiting()));
     let state = RequestState::new(limits.memory_bytes, query);
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|state| &mut state.memory);
-    // Every tick, running guest code yields; past the deadline it stops.
-    store.epoch_deadline_callback(runtime.cpu().epoch_callback(deadline.into_std()));
+    store.epoch_deadline_callback(callback);
     store.set_epoch_deadline(1);
     store
 }
@@ -570,35 +573,73 @@ impl CpuSlots {
     }
 
     /// The epoch callback for one store: stop the guest at `deadline`, yield
-    /// every tick, and make it queue for a slot once it is heavy.
+    /// every tick, and make it queue for a slot once it is heavy; and the
+    /// store's [`CpuShare`], to give the slot up while the guest waits.
     pub fn epoch_callback<T>(
         &self,
         deadline: std::time::Instant,
-    ) -> impl FnMut(StoreContextMut<'_, T>) -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static
-    {
+    ) -> (
+        impl FnMut(StoreContextMut<'_, T>) -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static,
+        Arc<CpuShare>,
+    ) {
         let slots = self.slots.clone();
-        let held: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
-        let mut ticks = 0u32;
-        move |_| {
-            if std::time::Instant::now() >= deadline {
-                return Ok(UpdateDeadline::Interrupt);
+        let share = Arc::new(CpuShare::default());
+        let callback = {
+            let share = share.clone();
+            move |_: StoreContextMut<'_, T>| {
+                if std::time::Instant::now() >= deadline {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                let ticks = share.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+                if ticks < HEAVY_AFTER_TICKS {
+                    return Ok(UpdateDeadline::Yield(1));
+                }
+                // Give the slot up and queue for one again (the queue is fair).
+                share.release();
+                let slots = slots.clone();
+                let share = share.clone();
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        if let Ok(permit) = slots.acquire_owned().await {
+                            *share.lock() = Some(permit);
+                        }
+                    }),
+                ))
             }
-            ticks = ticks.saturating_add(1);
-            if ticks < HEAVY_AFTER_TICKS {
-                return Ok(UpdateDeadline::Yield(1));
-            }
-            // Give the slot up and queue for one again (the queue is fair).
-            held.lock().unwrap_or_else(PoisonError::into_inner).take();
-            let slots = slots.clone();
-            let held = held.clone();
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(async move {
-                    if let Ok(permit) = slots.acquire_owned().await {
-                        *held.lock().unwrap_or_else(PoisonError::into_inner) = Some(permit);
-                    }
-                }),
-            ))
-        }
+        };
+        (callback, share)
+    }
+}
+
+/// One store's claim on the CPU slots: how many ticks its guest has computed
+/// since it last waited, and the slot it holds once heavy.
+///
+/// A guest waiting for ClickHouse computes nothing, so it gives its slot up
+/// and starts counting afresh ([`CpuShare::waiting`]). Holding the slot
+/// through the wait would stall every heavy guest behind one that waits for
+/// a pooled connection, itself held by guests queued for the slot: under
+/// overload, when every guest turns heavy from yielding alone, that was a
+/// standstill until the requests' deadlines.
+#[derive(Debug, Default)]
+pub struct CpuShare {
+    ticks: AtomicU32,
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl CpuShare {
+    /// The guest is about to wait (for ClickHouse): give the slot up, and
+    /// count its computing from zero when it runs again.
+    pub fn waiting(&self) {
+        self.ticks.store(0, Ordering::Relaxed);
+        self.release();
+    }
+
+    fn release(&self) {
+        self.lock().take();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

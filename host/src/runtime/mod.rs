@@ -19,7 +19,7 @@ use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use component::{ComponentError, RouteComponent};
-pub use instance::{CpuSlots, InstanceLimits, Invocation, RequestBody, RequestState};
+pub use instance::{CpuShare, CpuSlots, InstanceLimits, Invocation, RequestBody, RequestState};
 
 /// How often the epoch advances. Guest code yields to other requests at
 /// least this often and its deadline is checked at this granularity.

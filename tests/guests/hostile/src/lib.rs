@@ -74,6 +74,7 @@ impl Handler for Routes {
                     .param("s", request.query_param("s").unwrap_or_else(|| "1".into())),
             ),
             "/sql" => sql(&request),
+            "/compute-then-query" => compute_then_query(number("ms", 50)),
             "/open-results" => open_results(number("n", 16)),
             "/fields" => hoard_fields(number("n", 10_000)),
             "/big-header" => big_header(number("kb", 1024)),
@@ -200,6 +201,17 @@ fn spin_forever() -> Response {
     loop {
         counter = std::hint::black_box(counter.wrapping_add(1));
     }
+}
+
+/// Compute for `ms` milliseconds (a heavy guest, in the host's eyes), then
+/// query ClickHouse.
+fn compute_then_query(ms: u64) -> Response {
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    let mut counter: u64 = 0;
+    while std::time::Instant::now() < until {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+    query_status(Query::new("SELECT 1 AS one"))
 }
 
 fn allocate_forever() -> Response {
