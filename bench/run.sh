@@ -4,6 +4,7 @@
 #
 #   bench/run.sh                   # everything, 10 s per load case
 #   BENCH_DURATION=5 bench/run.sh  # shorter
+#   BENCH_CURVES=0 bench/run.sh    # without the curves (bench/curves.sh)
 #
 # Builds in release mode; starts its own clickhouse-server, wasmhouse and a
 # plain hyper server on free loopback ports; drives them with wrk (installed
@@ -220,3 +221,11 @@ path.write_text(before + start + "\n" + table + end + after)
 EOF
 say "results written to BENCHMARKS.md"
 cat "$TABLE"
+
+# The curves (throughput and latency against concurrency, memory against
+# components loaded), once everything above is stopped; BENCH_CURVES=0 skips.
+if [ "${BENCH_CURVES:-1}" != 0 ]; then
+  cleanup
+  trap - EXIT
+  exec "$ROOT/bench/curves.sh"
+fi
