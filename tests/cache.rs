@@ -40,6 +40,13 @@ prefix = "/plain"
 component = "{guest}"
 
 [[route]]
+name = "limited"
+prefix = "/limited"
+component = "{guest}"
+cache_ttl = "30s"
+max_result_rows = 5
+
+[[route]]
 name = "writer"
 prefix = "/writer"
 component = "{guest}"
@@ -221,6 +228,19 @@ async fn writes_errors_and_large_results_are_never_cached_and_the_bound_holds() 
         .parse()
         .expect("a count");
     assert_eq!(failures, 2, "each failing read reached ClickHouse");
+
+    // A result cached for a route without a row limit never reaches a
+    // route whose limit it is over: the limits are part of the key.
+    let ten = "SELECT number, 'limits-marker' FROM system.numbers LIMIT 10";
+    let unlimited = get(&sql_url(&host, "/cached", ten, None)).await;
+    assert_eq!(unlimited.status, 200, "{}", unlimited.text);
+    assert_eq!(
+        x_cache(&get(&sql_url(&host, "/cached", ten, None)).await),
+        Some("hit")
+    );
+    let limited = get(&sql_url(&host, "/limited", ten, None)).await;
+    assert_eq!(limited.status, 403, "{}", limited.text);
+    assert!(limited.text.contains("limit"), "{}", limited.text);
 
     // A write on a caching route runs every time.
     clickhouse.query("CREATE TABLE default.cache_writes (x UInt8) ENGINE = Memory");

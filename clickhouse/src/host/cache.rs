@@ -2,9 +2,10 @@
 //! ClickHouse, for routes and queries that opt in.
 //!
 //! - **Key**: the SQL with its whitespace normalised, the bound parameters,
-//!   the settings and the format (each as given, in order), and the
-//!   ClickHouse account. Two reads share an entry only if ClickHouse would
-//!   see the same query from the same user.
+//!   the settings and the format (each as given, in order), the ClickHouse
+//!   account and the limits of the route's policy. Two reads share an entry
+//!   only if ClickHouse would see the same query from the same user under
+//!   the same limits.
 //! - **Bound**: entries weigh their result's bytes; past the bound the least
 //!   recently used go first (`moka`'s TinyLFU admission and LRU eviction). A
 //!   result over an eighth of the bound is never kept.
@@ -29,6 +30,7 @@ use moka::Expiry;
 use tokio::time::Instant;
 
 use super::metrics::{CacheLabels, CacheLookup, ClickHouseMetrics};
+use crate::policy::QueryPolicy;
 
 /// The longest a result may be cached, whatever a route or query asks.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -50,12 +52,17 @@ pub struct CacheKey {
     params: Vec<(String, String)>,
     settings: Vec<(String, String)>,
     format: String,
+    /// The limits the route's queries run under: a result read under laxer
+    /// limits (more rows, more time) must not reach a stricter route.
+    limits: Vec<(&'static str, String)>,
 }
 
 impl CacheKey {
-    /// The key of a query as run by ClickHouse account `user`.
+    /// The key of a query as run by ClickHouse account `user` under
+    /// `policy`.
     pub fn new(
         user: &str,
+        policy: &QueryPolicy,
         sql: &str,
         params: &[(String, String)],
         settings: &[(String, String)],
@@ -67,6 +74,7 @@ impl CacheKey {
             params: params.to_vec(),
             settings: settings.to_vec(),
             format: format.unwrap_or("JSONEachRow").to_owned(),
+            limits: policy.settings(None),
         }
     }
 
@@ -81,6 +89,11 @@ impl CacheKey {
             + pairs(&self.params)
             + pairs(&self.settings)
             + self.format.len()
+            + self
+                .limits
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>()
     }
 }
 

@@ -310,6 +310,7 @@ impl ClickHousePool {
         };
         let key = Arc::new(CacheKey::new(
             &self.config.endpoint().user,
+            policy,
             request.sql,
             request.params,
             request.settings,
