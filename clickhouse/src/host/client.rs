@@ -251,6 +251,18 @@ impl ClickHousePool {
         deadline: Instant,
     ) -> Result<RowStream, QueryError> {
         let kind = policy.admit(request.sql, request.params, request.settings)?;
+        self.execute_admitted(request, kind, policy, deadline).await
+    }
+
+    /// [`ClickHousePool::execute`] for a request `policy` admitted already
+    /// as a statement of `kind`.
+    async fn execute_admitted(
+        &self,
+        request: &QueryRequest<'_>,
+        kind: StatementKind,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+    ) -> Result<RowStream, QueryError> {
         if let Some(format) = request.format
             && !is_format_name(format)
         {
@@ -298,12 +310,14 @@ impl ClickHousePool {
         deadline: Instant,
         freshness: Freshness,
     ) -> Result<(RowStream, Option<CacheLookup>), QueryError> {
-        let Some(cache) = self.cache.as_ref().filter(|_| !freshness.ttl.is_zero()) else {
-            return Ok((self.execute(request, policy, deadline).await?, None));
+        let kind = policy.admit(request.sql, request.params, request.settings)?;
+        let cache = self.cache.as_ref().filter(|_| !freshness.ttl.is_zero());
+        let Some(cache) = cache.filter(|_| kind == StatementKind::Read) else {
+            let rows = self
+                .execute_admitted(request, kind, policy, deadline)
+                .await?;
+            return Ok((rows, None));
         };
-        if policy.admit(request.sql, request.params, request.settings)? != StatementKind::Read {
-            return Ok((self.execute(request, policy, deadline).await?, None));
-        }
         let freshness = Freshness {
             ttl: freshness.ttl.min(MAX_TTL),
             stale: freshness.stale.min(MAX_TTL),
@@ -353,14 +367,18 @@ impl ClickHousePool {
                 let rows = match taken {
                     Some(rows) => rows,
                     // Another waiter has that result: run the query again.
-                    None => self.execute(request, policy, deadline).await?,
+                    None => {
+                        self.execute_admitted(request, StatementKind::Read, policy, deadline)
+                            .await?
+                    }
                 };
                 Ok((rows, Some(cache.counted(CacheLookup::miss))))
             }
         }
     }
 
-    /// Run `request` and read its whole result, to be cached.
+    /// Run `request`, a read `policy` admitted already, and read its whole
+    /// result, to be cached.
     async fn fill(
         &self,
         cache: &ResultCache,
@@ -370,7 +388,7 @@ impl ClickHousePool {
         freshness: Freshness,
     ) -> Result<Arc<CachedResult>, FillError> {
         let mut rows = self
-            .execute(request, policy, deadline)
+            .execute_admitted(request, StatementKind::Read, policy, deadline)
             .await
             .map_err(FillError::Query)?;
         let mut chunks = Vec::new();
