@@ -49,6 +49,6 @@ pub use policy::{QueryPolicy, ReadOnly};
 
 #[cfg(feature = "host")]
 pub use host::{
-    CacheReport, ClickHouseConfig, ClickHouseMetrics, ClickHousePool, ClickHouseView, QueryContext,
-    add_to_linker,
+    CacheReport, ClickHouseConfig, ClickHouseMetrics, ClickHousePool, ClickHouseView, OnWait,
+    QueryContext, add_to_linker,
 };

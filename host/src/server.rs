@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-use wasmhouse_clickhouse::{CacheReport, ClickHousePool, QueryContext};
+use wasmhouse_clickhouse::{ClickHousePool, QueryContext};
 
 use crate::access::{self, Access, Admission, Denied};
 use crate::admin;
@@ -337,7 +337,7 @@ const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
 /// Header carrying the prefix of the route that matched.
 const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
 /// On answers of routes whose reads the result cache served: `hit`, `stale`
-/// or `miss` (see [`CacheReport`]).
+/// or `miss` (see [`wasmhouse_clickhouse::CacheReport`]).
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Everything requests share: the routes, the ClickHouse pool, the slots
@@ -596,16 +596,16 @@ impl Dispatcher {
     ) -> hyper::Response<ResponseBody> {
         let limits = route.limits();
         let deadline = Instant::now() + limits.timeout;
-        let cache_report = Arc::new(CacheReport::default());
+        let query = QueryContext::new(self.pool.clone(), route.policy().clone(), deadline)
+            .with_request_id(request_id)
+            .with_span_timing(telemetry::exporting());
+        let cache_report = query.cache_report();
         let invocation = Invocation {
             label: route.name(),
             request_id,
             limits,
             deadline,
-            query: QueryContext::new(self.pool.clone(), route.policy().clone(), deadline)
-                .with_request_id(request_id)
-                .with_span_timing(telemetry::exporting())
-                .with_cache_report(cache_report.clone()),
+            query,
             slot,
             metrics: deployment.metrics.clone(),
         };

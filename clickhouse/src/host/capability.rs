@@ -48,13 +48,16 @@ pub struct QueryContext {
     span_timing: bool,
     /// How the result cache answered the request's reads.
     cache_report: Arc<CacheReport>,
-    /// Called before the guest waits for ClickHouse.
-    on_wait: Option<OnWait>,
+    /// Told before the guest waits for ClickHouse.
+    on_wait: Option<Arc<dyn OnWait>>,
 }
 
 /// Told that a guest is about to wait for ClickHouse: the host gives up
 /// what the guest holds only while it computes (its share of the CPU).
-pub type OnWait = Arc<dyn Fn() + Send + Sync>;
+pub trait OnWait: Send + Sync {
+    /// The guest is about to wait.
+    fn waiting(&self);
+}
 
 impl QueryContext {
     /// Queries of one request: through `pool`, under `policy`, done by `deadline`.
@@ -72,23 +75,22 @@ impl QueryContext {
         }
     }
 
-    /// Call `on_wait` whenever the guest is about to wait for ClickHouse.
-    pub fn with_on_wait(mut self, on_wait: OnWait) -> Self {
+    /// Tell `on_wait` whenever the guest is about to wait for ClickHouse.
+    pub fn with_on_wait(mut self, on_wait: Arc<dyn OnWait>) -> Self {
         self.on_wait = Some(on_wait);
         self
     }
 
     fn waiting(&self) {
         if let Some(on_wait) = &self.on_wait {
-            on_wait();
+            on_wait.waiting();
         }
     }
 
-    /// Report how the result cache answered this request's reads into
-    /// `report` (for its `X-Cache` header).
-    pub fn with_cache_report(mut self, report: Arc<CacheReport>) -> Self {
-        self.cache_report = report;
-        self
+    /// How the result cache answered this request's reads (for its
+    /// `X-Cache` header), shared with the store that will own this context.
+    pub fn cache_report(&self) -> Arc<CacheReport> {
+        self.cache_report.clone()
     }
 
     /// Lead every query id with `request_id` (letters, digits, `.`, `_`,

@@ -20,7 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use wasmhouse_clickhouse::{ClickHouseView, QueryContext};
+use wasmhouse_clickhouse::{ClickHouseView, OnWait, QueryContext};
 
 use super::Runtime;
 use super::component::RouteComponent;
@@ -259,7 +259,7 @@ fn new_store(
 ) -> Store<RequestState> {
     // Every tick, running guest code yields; past the deadline it stops.
     let (callback, share) = runtime.cpu().epoch_callback(deadline.into_std());
-    let query = query.with_on_wait(Arc::new(move || share.waiting()));
+    let query = query.with_on_wait(share);
     let state = RequestState::new(limits.memory_bytes, query);
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|state| &mut state.memory);
@@ -627,14 +627,16 @@ pub struct CpuShare {
     held: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
-impl CpuShare {
+impl OnWait for CpuShare {
     /// The guest is about to wait (for ClickHouse): give the slot up, and
     /// count its computing from zero when it runs again.
-    pub fn waiting(&self) {
+    fn waiting(&self) {
         self.ticks.store(0, Ordering::Relaxed);
         self.release();
     }
+}
 
+impl CpuShare {
     fn release(&self) {
         self.lock().take();
     }
