@@ -17,7 +17,7 @@ CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 WORK="$(mktemp -d /tmp/wasmhouse-access.XXXXXX)"
 trap 'kill "$WH_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-command -v wrk >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+ensure_wrk
 ensure_wasm_target
 cargo build --release -q -p wasmhouse
 KEY="bench-$(date +%s%N)"

@@ -18,7 +18,7 @@ CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 WORK="$(mktemp -d /tmp/wasmhouse-cache.XXXXXX)"
 trap 'kill "${WH_PID:-}" "${CH_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-command -v wrk >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+ensure_wrk
 ensure_wasm_target
 cargo build --release -q -p wasmhouse
 start_scratch_clickhouse "$WORK/ch"

@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v wrk >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+ensure_wrk
 ensure_wasm_target
 say "building (release)"
 cargo build --release -q -p wasmhouse -p wasmhouse-bench-hello

@@ -83,10 +83,7 @@ ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); pri
 say "building (release)"
 ensure_wasm_target
 ensure_clickhouse_installed
-if ! command -v wrk >/dev/null 2>&1; then
-  say "installing wrk"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+ensure_wrk
 cargo build --release -q -p wasmhouse -p wasmhouse-bench-hello
 BIN="$ROOT/target/release/wasmhouse"
 

@@ -20,7 +20,7 @@ TOKEN="bench-admin-token-0123456789"
 WORK="$(mktemp -d /tmp/wasmhouse-swap.XXXXXX)"
 trap 'kill "${WH_PID:-}" "${WRK_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-command -v wrk >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+ensure_wrk
 ensure_wasm_target
 # With the two builds of the test guest (`/version` answers 1 or 2), which
 # wasmhouse-test-programs' build script makes.

@@ -77,6 +77,13 @@ start_local_clickhouse() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The load generator the benchmarks drive (Debian's package).
+ensure_wrk() {
+  command -v wrk >/dev/null 2>&1 && return
+  say "installing wrk"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+}
+
 # wrk for $1 seconds with $2 connections against URL $3 (optional header
 # $4): prints requests per second and the count of non-2xx answers.
 wrk_rps() {
