@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::{RequestState, Runtime};
@@ -58,7 +57,9 @@ impl RouteComponent {
                 "the bytes do not start with the WebAssembly component header".into(),
             ));
         }
-        let component = Component::new(runtime.engine(), bytes)
+        let sha256 = hex_sha256(bytes);
+        let component = runtime
+            .compile(&sha256, bytes)
             .map_err(|err| ComponentError::Compile(format!("{err:#}")))?;
         let instance_pre = runtime
             .linker()
@@ -68,7 +69,7 @@ impl RouteComponent {
             .map_err(|err| ComponentError::Exports(format!("{err:#}")))?;
         Ok(Arc::new(Self {
             pre,
-            sha256: hex_sha256(bytes),
+            sha256,
             size: bytes.len(),
             loaded_at: SystemTime::now(),
         }))

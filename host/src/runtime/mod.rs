@@ -4,20 +4,23 @@
 //! It knows nothing of routes or deployments: it compiles what it is given
 //! and runs one request in one fresh instance under the limits it is given.
 //!
+//! - [`compile_cache`]: compiled components kept on disk and mapped.
 //! - [`component`]: compiling and validating route components.
 //! - [`instance`]: one request in a fresh instance: its store, memory
 //!   budget, share of the CPU (epoch yields, heavy guests), and its run.
 
+pub mod compile_cache;
 pub mod component;
 pub mod instance;
 
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use compile_cache::CompileCache;
 pub use component::{ComponentError, RouteComponent};
 pub use instance::{CpuShare, CpuSlots, InstanceLimits, Invocation, RequestBody, RequestState};
 
@@ -62,6 +65,7 @@ pub struct Runtime {
     linker: Linker<RequestState>,
     sizing: PoolSizing,
     cpu: CpuSlots,
+    compile_cache: Option<CompileCache>,
 }
 
 impl Runtime {
@@ -97,21 +101,18 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
             .parallel_compilation(true);
-        if let Some(directory) = compile_cache {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(directory);
-            match wasmtime::Cache::new(cache) {
-                Ok(cache) => {
-                    config.cache(Some(cache));
-                }
-                Err(err) => tracing::warn!(
-                    directory = %directory.display(),
-                    error = %err,
-                    "compile cache unavailable; components are compiled at every start"
-                ),
-            }
-        }
         let engine = Engine::new(&config).context("creating the Wasmtime engine")?;
+        let compile_cache = compile_cache.and_then(|directory| {
+            CompileCache::open(directory, &engine)
+                .inspect_err(|err| {
+                    tracing::warn!(
+                        directory = %directory.display(),
+                        error = %format!("{err:#}"),
+                        "compile cache unavailable; components are compiled at every start"
+                    );
+                })
+                .ok()
+        });
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -127,6 +128,7 @@ impl Runtime {
             linker,
             sizing,
             cpu: CpuSlots::for_this_machine(),
+            compile_cache,
         })
     }
 
@@ -148,6 +150,15 @@ impl Runtime {
     /// The pooling allocator's sizing.
     pub fn sizing(&self) -> PoolSizing {
         self.sizing
+    }
+
+    /// Compile the component `bytes` (SHA-256 `sha256`), or map it from the
+    /// compile cache when it was compiled before.
+    pub fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        match &self.compile_cache {
+            Some(cache) => cache.component(&self.engine, sha256, bytes),
+            None => Component::new(&self.engine, bytes),
+        }
     }
 }
 
