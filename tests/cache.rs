@@ -55,15 +55,15 @@ cache_ttl = "30s"
 "#;
 
 /// Finished queries whose text contains `marker`.
-fn finished(clickhouse: &ClickHouse, marker: &str) -> u64 {
-    clickhouse.query("SYSTEM FLUSH LOGS");
-    clickhouse
-        .query(&format!(
-            "SELECT count() FROM system.query_log WHERE type = 2 AND query LIKE '%{marker}%' AND query NOT LIKE '%system.query_log%' FORMAT TabSeparated"
-        ))
-        .trim()
-        .parse()
-        .expect("a count")
+/// Assert that ClickHouse ran `expected` queries with `marker`.
+fn assert_finished(clickhouse: &ClickHouse, marker: &str, expected: u64) {
+    let condition =
+        format!("type = 2 AND query LIKE '%{marker}%' AND query NOT LIKE '%system.query_log%'");
+    assert_eq!(
+        clickhouse.query_log_count(&condition, expected),
+        expected,
+        "queries ClickHouse ran with {marker}"
+    );
 }
 
 /// `/sql` on `route` running `sql`; `cache` adds the per-query opt-in.
@@ -128,7 +128,7 @@ async fn identical_reads_coalesce_into_one_query_and_expire() {
         .count();
     let hits = replies.iter().filter(|r| x_cache(r) == Some("hit")).count();
     assert_eq!((misses, hits), (1, 49), "one query, 49 answers from it");
-    assert_eq!(finished(&clickhouse, "coalesce-marker"), 1);
+    assert_finished(&clickhouse, "coalesce-marker", 1);
     assert_eq!(
         metric(&host, "wasmhouse_clickhouse_cache_lookups_total").await,
         50.0
@@ -163,18 +163,18 @@ async fn identical_reads_coalesce_into_one_query_and_expire() {
         assert_eq!(reply.status, 200);
         assert_eq!(x_cache(&reply), None);
     }
-    assert_eq!(finished(&clickhouse, "plain-marker"), 5);
+    assert_finished(&clickhouse, "plain-marker", 5);
     // ... unless the read asks.
     let asked = sql_url(&host, "/plain", "SELECT 'asked-marker' AS m", Some(30));
     assert_eq!(x_cache(&get(&asked).await), Some("miss"));
     assert_eq!(x_cache(&get(&asked).await), Some("hit"));
-    assert_eq!(finished(&clickhouse, "asked-marker"), 1);
+    assert_finished(&clickhouse, "asked-marker", 1);
     // And a read on a caching route can opt out with a TTL of 0.
     let fresh = sql_url(&host, "/cached", "SELECT 'optout-marker' AS m", Some(0));
     for _ in 0..2 {
         assert_eq!(x_cache(&get(&fresh).await), None);
     }
-    assert_eq!(finished(&clickhouse, "optout-marker"), 2);
+    assert_finished(&clickhouse, "optout-marker", 2);
 
     // TTL: 1 s on /short.
     let short = sql_url(&host, "/short", "SELECT 'ttl-marker' AS m", None);
@@ -182,7 +182,7 @@ async fn identical_reads_coalesce_into_one_query_and_expire() {
     assert_eq!(x_cache(&get(&short).await), Some("hit"));
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(x_cache(&get(&short).await), Some("miss"));
-    assert_eq!(finished(&clickhouse, "ttl-marker"), 2);
+    assert_finished(&clickhouse, "ttl-marker", 2);
 
     // Grace: past its TTL the entry is served stale while one refresh runs.
     let stale = sql_url(&host, "/stale", "SELECT 'stale-marker' AS m", None);
@@ -199,7 +199,7 @@ async fn identical_reads_coalesce_into_one_query_and_expire() {
         assert!(std::time::Instant::now() < deadline, "never refreshed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(finished(&clickhouse, "stale-marker"), 2);
+    assert_finished(&clickhouse, "stale-marker", 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -221,12 +221,10 @@ async fn writes_errors_and_large_results_are_never_cached_and_the_bound_holds() 
         assert_ne!(reply.status, 200, "{}", reply.text);
         assert_eq!(x_cache(&reply), None);
     }
-    clickhouse.query("SYSTEM FLUSH LOGS");
-    let failures: u64 = clickhouse
-        .query("SELECT count() FROM system.query_log WHERE type IN (3, 4) AND query LIKE '%error_marker_no_such_table%' AND query NOT LIKE '%query_log%' FORMAT TabSeparated")
-        .trim()
-        .parse()
-        .expect("a count");
+    let failures = clickhouse.query_log_count(
+        "type IN (3, 4) AND query LIKE '%error_marker_no_such_table%' AND query NOT LIKE '%query_log%'",
+        2,
+    );
     assert_eq!(failures, 2, "each failing read reached ClickHouse");
 
     // A result cached for a route without a row limit never reaches a
@@ -277,7 +275,7 @@ async fn writes_errors_and_large_results_are_never_cached_and_the_bound_holds() 
         assert_eq!(text.lines().count(), 2000);
         assert!(text.ends_with("1999\tlarge-marker\n"));
     }
-    assert_eq!(finished(&clickhouse, "large-marker"), 2);
+    assert_finished(&clickhouse, "large-marker", 2);
 
     // Many distinct results of about 3 KiB each: the cache stays in bounds.
     for n in 0..100 {

@@ -165,6 +165,28 @@ impl ClickHouse {
         response.1
     }
 
+    /// Rows of `system.query_log` matching `condition` (SQL), once at least
+    /// `expected` are there or 10 s have passed. ClickHouse queues a query's
+    /// log entry after the client has read the whole answer, so a flush right
+    /// after the last answer can miss the newest entries.
+    pub fn query_log_count(&self, condition: &str, expected: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.query("SYSTEM FLUSH LOGS");
+            let count: u64 = self
+                .query(&format!(
+                    "SELECT count() FROM system.query_log WHERE {condition} FORMAT TabSeparated"
+                ))
+                .trim()
+                .parse()
+                .expect("a count");
+            if count >= expected || Instant::now() >= deadline {
+                return count;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn launch(&mut self) -> Result<(), String> {
         let root = self.dir.path();
         let path = |sub: &str| format!("{}/{sub}", root.display());
