@@ -52,7 +52,11 @@ impl CompileCache {
             .with_context(|| format!("creating {}", directory.display()))?;
         let metadata = std::fs::metadata(directory)
             .with_context(|| format!("reading {}", directory.display()))?;
-        anyhow::ensure!(metadata.is_dir(), "{} is not a directory", directory.display());
+        anyhow::ensure!(
+            metadata.is_dir(),
+            "{} is not a directory",
+            directory.display()
+        );
         anyhow::ensure!(
             metadata.mode() & 0o002 == 0,
             "{} is writable by every user; the cache holds machine code the host runs (chmod o-w it or choose another)",
@@ -113,7 +117,9 @@ impl CompileCache {
                     self.evict(&path);
                     return Ok(component);
                 }
-                Err(err) => tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "a just compiled component does not load from its file"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "a just compiled component does not load from its file")
+                }
             },
             Err(err) => tracing::warn!(
                 directory = %self.directory.display(),
@@ -122,10 +128,7 @@ impl CompileCache {
             ),
         }
         // SAFETY: `compiled` is what this engine produced a moment ago.
-        #[expect(
-            unsafe_code,
-            reason = "loading machine code this engine just compiled"
-        )]
+        #[expect(unsafe_code, reason = "loading machine code this engine just compiled")]
         unsafe {
             Component::deserialize(engine, &compiled)
         }
@@ -156,8 +159,8 @@ impl CompileCache {
                 .unwrap_or_default(),
             std::process::id()
         ));
-        let written = std::fs::write(&temporary, compiled)
-            .and_then(|()| std::fs::rename(&temporary, path));
+        let written =
+            std::fs::write(&temporary, compiled).and_then(|()| std::fs::rename(&temporary, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&temporary);
         }
@@ -173,8 +176,7 @@ impl CompileCache {
         let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
             .flatten()
             .filter(|entry| {
-                entry.path().extension().is_some_and(|ext| ext == EXTENSION)
-                    && entry.path() != keep
+                entry.path().extension().is_some_and(|ext| ext == EXTENSION) && entry.path() != keep
             })
             .filter_map(|entry| {
                 let metadata = entry.metadata().ok()?;
@@ -228,7 +230,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let engine = engine();
         let cache = CompileCache::open(&dir.path().join("cache"), &engine).expect("open");
-        cache
+        let component = cache
             .component(&engine, "abc", EMPTY_COMPONENT)
             .expect("compiles");
         let files: Vec<_> = std::fs::read_dir(cache.directory())
@@ -243,6 +245,10 @@ mod tests {
         );
         let mode = std::fs::metadata(cache.directory()).expect("dir").mode();
         assert_eq!(mode & 0o077, 0, "the directory is private: {mode:o}");
+        // The code is the file, mapped: not a copy in the host's memory.
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        assert!(maps.contains(&files[0]), "{files:?} is not mapped");
+        drop(component);
 
         // A damaged file is compiled again and replaced.
         let path = cache.directory().join(&files[0]);
@@ -258,11 +264,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let shared = dir.path().join("shared");
         std::fs::create_dir(&shared).expect("mkdir");
-        std::fs::set_permissions(
-            &shared,
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .expect("chmod");
+        std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .expect("chmod");
         let err = CompileCache::open(&shared, &engine()).expect_err("refused");
         assert!(err.to_string().contains("writable by every user"), "{err}");
     }
