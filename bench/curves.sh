@@ -7,6 +7,7 @@
 #
 #   bench/curves.sh                       # 5 s per point
 #   BENCH_CURVE_DURATION=10 bench/curves.sh
+#   BENCH_CURVE_ROUNDS=5 bench/curves.sh    # rounds of the components comparison (3)
 #
 # Writes the tables into BENCHMARKS.md (between the curves markers) and the
 # plots to bench/curves-*.svg. Builds in release mode; starts its own
@@ -18,6 +19,8 @@ cd "$ROOT"
 DURATION="${BENCH_CURVE_DURATION:-5}"
 LEVELS=(${BENCH_CURVE_LEVELS:-1 8 32 128 512})
 COMPONENTS=(${BENCH_CURVE_COMPONENTS:-1 10 100})
+COMPONENT_ROUNDS="${BENCH_CURVE_ROUNDS:-3}"
+declare -A READY HOST_URL HOST_PID IDLE RPS P99
 WORK="$(mktemp -d /tmp/wasmhouse-curves.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -74,12 +77,13 @@ print(f"{float(rps.group(1)) if rps else 0:.0f} {ms(50):.2f} {ms(99):.2f} "
 PY
 }
 
-start_wasmhouse() {  # extra flags; sets WH and WH_PID
+start_wasmhouse() {  # extra flags; sets WH and WH_PID (logs in $WORK/$WH_LOG.*)
+  local log="$WORK/${WH_LOG:-wh}"
   CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT="$CH_PORT" RUST_LOG=warn WASMHOUSE_COMPILE_CACHE="${WASMHOUSE_COMPILE_CACHE:-off}" \
-    "$BIN" serve --listen 127.0.0.1:0 "$@" > "$WORK/wh.out" 2> "$WORK/wh.err" &
+    "$BIN" serve --listen 127.0.0.1:0 "$@" > "$log.out" 2> "$log.err" &
   WH_PID=$!
   PIDS+=("$WH_PID")
-  WH="http://$(wait_for_line "$WORK/wh.out" "wasmhouse listening on http://")"
+  WH="http://$(wait_for_line "$log.out" "wasmhouse listening on http://")"
 }
 
 # --- against concurrency ---------------------------------------------------
@@ -148,19 +152,31 @@ PY
   # The first start compiles (into a compile cache of this run), the second
   # loads: memory is measured as a host restarted with the default cache.
   started="$(date +%s%N)"
-  WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --manifest "$WORK/c$count/wasmhouse.toml"
-  ready_ms="$(( ($(date +%s%N) - started) / 1000000 ))"
+  WH_LOG="c$count" WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --manifest "$WORK/c$count/wasmhouse.toml"
+  READY[$count]="$(( ($(date +%s%N) - started) / 1000000 ))"
   kill "$WH_PID"; wait "$WH_PID" 2>/dev/null || true
-  WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --manifest "$WORK/c$count/wasmhouse.toml"
+  WH_LOG="c$count" WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --manifest "$WORK/c$count/wasmhouse.toml"
   for i in $(seq 0 $(( count > 10 ? 9 : count - 1 ))); do curl -fs -o /dev/null "$WH/r$i/health"; done
-  idle="$(rss_mib "$WH_PID")"
-  DURATION=1 point "$WH/r0/health" 32 > /dev/null
-  read -r rps p50 p99 bad errors < <(DURATION=$(( DURATION * 2 )) point "$WH/r0/health" 32)
-  loaded="$(rss_mib "$WH_PID")"
-  private="$(private_mib "$WH_PID")"
-  say "$count components: ready in $ready_ms ms, RSS $idle MiB idle, $loaded MiB after load ($private MiB private); /health $rps req/s (p99 $p99 ms)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$count" "$ready_ms" "$idle" "$loaded" "$rps" "$p99" "$private" >> "$WORK/components.tsv"
-  kill "$WH_PID"; wait "$WH_PID" 2>/dev/null || true
+  HOST_URL[$count]="$WH"; HOST_PID[$count]="$WH_PID"; IDLE[$count]="$(rss_mib "$WH_PID")"
+done
+# Every host stays up (idle ones cost no CPU) and they take turns, so each
+# ratio compares hosts measured in the same minutes of this noisy machine.
+for count in "${COMPONENTS[@]}"; do DURATION=1 point "${HOST_URL[$count]}/r0/health" 32 > /dev/null; done
+for round in $(seq 1 "$COMPONENT_ROUNDS"); do
+  for count in "${COMPONENTS[@]}"; do
+    read -r rps p50 p99 bad errors < <(point "${HOST_URL[$count]}/r0/health" 32)
+    say "$count components, round $round: /health $rps req/s (p99 $p99 ms)"
+    RPS[$count]="${RPS[$count]:-} $rps"; P99[$count]="${P99[$count]:-} $p99"
+  done
+done
+for count in "${COMPONENTS[@]}"; do
+  pid="${HOST_PID[$count]}"
+  rps="$(tr ' ' '\n' <<<"${RPS[$count]}" | awk 'NF {sum += $1; n++} END {printf "%.0f", sum / n}')"
+  p99="$(tr ' ' '\n' <<<"${P99[$count]}" | awk 'NF && $1 > max {max = $1} END {printf "%g", max}')"
+  loaded="$(rss_mib "$pid")"; private="$(private_mib "$pid")"
+  say "$count components: ready in ${READY[$count]} ms, RSS ${IDLE[$count]} MiB idle, $loaded MiB after load ($private MiB private); /health $rps req/s mean of $COMPONENT_ROUNDS (worst p99 $p99 ms)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$count" "${READY[$count]}" "${IDLE[$count]}" "$loaded" "$rps" "$p99" "$private" >> "$WORK/components.tsv"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
 done
 
 # --- tables and plots ------------------------------------------------------
@@ -209,7 +225,8 @@ if 1 in levels:
             f"simple-query {query * 1000:.0f} µs more than ClickHouse directly."]
 out += ["", "Components loaded (distinct, each compiled on its own; RSS of a host restarted with its compile "
         "cache warm; private: its anonymous and shared-memory pages, without the compiled files the kernel "
-        "maps and can drop; `/health` of one of them, c=32, twice as long as a point above):", "",
+        "maps and can drop; `/health` of one of them, c=32, the hosts taking turns, the mean of its rounds (each as long as a "
+        "point above) and the worst p99:", "",
         "| components | first start (compiling) | RSS idle MiB | RSS after load MiB | private after load MiB | /health req/s | p99 ms |",
         "|---|---|---|---|---|---|---|"]
 base = comps[0]

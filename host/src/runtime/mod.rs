@@ -162,6 +162,24 @@ impl Runtime {
     }
 }
 
+/// Give the memory compiling used back to the system now.
+///
+/// Cranelift frees what it used on its compile threads, and those threads
+/// end; mimalloc (the binary's allocator) would purge the freed pages after a
+/// delay, but only when a thread using that memory allocates again, which no
+/// thread does: a host that compiled one component at start kept about
+/// 10 MiB more resident for the rest of its life (BENCHMARKS.md). A forced
+/// collection purges them. Harmless where mimalloc is not the allocator
+/// (tests): it then tidies only mimalloc's own unused arenas.
+pub fn release_compile_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any
+    // thread at any time; it only returns mimalloc's free memory.
+    #[expect(unsafe_code, reason = "a call into mimalloc's C API")]
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
+}
+
 /// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
