@@ -19,6 +19,7 @@
 use std::hash::{Hash as _, Hasher as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use wasmtime::Engine;
@@ -150,14 +151,18 @@ impl CompileCache {
         }
     }
 
-    /// Write `compiled` to `path` whole: a temporary file, then a rename.
+    /// Write `compiled` to `path` whole: a temporary file of this write
+    /// alone (two compiles of one component, in this process or another
+    /// host sharing the directory, never write the same file), then a rename.
     fn store(&self, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
+        static WRITES: AtomicU64 = AtomicU64::new(0);
         let temporary = self.directory.join(format!(
-            ".{}.{}.tmp",
+            ".{}.{}.{}.tmp",
             path.file_name()
                 .map(|name| name.to_string_lossy())
                 .unwrap_or_default(),
-            std::process::id()
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
         ));
         let written =
             std::fs::write(&temporary, compiled).and_then(|()| std::fs::rename(&temporary, path));
