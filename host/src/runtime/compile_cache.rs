@@ -5,8 +5,9 @@
 //! file: its machine code and its initial memory image stay file-backed
 //! pages, read in only when touched and shared by every instance, instead of
 //! a private copy of each (Wasmtime's own cache decompresses into anonymous
-//! memory). A host with a hundred components keeps resident only the code its
-//! requests run (BENCHMARKS.md, "Components loaded").
+//! memory). A host with a hundred components holds little private memory for
+//! them: what is resident of the files is page cache the kernel can drop
+//! (BENCHMARKS.md, "Components loaded").
 //!
 //! The files are machine code the host executes, so the directory must be
 //! writable by the host's user alone: a directory anyone may write to, or one
@@ -111,7 +112,10 @@ impl CompileCache {
                 ),
             }
         }
-        let compiled = engine.precompile_component(bytes)?;
+        let compiled = engine.precompile_component(bytes);
+        // Only a compile leaves compiler memory behind, not a mapped file.
+        super::release_compile_memory();
+        let compiled = compiled?;
         match self.store(&path, &compiled) {
             Ok(()) => match self.map(engine, &path) {
                 Ok(component) => {

@@ -58,9 +58,9 @@ impl RouteComponent {
             ));
         }
         let sha256 = hex_sha256(bytes);
-        let compiled = runtime.compile(&sha256, bytes);
-        super::release_compile_memory();
-        let component = compiled.map_err(|err| ComponentError::Compile(format!("{err:#}")))?;
+        let component = runtime
+            .compile(&sha256, bytes)
+            .map_err(|err| ComponentError::Compile(format!("{err:#}")))?;
         let instance_pre = runtime
             .linker()
             .instantiate_pre(&component)

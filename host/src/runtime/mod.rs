@@ -157,7 +157,11 @@ impl Runtime {
     pub fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
         match &self.compile_cache {
             Some(cache) => cache.component(&self.engine, sha256, bytes),
-            None => Component::new(&self.engine, bytes),
+            None => {
+                let component = Component::new(&self.engine, bytes);
+                release_compile_memory();
+                component
+            }
         }
     }
 }
