@@ -250,15 +250,8 @@ async fn client_disconnect_cancels_the_running_query() {
     }
     // The host logs the cancellation once ClickHouse has answered the KILL,
     // which may be just after the query is gone from system.processes.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !host.log().contains("cancelled abandoned query") {
-        assert!(
-            Instant::now() < deadline,
-            "no KILL QUERY logged:\n{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    host.wait_for_log("cancelled abandoned query", Duration::from_secs(10))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

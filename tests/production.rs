@@ -202,15 +202,8 @@ api_key = true
     .await;
     assert_eq!(reload.status, 200, "{}", reload.text);
     // The keys are read again in the background after the reload.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !host.log().contains("kept the API keys in force") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the broken keys file was not reported:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    host.wait_for_log("kept the API keys in force", Duration::from_secs(10))
+        .await;
     assert_eq!(
         with_key(&host.url("/app/version"), Some(OPS_KEY))
             .await

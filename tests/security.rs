@@ -647,11 +647,8 @@ async fn error_bodies_carry_no_internals() {
         );
     }
     // The details are in the host's log, for the operator.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !host.log().contains("ClickHouse request failed") {
-        assert!(Instant::now() < deadline, "no log line: {}", host.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    host.wait_for_log("ClickHouse request failed", Duration::from_secs(5))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -263,6 +263,20 @@ impl Wasmhouse {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Wait until the log holds `fragment`; fail the test, with the log,
+    /// when it does not within `timeout`.
+    pub async fn wait_for_log(&self, fragment: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.log().contains(fragment) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{fragment:?} was not logged within {timeout:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
