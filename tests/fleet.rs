@@ -12,17 +12,10 @@ use common::deploys::{ADMIN_TOKEN as TOKEN, VersionLoad, admin, wait_for_version
 use common::{ClickHouse, HostBuilder, Wasmhouse, get, guests};
 use sha2::{Digest as _, Sha256};
 
-/// Wait until the host has logged `text`.
+/// Wait until a line of the host's log `matches`.
 async fn wait_for_log(host: &Wasmhouse, what: &str, matches: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !host.log().lines().any(&matches) {
-        assert!(
-            Instant::now() < deadline,
-            "never logged {what}; log:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    host.wait_for_log_line(what, Duration::from_secs(15), matches)
+        .await;
 }
 
 /// Roll route `app` back through `host`'s admin API, and check that the

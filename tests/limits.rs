@@ -126,10 +126,7 @@ async fn panics_and_traps_are_500s_with_logged_request_ids() {
             .expect("request id")
             .to_owned();
         // The log line carries the request id, the guest's stderr and the trap.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !host.log().contains(&request_id) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        host.wait_for_log(&request_id, Duration::from_secs(5)).await;
         let log = host.log();
         let at = log
             .find(&request_id)

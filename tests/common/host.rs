@@ -263,14 +263,28 @@ impl Wasmhouse {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Wait until the log holds `fragment`; fail the test, with the log,
-    /// when it does not within `timeout`.
+    /// Wait until a line of the log holds `fragment`; fail the test, with
+    /// the log, when none does within `timeout`.
     pub async fn wait_for_log(&self, fragment: &str, timeout: Duration) {
+        self.wait_for_log_line(&format!("{fragment:?}"), timeout, |line| {
+            line.contains(fragment)
+        })
+        .await;
+    }
+
+    /// Wait until a line of the log `matches`; fail the test, naming `what`
+    /// and showing the log, when none does within `timeout`.
+    pub async fn wait_for_log_line(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) {
         let deadline = std::time::Instant::now() + timeout;
-        while !self.log().contains(fragment) {
+        while !self.log().lines().any(&matches) {
             assert!(
                 std::time::Instant::now() < deadline,
-                "{fragment:?} was not logged within {timeout:?}:\n{}",
+                "{what} was not logged within {timeout:?}:\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
