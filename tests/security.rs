@@ -598,19 +598,33 @@ async fn the_admin_token_never_reaches_a_guest() {
         let anonymous = common::send(client.get(&url)).await;
         assert_eq!(anonymous.status, 401, "{path}: {}", anonymous.text);
     }
-    // Sent to a route, the token is removed before the guest sees the request.
-    let echoed = common::send(
+    // Sent to a route, the token is removed before the guest sees the
+    // request: whatever the scheme's case, whatever header carries it.
+    for (name, value) in [
+        ("authorization", bearer.clone()),
+        ("authorization", format!("bearer {token}")),
+        ("authorization", format!("BEARER  {token}")),
+        ("authorization", format!("Basic {token}")),
+        ("proxy-authorization", format!("Bearer {token}")),
+        ("cookie", format!("session=1; admin={token}")),
+        ("x-admin-token", token.to_owned()),
+    ] {
+        let echoed = common::send(client.get(host.url("/headers")).header(name, &value)).await;
+        assert_eq!(echoed.status, 200, "{}", echoed.text);
+        assert!(
+            !echoed.text.contains(token),
+            "the guest saw the token in {name}: {value}: {}",
+            echoed.text
+        );
+    }
+    // Lower-case schemes reach the admin API too.
+    let lower = common::send(
         client
-            .get(host.url("/headers"))
-            .header("authorization", &bearer),
+            .get(format!("http://{}/admin/components", host.addr()))
+            .header("authorization", format!("bearer {token}")),
     )
     .await;
-    assert_eq!(echoed.status, 200, "{}", echoed.text);
-    assert!(
-        !echoed.text.contains(token),
-        "the guest saw the token: {}",
-        echoed.text
-    );
+    assert_eq!(lower.status, 200, "{}", lower.text);
     let other = common::send(
         client
             .get(host.url("/headers"))
@@ -690,19 +704,34 @@ async fn dotenv_is_read_from_the_working_directory_only() {
     assert_eq!(status.json["port"], clickhouse.http_port());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
-    let password = "a long test password";
-    let hash: String = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(password.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let fragment = include_str!("../deploy/clickhouse/wasmhouse-user.xml")
-        .replace("SHA256_OF_THE_PASSWORD", &hash);
-    let clickhouse = ClickHouse::start_with_users(&fragment);
+/// The password of the dedicated account in [`dedicated_clickhouse`].
+const DEDICATED_PASSWORD: &str = "a long test password";
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A server set up as the README's "A dedicated ClickHouse user" says,
+/// with deploy/clickhouse's files as they are: the `wasmhouse` account
+/// (database `analytics` only), `default` behind a password, no test
+/// clusters; `analytics.events` holds 3 rows and `secret.keys` a secret.
+fn dedicated_clickhouse() -> (ClickHouse, &'static str) {
+    let default_password = "the administrator's password";
+    let users = include_str!("../deploy/clickhouse/wasmhouse-user.xml")
+        .replace("SHA256_OF_THE_PASSWORD", &sha256_hex(DEDICATED_PASSWORD))
+        .replace(
+            "SHA256_OF_THE_DEFAULT_PASSWORD",
+            &sha256_hex(default_password),
+        );
+    let clickhouse = ClickHouse::start_with(common::clickhouse::Setup {
+        users: Some(&users),
+        config: Some(include_str!("../deploy/clickhouse/wasmhouse-server.xml")),
+        default_password: Some(default_password),
+    });
     for setup in [
         "CREATE DATABASE analytics",
         "CREATE TABLE analytics.events (id UInt64) ENGINE = Memory",
@@ -713,17 +742,34 @@ async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
     ] {
         clickhouse.query(setup);
     }
+    (clickhouse, DEDICATED_PASSWORD)
+}
+
+/// A host on the hostile guest as the dedicated account of `clickhouse`.
+fn dedicated_host(clickhouse: &ClickHouse) -> Wasmhouse {
+    let guest = guests::hostile(1);
+    HostBuilder::new(clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .env("CLICKHOUSE_USER", "wasmhouse")
+        .env("CLICKHOUSE_PASSWORD", DEDICATED_PASSWORD)
+        .env("CLICKHOUSE_DATABASE", "analytics")
+        .start_in_process()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
+    let (clickhouse, password) = dedicated_clickhouse();
     // The account itself, straight to ClickHouse: no way into `secret`.
     let (status, body) = clickhouse.query_as("wasmhouse", password, "SELECT * FROM secret.keys");
     assert_ne!(status, 200, "{body}");
+    // Nor as `default` without its password, nor through a test cluster.
+    let (status, body) = clickhouse.query_as("default", "", "SELECT 1");
+    assert_ne!(status, 200, "{body}");
+    let (status, body) =
+        clickhouse.query_as("wasmhouse", password, "SELECT count() FROM system.clusters");
+    assert_eq!((status, body.trim()), (200, "0"), "{body}");
 
-    let guest = guests::hostile(1);
-    let host = HostBuilder::new(&clickhouse)
-        .args(&["--component", guest.to_str().expect("UTF-8 path")])
-        .env("CLICKHOUSE_USER", "wasmhouse")
-        .env("CLICKHOUSE_PASSWORD", password)
-        .env("CLICKHOUSE_DATABASE", "analytics")
-        .start_in_process();
+    let host = dedicated_host(&clickhouse);
     let events = sql(&host, "", "SELECT count() FROM events", &[]).await;
     assert_eq!(events.status, 200, "{}", events.text);
     assert_eq!(events.json["result"], "3\n");
@@ -763,4 +809,246 @@ async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
         let reply = get(&builtin.url(path)).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.text);
     }
+}
+
+/// Round two: attacks on the host's reading of SQL (escapes in names,
+/// parameters that become names, names no deny-list had, ways around
+/// `readonly`). Each is a class the host closes by design: one lexer that
+/// reads as ClickHouse does, the check on the bound text, allow-lists, and
+/// ClickHouse's `readonly` behind it.
+fn round_two_attacks(at: SocketAddr, tcp_port: u16) -> Vec<(String, Vec<(&'static str, String)>)> {
+    let none = Vec::new;
+    let param = |name: &'static str, value: &str| vec![(name, value.to_owned())];
+    vec![
+        // 1. Escapes in quoted names: ClickHouse decodes them.
+        ("SELECT query FROM system.`pro\\x63esses`".into(), none()),
+        ("SELECT query FROM system.\"pro\\x63esses\"".into(), none()),
+        ("SELECT query FROM `sys\\x74em`.processes".into(), none()),
+        (
+            format!("SELECT * FROM `u\\x72l`('http://{at}/a', CSV, 'a String')"),
+            none(),
+        ),
+        (
+            format!("SELECT * FROM `url\\N`('http://{at}/b', CSV, 'a String')"),
+            none(),
+        ),
+        // 2. Parameters that become names, checked after binding.
+        (
+            "SELECT query FROM {t:Identifier}".into(),
+            param("param.t", "system.processes"),
+        ),
+        (
+            "SELECT query FROM {d:Identifier}.processes".into(),
+            param("param.d", "system"),
+        ),
+        (
+            "SELECT sleep(2) SETTINGS {b:Identifier} = 0".into(),
+            param("param.b", "max_execution_time"),
+        ),
+        (
+            format!("SELECT * FROM {{f:Identifier}}('http://{at}/c', CSV, 'a String')"),
+            param("param.f", "url"),
+        ),
+        (
+            format!(
+                "SELECT {{f:Identifier}}('127.0.0.1', {}, 'system', 'one', 'dummy')",
+                at.port()
+            ),
+            param("param.f", "hasColumnInTable"),
+        ),
+        // 3. Names a deny-list never had: 18.16's table functions, a scalar
+        // function that connects, functions of newer servers, unknown ones.
+        (
+            format!(
+                "SELECT hasColumnInTable('127.0.0.1', {}, 'system', 'one', 'dummy')",
+                at.port()
+            ),
+            none(),
+        ),
+        (
+            "SELECT * FROM catBoostPool('/etc/passwd', '/etc/passwd')".into(),
+            none(),
+        ),
+        (
+            "SELECT * FROM shardByHash('test_shard_localhost', 'x')".into(),
+            none(),
+        ),
+        (
+            format!("SELECT * FROM jdbc('jdbc:mysql://{at}/', 'db', 't')"),
+            none(),
+        ),
+        (format!("SELECT * FROM odbc('DSN={at}', 'db', 't')"), none()),
+        (
+            format!("SELECT * FROM remote('127.0.0.1:{tcp_port}', system.processes)"),
+            none(),
+        ),
+        (
+            "SELECT * FROM cluster('test_shard_localhost', system.processes)".into(),
+            none(),
+        ),
+        ("SELECT dictGetString('d', 'a', toUInt64(1))".into(), none()),
+        ("SELECT getClientHTTPHeader('authorization')".into(), none()),
+        ("SELECT someFunctionNoServerHas(1)".into(), none()),
+        ("SELECT * FROM system.query_thread_log".into(), none()),
+        ("SELECT * FROM system.parts".into(), none()),
+        // 4. Around readonly and the settings.
+        (
+            "SELECT sleep(2) SETTINGS max_execution_time == 0".into(),
+            none(),
+        ),
+        ("SELECT 1 SETTINGS format_schema = 'x'".into(), none()),
+        ("SELECT 1".into(), param("setting.format_schema", "x")),
+        (
+            "SELECT 1".into(),
+            param("setting.max_memory_usage_for_user", "0"),
+        ),
+        // Constructs ClickHouse versions read differently.
+        (
+            "SELECT 1 /* /* */, (SELECT query FROM system.processes) -- */".into(),
+            none(),
+        ),
+        ("SELECT 'a\\%' AS x".into(), none()),
+        ("SELECT 1_000 AS x".into(), none()),
+        ("SELECT 1\u{a0}FROM system.processes".into(), none()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_attacks_are_refused_in_every_configuration() {
+    let tripwire = Tripwire::start();
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse);
+    let attacks = round_two_attacks(tripwire.addr, clickhouse.tcp_port());
+    for prefix in ["", "/relaxed", "/writer"] {
+        for (attack, extra) in &attacks {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = sql(&host, prefix, attack, &extra).await;
+            assert_refused(&reply, &format!("{prefix} {attack} {extra:?}"));
+        }
+    }
+    // The README's production setup, on its strict route.
+    let (dedicated, _) = dedicated_clickhouse();
+    let host = dedicated_host(&dedicated);
+    for (attack, extra) in round_two_attacks(tripwire.addr, dedicated.tcp_port()) {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = sql(&host, "", &attack, &extra).await;
+        assert_refused(&reply, &format!("dedicated: {attack} {extra:?}"));
+    }
+    assert_eq!(tripwire.count(), 0, "ClickHouse was made to connect out");
+    // Legitimate queries of the same shapes still run.
+    for (query, extra) in [
+        (
+            "SELECT count() FROM {t:Identifier}",
+            vec![("param.t", "system.numbers_mt")],
+        ),
+        (
+            "SELECT number FROM system.numbers LIMIT {n:UInt32}",
+            vec![("param.n", "3")],
+        ),
+        (
+            "SELECT sumIf(number, number > 1) FROM (SELECT number FROM system.numbers LIMIT 10)",
+            vec![],
+        ),
+        ("SELECT 'a\\\\%' AS x, 'it''s' AS y", vec![]),
+    ] {
+        let reply = sql(&host, "", query, &extra).await;
+        assert_eq!(reply.status, 200, "{query}: {}", reply.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_requests_sql_and_values_stay_its_own() {
+    let secret = "victim-secret-4711";
+    for dedicated in [false, true] {
+        let (clickhouse, _dir, host) = if dedicated {
+            let (clickhouse, _) = dedicated_clickhouse();
+            let host = dedicated_host(&clickhouse);
+            (clickhouse, None, host)
+        } else {
+            let clickhouse = ClickHouse::start();
+            let (host, dir) = hostile_routes(&clickhouse);
+            (clickhouse, Some(dir), host)
+        };
+        let victim_url = reqwest::Url::parse_with_params(
+            &host.url("/sql"),
+            &[
+                ("q", "SELECT sleep(3) AS victim, {s:String} AS s"),
+                ("param.s", secret),
+            ],
+        )
+        .expect("URL");
+        let victim = tokio::spawn(async move { get(victim_url.as_str()).await });
+        clickhouse.wait_for_query("AS victim");
+        let tcp = clickhouse.tcp_port();
+        let thieves = [
+            "SELECT query FROM system.processes".to_owned(),
+            "SELECT query FROM system.`pro\\x63esses`".to_owned(),
+            "SELECT * FROM merge('system', '^processes$')".to_owned(),
+            format!("SELECT * FROM remote('127.0.0.1:{tcp}', system.processes)"),
+            "SELECT * FROM cluster('test_shard_localhost', system.processes)".to_owned(),
+            "SHOW PROCESSLIST".to_owned(),
+            "SELECT query FROM system.query_log".to_owned(),
+        ];
+        let prefixes: &[&str] = if dedicated {
+            &[""]
+        } else {
+            &["", "/relaxed", "/writer"]
+        };
+        for prefix in prefixes {
+            for thief in &thieves {
+                let reply = sql(&host, prefix, thief, &[]).await;
+                assert!(
+                    !reply.text.contains(secret),
+                    "{prefix} {thief} read the victim's query: {}",
+                    reply.text
+                );
+            }
+            let bound = sql(
+                &host,
+                prefix,
+                "SELECT query FROM {t:Identifier}",
+                &[("param.t", "system.processes")],
+            )
+            .await;
+            assert!(!bound.text.contains(secret), "{}", bound.text);
+        }
+        let victim = victim.await.expect("victim");
+        assert_eq!(victim.status, 200, "{}", victim.text);
+        assert!(victim.text.contains(secret), "{}", victim.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dedicated_users_strict_route_runs_at_readonly_1_with_the_routes_limits() {
+    let (clickhouse, _) = dedicated_clickhouse();
+    let host = dedicated_host(&clickhouse);
+    let settings = "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'max_memory_usage', 'max_threads', 'max_execution_time') ORDER BY name";
+    let reply = sql(&host, "", settings, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let result = reply.json["result"].as_str().expect("result text");
+    for expected in [
+        "readonly\t1",
+        "max_memory_usage\t1073741824",
+        "max_threads\t4",
+        "max_execution_time\t30",
+    ] {
+        assert!(result.contains(expected), "{expected:?} not in:\n{result}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requests_open_results_share_one_server_memory_budget() {
+    let clickhouse = ClickHouse::start();
+    let (host, _dir) = hostile_routes(&clickhouse);
+    // 16 MiB per query, 32 MiB per request: 16 + 8 + 4 + 2 + 1 MiB, then no more.
+    let open = get(&host.url("/small-memory/open-results?n=20")).await;
+    assert_eq!(open.status, 200, "{}", open.text);
+    assert_eq!(open.json["open"], 5, "{}", open.text);
+    assert!(
+        open.json["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("max_request_memory_usage")),
+        "{}",
+        open.text
+    );
 }

@@ -42,7 +42,7 @@ use bindings::exports::wasmhouse::clickhouse::query::{self, Guest, GuestRows};
 use bindings::wasi::io::streams::{OutputStream, StreamError};
 use wasmhouse_clickhouse::QueryError;
 use wasmhouse_clickhouse::QueryPolicy;
-use wasmhouse_clickhouse::params::{self, BindMode};
+use wasmhouse_clickhouse::params::BindMode;
 use wasmhouse_clickhouse::response::{DEFAULT_HOLD_BACK, HoldBack};
 
 use config::Settings;
@@ -55,12 +55,12 @@ impl Guest for Adapter {
 
     fn execute(sql: String, options: query::Options) -> Result<query::Rows, query::Error> {
         let settings = Settings::from_environment().map_err(query::Error::Unavailable)?;
-        settings
+        // Checked and bound as on the host: the statement check reads the
+        // bound text.
+        let (_, bound) = settings
             .policy
-            .admit(&sql, &options.params, &options.settings)
+            .check(&sql, &options.params, &options.settings, BindMode::Inline)
             .map_err(to_wit)?;
-        let bound = params::bind(&sql, &options.params, BindMode::Inline)
-            .map_err(|err| query::Error::InvalidParameter(err.to_string()))?;
         let query_id = request::query_id();
         let body = request::send(&settings, &bound.sql, &options, &query_id)?;
         Ok(query::Rows::new(Rows {

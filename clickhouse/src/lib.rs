@@ -15,8 +15,12 @@
 //! - [`endpoint`]: where ClickHouse is; `CLICKHOUSE_URL` parsing.
 //! - [`policy`]: a route's guard-rails: read-only level, server-side caps,
 //!   allowed settings, and the settings that enforce them on every query.
-//! - [`statement`]: the statement allow-list, checked on the SQL text before
-//!   anything reaches ClickHouse.
+//! - [`lexer`]: the one reading of guest SQL, ClickHouse's lexer as every
+//!   supported server runs it; what servers read differently is refused.
+//! - [`catalog`]: every function, engine, system table and setting the
+//!   servers list, classified; only what is known and safe is allowed.
+//! - [`statement`]: the statement check, on the tokens ClickHouse will read
+//!   (after binding) before anything reaches ClickHouse.
 //! - [`params`]: `{name:Type}` placeholders, values checked and bound as data.
 //! - [`settings`]: which settings a guest may pass, and which are the host's.
 //! - [`response`]: ClickHouse's error texts, and holding back a result's tail
@@ -32,8 +36,10 @@
 //! - `host::cancel`: abandoned queries cancelled with `KILL QUERY`, bounded.
 //! - `host::transport`: transport failures in words a guest may see.
 
+pub mod catalog;
 pub mod endpoint;
 pub mod error;
+pub mod lexer;
 pub mod params;
 pub mod policy;
 pub mod response;

@@ -9,7 +9,14 @@
 //!   escaped text form;
 //! - on older servers (Debian's 18.16) the host substitutes a typed literal,
 //!   `CAST('…' AS Type)`, with the value re-rendered from its parsed form, so
-//!   no byte of the input is ever copied into the SQL unescaped.
+//!   no byte of the input is ever copied into the SQL unescaped;
+//! - in both, `Identifier` values are substituted as quoted names (they are
+//!   structure, not data), and integers after `LIMIT`, `OFFSET` or `TOP` as
+//!   plain numbers, which every server accepts there (18.16 refuses a `CAST`).
+//!
+//! Placeholders are the [`crate::lexer`]'s tokens, so a `{` inside a string
+//! or comment is never one. The bound text is what the statement check reads
+//! afterwards ([`crate::policy`]): it sees the names a value becomes.
 //!
 //! The SQL, the types and the values all come from untrusted guests, so every
 //! step is linear in its input (or bounded by [`MAX_TYPE_DEPTH`]), nothing
@@ -20,6 +27,8 @@ use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+
+use crate::lexer::{Token, TokenKind, tokenize};
 
 /// How deeply `Array`, `Nullable` and `LowCardinality` may nest in a
 /// placeholder's type. Parsing, checking and writing values recurse along
@@ -61,10 +70,41 @@ pub struct BoundQuery {
     pub url_params: Vec<(String, String)>,
 }
 
+/// Whose mistake a binding error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindFault {
+    /// A value is not one of its placeholder's type: the caller's input
+    /// (for a route, usually its client's).
+    Value,
+    /// The query's placeholders and the parameters given do not match, or a
+    /// placeholder's type is not one parameters can have: the route's SQL.
+    Query,
+}
+
 /// Why parameters could not be bound; the message names the parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BindError(String);
+#[error("{message}")]
+pub struct BindError {
+    /// Whose mistake it is.
+    pub fault: BindFault,
+    message: String,
+}
+
+impl BindError {
+    fn query(message: String) -> Self {
+        Self {
+            fault: BindFault::Query,
+            message,
+        }
+    }
+
+    fn value(message: String) -> Self {
+        Self {
+            fault: BindFault::Value,
+            message,
+        }
+    }
+}
 
 /// Bind `params` to the `{name:Type}` placeholders of `sql`.
 ///
@@ -75,22 +115,36 @@ pub fn bind(
     params: &[(String, String)],
     mode: BindMode,
 ) -> Result<BoundQuery, BindError> {
-    let scan = find_placeholders(sql)?;
-    let placeholders = &scan.placeholders;
+    let tokens = tokenize(sql).map_err(|err| BindError::query(err.to_string()))?;
+    bind_tokens(sql, &tokens, params, mode)
+}
+
+/// [`bind`] for a query already split into `tokens`.
+pub fn bind_tokens(
+    sql: &str,
+    tokens: &[Token<'_>],
+    params: &[(String, String)],
+    mode: BindMode,
+) -> Result<BoundQuery, BindError> {
+    let placeholders: Vec<(usize, &str, &str)> = tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(at, t)| t.placeholder().map(|(name, ty)| (at, name, ty)))
+        .collect();
     // Hash lookups keep binding linear: up to a thousand parameters against
     // tens of thousands of placeholders would otherwise be quadratic.
-    let used: HashSet<&str> = placeholders.iter().map(|p| p.name).collect();
+    let used: HashSet<&str> = placeholders.iter().map(|p| p.1).collect();
     let mut values: HashMap<&str, &str> = HashMap::with_capacity(params.len());
     for (name, value) in params {
         if values.insert(name.as_str(), value.as_str()).is_some() {
-            return Err(BindError(format!(
+            return Err(BindError::query(format!(
                 "parameter {} is given twice",
                 quoted(name)
             )));
         }
         if !used.contains(name.as_str()) {
             let name = clip(name);
-            return Err(BindError(format!(
+            return Err(BindError::query(format!(
                 "parameter {name:?} has no {{{name}:Type}} placeholder in the query"
             )));
         }
@@ -106,49 +160,56 @@ pub fn bind(
     let mut url_params = Vec::new();
     let mut copied_to = 0;
     let mut sent = HashSet::new();
-    // Each (name, type) pair is checked and rendered once however often it
+    // Each (name, type, form) is checked and rendered once however often it
     // is repeated: `Some(sql)` when it is substituted into the query.
-    let mut checked: HashMap<(&str, ParamType), Option<String>> = HashMap::new();
+    let mut checked: HashMap<(&str, ParamType, Form), Option<String>> = HashMap::new();
     let mut checked_names = HashSet::new();
     let mut rechecked_bytes = 0usize;
-    for placeholder in placeholders {
-        let name = placeholder.name;
+    for &(at, name, type_text) in &placeholders {
+        let token = &tokens[at];
         let Some(&raw) = values.get(name) else {
-            return Err(BindError(format!(
+            return Err(BindError::query(format!(
                 "placeholder {{{}:{}}} has no value",
                 clip(name),
-                clip(placeholder.type_text)
+                clip(type_text)
             )));
         };
-        let ty = ParamType::parse(placeholder.type_text).map_err(|why| {
-            BindError(format!(
+        let ty = ParamType::parse(type_text).map_err(|why| {
+            BindError::query(format!(
                 "placeholder {{{}:{}}}: {why}",
                 clip(name),
-                clip(placeholder.type_text)
+                clip(type_text)
             ))
         })?;
+        let plain = in_limit_clause(tokens, at) && ty.is_number();
         // Identifiers are structure, not data: even in server mode they are
         // substituted, as quoted names, so every server version reads them
-        // the same way.
-        let substitute = mode == BindMode::Inline || ty == ParamType::Identifier;
-        let rendered = match checked.entry((name, ty)) {
+        // the same way (and the statement check sees them).
+        let form = if plain {
+            Form::Plain
+        } else if mode == BindMode::Inline || ty == ParamType::Identifier {
+            Form::Literal
+        } else {
+            Form::Param
+        };
+        let rendered = match checked.entry((name, ty, form)) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                let ty = &entry.key().1;
+                let (_, ty, form) = entry.key();
                 // The first check of each value is bounded by the caller's
                 // limit on parameter bytes; checks against further types are
                 // not, so they get a budget of their own.
                 if !checked_names.insert(name) {
                     rechecked_bytes = rechecked_bytes.saturating_add(raw.len());
                     if rechecked_bytes > MAX_RECHECKED_VALUE_BYTES {
-                        return Err(BindError(format!(
+                        return Err(BindError::query(format!(
                             "parameter {} is declared with too many different types",
                             quoted(name)
                         )));
                     }
                 }
                 let invalid = |why: String| {
-                    BindError(format!(
+                    BindError::value(format!(
                         "parameter {} = {} is not a valid {}: {why}",
                         quoted(name),
                         quoted(raw),
@@ -156,34 +217,49 @@ pub fn bind(
                     ))
                 };
                 let mut text = String::new();
-                if substitute {
-                    write_sql(ty, raw, &mut text).map_err(invalid)?;
-                    entry.insert(Some(text))
-                } else {
-                    write_value(ty, raw, false, Form::Param, true, &mut text).map_err(invalid)?;
-                    // A name declared with several types is checked against
-                    // each, and sent once, as its first placeholder reads it.
-                    if sent.insert(name) {
-                        url_params.push((format!("param_{name}"), text));
+                match form {
+                    Form::Plain => {
+                        write_value(ty, raw, false, Form::Plain, true, &mut text)
+                            .map_err(invalid)?;
+                        entry.insert(Some(text))
                     }
-                    entry.insert(None)
+                    Form::Literal => {
+                        write_sql(ty, raw, &mut text).map_err(invalid)?;
+                        entry.insert(Some(text))
+                    }
+                    Form::Param => {
+                        write_value(ty, raw, false, Form::Param, true, &mut text)
+                            .map_err(invalid)?;
+                        // A name declared with several types is checked
+                        // against each, and sent once, as its first
+                        // placeholder reads it.
+                        if sent.insert(name) {
+                            url_params.push((format!("param_{name}"), text));
+                        }
+                        entry.insert(None)
+                    }
                 }
             }
         };
         let Some(rendered) = rendered else { continue };
-        if let Some((at, what)) = scan.ambiguity {
-            return Err(BindError(format!(
-                "{what} at byte {at} is read differently by different ClickHouse versions, \
-                 so no value can be substituted into this query safely"
-            )));
-        }
-        let before = &sql[copied_to..placeholder.start];
-        if bound_sql.len() + before.len() + rendered.len() > MAX_BOUND_SQL_BYTES {
+        let before = &sql[copied_to..token.start];
+        // A space where the value would touch other text, so it never glues
+        // to a neighbouring word, number or operator (`1 -` and `-5`).
+        let pad_before = needs_space(before.as_bytes().last());
+        let pad_after = needs_space(sql.as_bytes().get(token.end()));
+        let grown = before.len() + rendered.len() + 2;
+        if bound_sql.len() + grown > MAX_BOUND_SQL_BYTES {
             return Err(too_long());
         }
         bound_sql.push_str(before);
+        if pad_before {
+            bound_sql.push(' ');
+        }
         bound_sql.push_str(rendered);
-        copied_to = placeholder.end;
+        if pad_after {
+            bound_sql.push(' ');
+        }
+        copied_to = token.end();
     }
     let rest = &sql[copied_to..];
     if bound_sql.len() + rest.len() > MAX_BOUND_SQL_BYTES {
@@ -196,8 +272,35 @@ pub fn bind(
     })
 }
 
+/// Whether text substituted next to `neighbour` needs a space between.
+fn needs_space(neighbour: Option<&u8>) -> bool {
+    neighbour.is_some_and(|b| !b.is_ascii_whitespace() && !b"(),[]".contains(b))
+}
+
+/// Whether the placeholder at `at` is a count of a `LIMIT`, `OFFSET` or
+/// `TOP` clause (`LIMIT {n}`, `LIMIT {o}, {n}`, `OFFSET {o}`), where 18.16
+/// accepts only a number.
+fn in_limit_clause(tokens: &[Token<'_>], at: usize) -> bool {
+    let word = |i: Option<usize>, words: &[&str]| {
+        i.and_then(|i| tokens.get(i))
+            .is_some_and(|t| words.iter().any(|w| t.is_word(w)))
+    };
+    let before = |n: usize| at.checked_sub(n);
+    if word(before(1), &["limit", "offset", "top"]) {
+        return true;
+    }
+    // `LIMIT offset, count`: the count after a comma.
+    before(1)
+        .and_then(|i| tokens.get(i))
+        .is_some_and(|t| t.is_punct(","))
+        && before(2)
+            .and_then(|i| tokens.get(i))
+            .is_some_and(|t| matches!(t.kind, TokenKind::Number | TokenKind::Placeholder))
+        && word(before(3), &["limit"])
+}
+
 fn too_long() -> BindError {
-    BindError(format!(
+    BindError::query(format!(
         "the query with its parameters substituted would be longer than \
          {MAX_BOUND_SQL_BYTES} bytes"
     ))
@@ -219,142 +322,6 @@ fn clip(text: &str) -> Cow<'_, str> {
 /// Guest text quoted for an error message, cut like [`clip`].
 fn quoted(text: &str) -> String {
     format!("{:?}", clip(text))
-}
-
-/// A `{name:Type}` placeholder found in SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Placeholder<'a> {
-    name: &'a str,
-    type_text: &'a str,
-    start: usize,
-    end: usize,
-}
-
-/// The placeholders of a query, and the first construct outside quotes that
-/// ClickHouse versions lex differently: substituting text next to one could
-/// land inside what the server reads as a string or comment.
-#[derive(Debug)]
-struct Scan<'a> {
-    placeholders: Vec<Placeholder<'a>>,
-    ambiguity: Option<(usize, &'static str)>,
-}
-
-/// Find placeholders outside string literals, quoted identifiers and comments.
-///
-/// Every branch starts on an ASCII byte, so every index it slices at is a
-/// character boundary; bytes inside multi-byte characters are never ASCII,
-/// so skipping over them byte by byte cannot mistake them for syntax.
-fn find_placeholders(sql: &str) -> Result<Scan<'_>, BindError> {
-    let bytes = sql.as_bytes();
-    let mut placeholders = Vec::new();
-    let mut ambiguity = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            quote @ (b'\'' | b'"' | b'`') => i = skip_quoted(bytes, i + 1, quote),
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = find_byte(bytes, i + 2, b'\n').unwrap_or(bytes.len());
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let (end, nested) = skip_block_comment(bytes, i + 2);
-                if nested {
-                    // Newer servers nest comments, older ones end at the first `*/`.
-                    ambiguity.get_or_insert((i, "a nested /* comment"));
-                }
-                i = end;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                // A comment on newer servers, two divisions on older ones.
-                ambiguity.get_or_insert((i, "'//'"));
-                i += 1;
-            }
-            b'#' => {
-                // `# ` and `#!` start a comment on newer servers only.
-                ambiguity.get_or_insert((i, "'#'"));
-                i += 1;
-            }
-            b'$' => {
-                // `$tag$ … $tag$` is a string on newer servers only.
-                ambiguity.get_or_insert((i, "'$'"));
-                i += 1;
-            }
-            b'{' => {
-                let close = find_byte(bytes, i + 1, b'}')
-                    .ok_or_else(|| BindError(format!("unclosed '{{' at byte {i} of the query")))?;
-                let inner = &sql[i + 1..close];
-                let (name, type_text) = inner.split_once(':').ok_or_else(|| {
-                    let inner = clip(inner);
-                    BindError(format!(
-                        "placeholder {{{inner}}} needs a type: {{{inner}:Type}}"
-                    ))
-                })?;
-                let name = name.trim();
-                let valid_name = name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid_name {
-                    return Err(BindError(format!(
-                        "placeholder name {} is not a valid name",
-                        quoted(name)
-                    )));
-                }
-                placeholders.push(Placeholder {
-                    name,
-                    type_text: type_text.trim(),
-                    start: i,
-                    end: close + 1,
-                });
-                i = close + 1;
-            }
-            _ => i += 1,
-        }
-    }
-    Ok(Scan {
-        placeholders,
-        ambiguity,
-    })
-}
-
-/// Where a quoted string or name that started before `from` ends (after its
-/// closing quote), or the end of the text if it is not closed. A backslash
-/// escapes the next byte; a doubled quote closes and reopens, which amounts
-/// to the same.
-fn skip_quoted(bytes: &[u8], from: usize, quote: u8) -> usize {
-    let mut i = from;
-    while i < bytes.len() {
-        if bytes[i] == quote {
-            return i + 1;
-        }
-        i += if bytes[i] == b'\\' { 2 } else { 1 };
-    }
-    bytes.len()
-}
-
-/// Where a `/* comment */` whose text starts at `from` ends (at its first
-/// `*/`, or the end of the text), and whether a `/*` appears inside it.
-fn skip_block_comment(bytes: &[u8], from: usize) -> (usize, bool) {
-    let mut nested = false;
-    let mut i = from;
-    while i + 1 < bytes.len() {
-        match (bytes[i], bytes[i + 1]) {
-            (b'*', b'/') => return (i + 2, nested),
-            (b'/', b'*') => nested = true,
-            _ => {}
-        }
-        i += 1;
-    }
-    (bytes.len(), nested)
-}
-
-/// The first `byte` at or after `from`.
-fn find_byte(bytes: &[u8], from: usize, byte: u8) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .iter()
-        .position(|&b| b == byte)
-        .map(|at| from + at)
 }
 
 /// A ClickHouse type a parameter can be declared with.
@@ -562,6 +529,13 @@ impl ParamType {
     }
 }
 
+impl ParamType {
+    /// Whether values of this type are plain numbers.
+    fn is_number(&self) -> bool {
+        matches!(self, Self::Int(_) | Self::UInt(_) | Self::Float(_))
+    }
+}
+
 impl std::fmt::Display for ParamType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -600,10 +574,12 @@ fn array_element(ty: &ParamType) -> Option<&ParamType> {
 }
 
 /// The two ways a checked value is written out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Form {
     /// An SQL literal: `'quoted\'text'`, `NULL`, `[a, b]`.
     Literal,
+    /// A bare number, where ClickHouse takes no expression (`LIMIT 10`).
+    Plain,
     /// ClickHouse's escaped text form of `param_<name>` values: top-level
     /// strings bare, `\N`, `[a,b]` with quoted strings inside.
     Param,
@@ -652,7 +628,7 @@ fn write_value(
         ParamType::Nullable(inner) => {
             if !quoted && (raw == "\\N" || raw.eq_ignore_ascii_case("null")) {
                 out.push_str(match form {
-                    Form::Literal => "NULL",
+                    Form::Literal | Form::Plain => "NULL",
                     Form::Param => "\\N",
                 });
             } else {
@@ -732,7 +708,7 @@ fn write_array<'a>(
     }
     let nested = array_element(element);
     let separator = match form {
-        Form::Literal => ", ",
+        Form::Literal | Form::Plain => ", ",
         Form::Param => ",",
     };
     let mut first = true;
@@ -1091,7 +1067,7 @@ mod tests {
         );
         assert_eq!(
             inline("SELECT 1 -{n:Int8}", &[("n", "-5")]).unwrap(),
-            "SELECT 1 -CAST(-5 AS Int8)"
+            "SELECT 1 - CAST(-5 AS Int8)"
         );
         assert!(inline("SELECT {n:UInt8}", &[("n", "256")]).is_err());
         assert!(inline("SELECT {n:UInt8}", &[("n", "-1")]).is_err());
@@ -1171,13 +1147,13 @@ mod tests {
         assert!(
             inline("SELECT {a:UInt8}", &[])
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("no value")
         );
         assert!(
             inline("SELECT 1", &[("a", "1")])
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("no {a:Type}")
         );
         assert!(inline("SELECT {a:UInt8}", &[("a", "1"), ("a", "2")]).is_err());
@@ -1239,7 +1215,10 @@ mod tests {
         }
         let sql = format!("SELECT {{a:{}}}", nested("Array", 100_000, "String"));
         let err = inline(&sql, &[("a", "[]")]).unwrap_err();
-        assert!(err.0.contains("levels deep") && err.0.len() < 500, "{err}");
+        assert!(
+            err.to_string().contains("levels deep") && err.to_string().len() < 500,
+            "{err}"
+        );
     }
 
     #[test]
@@ -1410,22 +1389,22 @@ mod tests {
     }
 
     #[test]
-    fn unclosed_quotes_and_comments_stop_at_the_end() {
+    fn unclosed_quotes_and_comments_are_refused() {
         for sql in [
             "SELECT 'a\\",
             "SELECT \"\\é",
             "SELECT `\\",
             "SELECT 1 /* open",
             "SELECT 1 /*",
-            "SELECT 1 --",
             "SELECT 'é\\é",
             "'",
             "\\",
+            "SELECT {a:UInt8",
         ] {
-            assert_eq!(inline(sql, &[]).unwrap(), sql);
-            assert!(inline(sql, &[("a", "1")]).is_err());
+            assert!(inline(sql, &[]).is_err(), "{sql:?}");
+            assert!(inline(sql, &[("a", "1")]).is_err(), "{sql:?}");
         }
-        assert!(inline("SELECT {a:UInt8", &[("a", "1")]).is_err());
+        assert_eq!(inline("SELECT 1 --", &[]).unwrap(), "SELECT 1 --");
     }
 
     #[test]
@@ -1447,11 +1426,16 @@ mod tests {
         ];
         for (sql, pairs) in &cases {
             let err = inline(sql, pairs).unwrap_err();
-            assert!(err.0.len() < 500, "{} bytes: {}", err.0.len(), clip(&err.0));
+            assert!(
+                err.to_string().len() < 500,
+                "{} bytes: {}",
+                err.to_string().len(),
+                clip(&err.to_string())
+            );
         }
-        // Map literals are still not placeholders.
+        // Map literals are not placeholders.
         let err = inline("SELECT {'a':1}", &[]).unwrap_err();
-        assert!(err.0.contains("not a valid name"), "{err}");
+        assert!(err.to_string().contains("name is letters"), "{err}");
     }
 
     #[test]
@@ -1463,7 +1447,7 @@ mod tests {
     }
 
     #[test]
-    fn constructs_servers_read_differently_block_substitution() {
+    fn constructs_servers_read_differently_are_refused_in_both_modes() {
         for sql in [
             "SELECT $$ {s:String} $$",
             "SELECT $a$ {s:String} $a$",
@@ -1475,16 +1459,63 @@ mod tests {
             "SELECT 1 /* /* */ {s:String} */",
             "SELECT {s:String} AS a$",
         ] {
-            let err = inline(sql, &[("s", "x")]).unwrap_err();
-            assert!(err.0.contains("read differently"), "{sql:?}: {err}");
-            // Server mode sends the SQL unchanged, so the server alone lexes it.
-            assert_eq!(server(sql, &[("s", "x")]).unwrap().sql, sql);
-            let ident = sql.replace("String", "Identifier");
-            assert!(server(&ident, &[("s", "x")]).is_err(), "{ident:?}");
+            assert!(inline(sql, &[("s", "x")]).is_err(), "{sql:?}");
+            assert!(server(sql, &[("s", "x")]).is_err(), "{sql:?}");
         }
         // Inside quotes and comments they mean nothing.
         assert!(inline("SELECT '$#//' -- $\n, {s:String} /* $ */", &[("s", "x")]).is_ok());
-        assert_eq!(inline("SELECT 1 // 2", &[]).unwrap(), "SELECT 1 // 2");
+    }
+
+    #[test]
+    fn counts_of_limit_clauses_are_plain_numbers() {
+        assert_eq!(
+            inline("SELECT 1 LIMIT {n:UInt32}", &[("n", "3")]).unwrap(),
+            "SELECT 1 LIMIT 3"
+        );
+        assert_eq!(
+            inline(
+                "SELECT 1 LIMIT {o:UInt32}, {n:UInt32}",
+                &[("o", "2"), ("n", "5")]
+            )
+            .unwrap(),
+            "SELECT 1 LIMIT 2, 5"
+        );
+        assert_eq!(
+            inline("SELECT 1 LIMIT 10 OFFSET {o:UInt64}", &[("o", "7")]).unwrap(),
+            "SELECT 1 LIMIT 10 OFFSET 7"
+        );
+        // Also in server mode: 19.x servers take no parameter there either.
+        let bound = server("SELECT {n:UInt8} LIMIT {n:UInt8}", &[("n", "4")]).unwrap();
+        assert_eq!(bound.sql, "SELECT {n:UInt8} LIMIT 4");
+        assert_eq!(
+            bound.url_params,
+            vec![("param_n".to_owned(), "4".to_owned())]
+        );
+        // Still checked: a bad value is the caller's fault.
+        let err = inline("SELECT 1 LIMIT {n:UInt32}", &[("n", "3; DROP")]).unwrap_err();
+        assert_eq!(err.fault, BindFault::Value);
+        // Elsewhere a number keeps its type.
+        assert_eq!(
+            inline("SELECT {n:UInt32} + 1", &[("n", "3")]).unwrap(),
+            "SELECT CAST(3 AS UInt32) + 1"
+        );
+        // A substituted value never glues to its neighbours.
+        assert_eq!(
+            inline("SELECT 1 LIMIT {n:UInt8}5", &[("n", "7")]).unwrap(),
+            "SELECT 1 LIMIT 7 5"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_the_callers_fault_a_bad_placeholder_the_querys() {
+        let fault = |sql: &str, pairs: &[(&str, &str)]| inline(sql, pairs).unwrap_err().fault;
+        assert_eq!(fault("SELECT {n:UInt8}", &[("n", "x")]), BindFault::Value);
+        assert_eq!(fault("SELECT {n:UInt8}", &[]), BindFault::Query);
+        assert_eq!(fault("SELECT 1", &[("n", "1")]), BindFault::Query);
+        assert_eq!(
+            fault("SELECT {n:NoSuchType}", &[("n", "1")]),
+            BindFault::Query
+        );
     }
 
     #[test]
@@ -1492,19 +1523,22 @@ mod tests {
         let big = "x".repeat(1 << 20);
         let sql = "{s:String}".repeat(30_000);
         let err = inline(&sql, &[("s", &big)]).unwrap_err();
-        assert!(err.0.contains("longer than"), "{err}");
+        assert!(err.to_string().contains("longer than"), "{err}");
         let bound = server(&sql, &[("s", &big)]).unwrap();
         assert_eq!(bound.url_params.len(), 1);
         assert_eq!(bound.sql, sql);
         let idents = "{s:Identifier}".repeat(30_000);
         let err = server(&idents, &[("s", &big)]).unwrap_err();
-        assert!(err.0.contains("longer than"), "{err}");
+        assert!(err.to_string().contains("longer than"), "{err}");
         // A big value against ever new types runs out of budget.
         let types: String = (1..2000)
             .map(|n| format!("{{s:FixedString({})}}", (1 << 20) - n))
             .collect();
         let err = server(&types, &[("s", &"x".repeat(100_000))]).unwrap_err();
-        assert!(err.0.contains("too many different types"), "{err}");
+        assert!(
+            err.to_string().contains("too many different types"),
+            "{err}"
+        );
         // A name used with two types is checked against both, sent once.
         let bound = server("SELECT {n:UInt8}, {n:String}", &[("n", "7")]).unwrap();
         assert_eq!(
@@ -1523,7 +1557,7 @@ mod tests {
             .map(|i| format!("{{p{}:UInt16}}", i % 1024))
             .collect();
         let bound = bind(&sql, &pairs, BindMode::Inline).unwrap();
-        assert!(bound.sql.starts_with("CAST(0 AS UInt16)CAST(1 AS UInt16)"));
+        assert!(bound.sql.starts_with("CAST(0 AS UInt16) CAST(1 AS UInt16)"));
         let bound = bind(&sql, &pairs, BindMode::Server).unwrap();
         assert_eq!(bound.url_params.len(), 1024);
     }

@@ -5,12 +5,17 @@
 use std::time::Duration;
 
 use crate::error::QueryError;
+use crate::lexer::{self, Token, TokenKind};
+use crate::params::{self, BindFault, BindMode};
 use crate::response::ServerException;
-use crate::settings::{self, DEFAULT_ALLOWED_SETTINGS};
+use crate::settings;
 use crate::statement::{self, StatementKind, StatementRules};
 
 /// Default cap on one query's memory on the server.
 pub const DEFAULT_MAX_MEMORY_USAGE: u64 = 1 << 30;
+/// The least memory a query is started with: below it the request's open
+/// results hold its whole budget, and the query is refused.
+pub const MIN_QUERY_MEMORY: u64 = 1 << 20;
 /// Default cap on the threads one query may use on the server.
 pub const DEFAULT_MAX_THREADS: u64 = 4;
 /// Default cap on the rows one query may read.
@@ -64,6 +69,12 @@ pub struct QueryPolicy {
     pub max_result_bytes: Option<u64>,
     /// Most memory one query may use on the server, in bytes.
     pub max_memory_usage: u64,
+    /// Most memory the queries of one request may hold on the server at
+    /// once, in bytes: each new query may use at most half of what the
+    /// request's open results leave (and at most `max_memory_usage`).
+    /// `None`: twice `max_memory_usage`, so a request's first query gets
+    /// the whole per-query cap.
+    pub max_request_memory_usage: Option<u64>,
     /// Most threads one query may use on the server.
     pub max_threads: u64,
     /// Most rows one query may read (0: no cap).
@@ -74,10 +85,12 @@ pub struct QueryPolicy {
     pub max_sql_bytes: usize,
     /// Largest total size of parameter names and values, in bytes.
     pub max_params_bytes: usize,
-    /// Settings the guest may pass; `*` at the end matches any suffix.
+    /// Settings beyond the `guest` class the route lets guests pass (route
+    /// class only); `*` at the end matches any suffix. Empty by default.
     pub allowed_settings: Vec<String>,
-    /// Functions and engines that reach outside ClickHouse (`url`, `file`,
-    /// `remote`, …) the route may use anyway, lower case. Empty by default.
+    /// Functions, table functions and engines the host's catalogue denies
+    /// or does not know (`url`, a user-defined function) the route may use
+    /// anyway. Empty by default.
     pub allowed_functions: Vec<String>,
     /// How long every read of the route may be served from the host's
     /// result cache; `None`: only reads that ask (`execute-cached`).
@@ -95,15 +108,13 @@ impl Default for QueryPolicy {
             max_result_rows: None,
             max_result_bytes: None,
             max_memory_usage: DEFAULT_MAX_MEMORY_USAGE,
+            max_request_memory_usage: None,
             max_threads: DEFAULT_MAX_THREADS,
             max_rows_to_read: DEFAULT_MAX_ROWS_TO_READ,
             max_bytes_to_read: DEFAULT_MAX_BYTES_TO_READ,
             max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
             max_params_bytes: DEFAULT_MAX_PARAMS_BYTES,
-            allowed_settings: DEFAULT_ALLOWED_SETTINGS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            allowed_settings: Vec::new(),
             allowed_functions: Vec::new(),
             cache_ttl: None,
             cache_stale: Duration::ZERO,
@@ -122,16 +133,96 @@ mod codes {
     pub const ACCESS_DENIED: u32 = 497;
 }
 
+/// A guest's query that passed the checks that do not depend on the server:
+/// sizes, settings, and the statement check on its SQL as written.
+#[derive(Debug)]
+pub struct Admitted<'q> {
+    sql: &'q str,
+    tokens: Vec<Token<'q>>,
+    params: &'q [(String, String)],
+    kind: StatementKind,
+}
+
+/// A guest's query bound for one server, checked again as bound: exactly
+/// what is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The SQL to send.
+    pub sql: String,
+    /// `param_<name>` values to send beside it.
+    pub url_params: Vec<(String, String)>,
+}
+
+impl Admitted<'_> {
+    /// What the statement does.
+    pub fn kind(&self) -> StatementKind {
+        self.kind
+    }
+
+    /// The query as ClickHouse reads it, without comments or layout: the
+    /// text a result cache keys on (the parameters are keyed separately).
+    pub fn canonical_sql(&self) -> String {
+        lexer::canonical(&self.tokens)
+    }
+
+    /// Bind the parameters for a server that takes them as `mode`, then run
+    /// the statement check again on the bound text: a value substituted
+    /// into the SQL (an `Identifier`, a `LIMIT`) is checked as the name or
+    /// number it became.
+    pub fn prepare(&self, policy: &QueryPolicy, mode: BindMode) -> Result<Prepared, QueryError> {
+        let has_placeholders = self.tokens.iter().any(|t| t.kind == TokenKind::Placeholder);
+        if !has_placeholders && self.params.is_empty() {
+            return Ok(Prepared {
+                sql: self.sql.to_owned(),
+                url_params: Vec::new(),
+            });
+        }
+        let bound = params::bind_tokens(self.sql, &self.tokens, self.params, mode).map_err(
+            |err| match err.fault {
+                BindFault::Value => QueryError::InvalidParameter(err.to_string()),
+                // The route's own SQL is wrong, as a server with native
+                // parameters would say (UNKNOWN_QUERY_PARAMETER).
+                BindFault::Query => QueryError::Server {
+                    code: 456,
+                    message: err.to_string(),
+                },
+            },
+        )?;
+        // Binding may have grown the SQL (typed literals): bound it again.
+        if bound.sql.len() > policy.max_sql_bytes.saturating_mul(4) {
+            return Err(QueryError::Refused(
+                "the query with its parameters bound is too large".into(),
+            ));
+        }
+        if bound.sql != self.sql {
+            let tokens = lexer::tokenize(&bound.sql)
+                .map_err(|err| QueryError::Refused(format!("the bound query: {err}")))?;
+            let kind = statement::check_tokens(&tokens, &policy.statement_rules())
+                .map_err(|refusal| QueryError::Refused(refusal.to_string()))?;
+            if kind != self.kind {
+                return Err(QueryError::Refused(
+                    "a parameter changed what kind of statement the query is".into(),
+                ));
+            }
+        }
+        Ok(Prepared {
+            sql: bound.sql,
+            url_params: bound.url_params,
+        })
+    }
+}
+
 impl QueryPolicy {
-    /// Everything checked before a query leaves the host: sizes, settings,
-    /// and the statement allow-list. What kind of statement it is when
-    /// allowed (reads are safe to retry).
-    pub fn admit(
+    /// Everything checked before a query leaves the host that does not
+    /// depend on the server it goes to: sizes, settings, and the statement
+    /// check on the SQL as written. Binding, and the check of the bound
+    /// text, follow in [`Admitted::prepare`].
+    pub fn admit<'q>(
         &self,
-        sql: &str,
-        params: &[(String, String)],
+        sql: &'q str,
+        params: &'q [(String, String)],
         settings: &[(String, String)],
-    ) -> Result<StatementKind, QueryError> {
+    ) -> Result<Admitted<'q>, QueryError> {
         if sql.len() > self.max_sql_bytes {
             return Err(QueryError::Refused(format!(
                 "the SQL is {} bytes; this route's limit is {}",
@@ -158,18 +249,73 @@ impl QueryPolicy {
         for (name, _) in settings {
             settings::check_name(name, &self.allowed_settings).map_err(QueryError::Refused)?;
         }
-        let rules = StatementRules {
+        let tokens = lexer::tokenize(sql).map_err(|err| QueryError::Refused(err.to_string()))?;
+        let kind = statement::check_tokens(&tokens, &self.statement_rules())
+            .map_err(|refusal| QueryError::Refused(refusal.to_string()))?;
+        Ok(Admitted {
+            sql,
+            tokens,
+            params,
+            kind,
+        })
+    }
+
+    /// [`QueryPolicy::admit`] and [`Admitted::prepare`] at once, for a server
+    /// that takes parameters as `mode`.
+    pub fn check(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+        settings: &[(String, String)],
+        mode: BindMode,
+    ) -> Result<(StatementKind, Prepared), QueryError> {
+        let admitted = self.admit(sql, params, settings)?;
+        let prepared = admitted.prepare(self, mode)?;
+        Ok((admitted.kind(), prepared))
+    }
+
+    /// The statement rules of this route's read-only level.
+    fn statement_rules(&self) -> StatementRules<'_> {
+        StatementRules {
             writes: self.readonly == ReadOnly::Off,
             settings_clauses: self.readonly != ReadOnly::Strict,
             allowed_settings: &self.allowed_settings,
-            external_functions: &self.allowed_functions,
-        };
-        statement::check(sql, &rules).map_err(|refusal| QueryError::Refused(refusal.to_string()))
+            allowed_functions: &self.allowed_functions,
+        }
+    }
+
+    /// The server memory a request's next query may use when its open
+    /// results hold `held` bytes: half of what is left of the request's
+    /// budget, at most `max_memory_usage`. However many results a request
+    /// opens, together they stay within `max_request_memory_usage`.
+    pub fn query_memory(&self, held: u64) -> Result<u64, QueryError> {
+        let budget = self
+            .max_request_memory_usage
+            .unwrap_or(self.max_memory_usage.saturating_mul(2));
+        let left = budget.saturating_sub(held);
+        let grant = (left / 2).min(self.max_memory_usage);
+        if grant < MIN_QUERY_MEMORY {
+            return Err(QueryError::Refused(format!(
+                "this request's open results hold its server memory budget ({budget} bytes, max_request_memory_usage); drop finished ones"
+            )));
+        }
+        Ok(grant)
     }
 
     /// The settings that enforce this policy, sent with every guest query.
     /// `remaining` is what is left of the request's budget, if it has one.
     pub fn settings(&self, remaining: Option<Duration>) -> Vec<(&'static str, String)> {
+        self.settings_within(remaining, self.max_memory_usage)
+    }
+
+    /// [`QueryPolicy::settings`] for a query that may use at most
+    /// `max_memory` bytes on the server (less than the route's cap when its
+    /// request holds other results open).
+    pub fn settings_within(
+        &self,
+        remaining: Option<Duration>,
+        max_memory: u64,
+    ) -> Vec<(&'static str, String)> {
         let mut settings = Vec::with_capacity(12);
         if let Some(level) = self.readonly.setting() {
             settings.push(("readonly", level.to_owned()));
@@ -182,7 +328,10 @@ impl QueryPolicy {
             settings.push(("max_execution_time", whole_seconds(limit).to_string()));
         }
         settings.push(("timeout_overflow_mode", "throw".to_owned()));
-        settings.push(("max_memory_usage", self.max_memory_usage.to_string()));
+        settings.push((
+            "max_memory_usage",
+            max_memory.min(self.max_memory_usage).to_string(),
+        ));
         settings.push(("max_threads", self.max_threads.to_string()));
         settings.push(("max_rows_to_read", self.max_rows_to_read.to_string()));
         settings.push(("max_bytes_to_read", self.max_bytes_to_read.to_string()));
@@ -300,7 +449,10 @@ mod tests {
     #[test]
     fn admission_checks_sizes_settings_and_statements() {
         let policy = QueryPolicy::default();
-        assert_eq!(policy.admit("SELECT 1", &[], &[]), Ok(StatementKind::Read));
+        assert_eq!(
+            policy.admit("SELECT 1", &[], &[]).map(|a| a.kind()),
+            Ok(StatementKind::Read)
+        );
         let huge = format!("SELECT '{}'", "x".repeat(DEFAULT_MAX_SQL_BYTES));
         assert!(matches!(
             policy.admit(&huge, &[], &[]),
@@ -309,7 +461,11 @@ mod tests {
         let setting = |name: &str| vec![(name.to_owned(), "1".to_owned())];
         assert!(
             policy
-                .admit("SELECT 1", &[], &setting("output_format_x"))
+                .admit(
+                    "SELECT 1",
+                    &[],
+                    &setting("output_format_json_quote_denormals")
+                )
                 .is_ok()
         );
         assert!(
@@ -327,6 +483,91 @@ mod tests {
             .map(|i| (format!("p{i}"), String::new()))
             .collect();
         assert!(policy.admit("SELECT 1", &many, &[]).is_err());
+    }
+
+    #[test]
+    fn the_check_reads_what_a_parameter_becomes() {
+        let relaxed = QueryPolicy {
+            readonly: ReadOnly::Relaxed,
+            ..QueryPolicy::default()
+        };
+        let param = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+        for (sql, name, value) in [
+            ("SELECT * FROM {t:Identifier}", "t", "system.processes"),
+            (
+                "SELECT 1 SETTINGS {b:Identifier} = 0",
+                "b",
+                "max_execution_time",
+            ),
+            (
+                "SELECT * FROM {f:Identifier}('http://x/', CSV, 'a String')",
+                "f",
+                "url",
+            ),
+            (
+                "SELECT {f:Identifier}('127.0.0.1', 9000, 'd', 't', 'c')",
+                "f",
+                "hasColumnInTable",
+            ),
+        ] {
+            for mode in [BindMode::Inline, BindMode::Server] {
+                for policy in [&QueryPolicy::default(), &relaxed] {
+                    let checked = policy.check(sql, &param(name, value), &[], mode);
+                    assert!(
+                        matches!(checked, Err(QueryError::Refused(_))),
+                        "{sql} with {value} ({mode:?}): {checked:?}"
+                    );
+                }
+            }
+        }
+        let (_, prepared) = QueryPolicy::default()
+            .check(
+                "SELECT * FROM {t:Identifier} LIMIT {n:UInt32}",
+                &[("t".into(), "db.events".into()), ("n".into(), "3".into())],
+                &[],
+                BindMode::Server,
+            )
+            .expect("a plain table and a count");
+        assert_eq!(prepared.sql, "SELECT * FROM `db`.`events` LIMIT 3");
+        // A bad value is the client's; a missing one the route's.
+        let bad = QueryPolicy::default().check(
+            "SELECT {n:UInt8}",
+            &param("n", "x"),
+            &[],
+            BindMode::Inline,
+        );
+        assert!(
+            matches!(bad, Err(QueryError::InvalidParameter(_))),
+            "{bad:?}"
+        );
+        let missing = QueryPolicy::default().check("SELECT {n:UInt8}", &[], &[], BindMode::Inline);
+        assert!(
+            matches!(missing, Err(QueryError::Server { code: 456, .. })),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_requests_open_results_share_one_memory_budget() {
+        let policy = QueryPolicy::default();
+        let mut held = 0;
+        let mut grants = Vec::new();
+        while let Ok(grant) = policy.query_memory(held) {
+            grants.push(grant);
+            held += grant;
+        }
+        assert_eq!(
+            grants[0], policy.max_memory_usage,
+            "the first query gets the whole cap"
+        );
+        assert!(grants.len() >= 8, "{grants:?}");
+        assert!(held <= 2 * policy.max_memory_usage, "{held}");
+        let tight = QueryPolicy {
+            max_request_memory_usage: Some(3 << 20),
+            ..QueryPolicy::default()
+        };
+        assert_eq!(tight.query_memory(0), Ok(3 << 19));
+        assert!(tight.query_memory(1 << 21).is_err());
     }
 
     #[test]

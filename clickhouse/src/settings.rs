@@ -1,49 +1,32 @@
 //! Which ClickHouse settings a guest may pass with a query (the `settings`
 //! option, or a `SETTINGS` clause where the route allows one).
+//!
+//! Every setting both servers know is classified in `catalog/setting.tsv`
+//! ([`crate::catalog`]): `guest` settings shape the output and every guest
+//! may set them; `route` settings change resources or behaviour, and a
+//! route's `allowed_settings` may open them to its guests; `host` settings
+//! (limits, sessions, paths, the network) never are the guests'. A name no
+//! server the host knows has is refused.
 
-/// Settings a guest may set unless the route says otherwise: ones that shape
-/// the output, never the resources a query may use. A trailing `*` matches
-/// any suffix.
-pub const DEFAULT_ALLOWED_SETTINGS: &[&str] = &[
-    "output_format_*",
-    "format_*",
-    "date_time_output_format",
-    "date_time_input_format",
-    "extremes",
-    "join_use_nulls",
-    "totals_mode",
-];
+use crate::catalog::{self, SettingClass};
 
-/// Settings the host sets on every guest query, or that would let a guest
-/// step outside its request: no allow-list pattern ever unlocks them.
-pub const HOST_SETTINGS: &[&str] = &[
-    "readonly",
-    "allow_ddl",
-    "allow_introspection_functions",
-    "max_execution_time",
-    "timeout_overflow_mode",
-    "max_memory_usage",
-    "max_memory_usage_for_user",
-    "max_memory_usage_for_all_queries",
-    "max_threads",
-    "max_rows_to_read",
-    "max_bytes_to_read",
-    "read_overflow_mode",
-    "max_result_rows",
-    "max_result_bytes",
-    "result_overflow_mode",
+/// Parameters of ClickHouse's HTTP interface that are not settings, or that
+/// the host sends itself: the guest never names them.
+pub const HOST_PARAMETERS: &[&str] = &[
+    "query",
     "query_id",
     "session_id",
     "session_timeout",
     "session_check",
-    "replace_running_query",
     "database",
     "default_format",
     "user",
     "password",
     "quota_key",
-    "max_concurrent_queries_for_user",
-    "priority",
+    "compress",
+    "decompress",
+    "buffer_size",
+    "wait_end_of_query",
 ];
 
 /// Whether `name` matches one of `patterns` (a trailing `*` matches any
@@ -58,7 +41,17 @@ pub fn is_allowed<S: AsRef<str>>(name: &str, patterns: &[S]) -> bool {
     })
 }
 
-/// Whether a guest may set `name` under `allowed`; the reason when not.
+/// Whether `name` is always the host's: an HTTP parameter, a `param_`
+/// value, or a setting classified `host`.
+pub fn is_host_setting(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    HOST_PARAMETERS.contains(&lower.as_str())
+        || lower.starts_with("param_")
+        || catalog::setting(name) == Some(SettingClass::Host)
+}
+
+/// Whether a guest may set `name` on a route whose `allowed_settings` are
+/// `allowed`; the reason when not.
 pub fn check_name<S: AsRef<str>>(name: &str, allowed: &[S]) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 128
@@ -69,16 +62,19 @@ pub fn check_name<S: AsRef<str>>(name: &str, allowed: &[S]) -> Result<(), String
             crate::response::truncate(name, 128)
         ));
     }
-    let lower = name.to_ascii_lowercase();
-    if HOST_SETTINGS.contains(&lower.as_str()) || lower.starts_with("param_") {
+    if is_host_setting(name) {
         return Err(format!("setting {name} is controlled by the host"));
     }
-    if !is_allowed(name, allowed) {
-        return Err(format!(
+    match catalog::setting(name) {
+        Some(SettingClass::Guest) => Ok(()),
+        Some(SettingClass::Route) if is_allowed(name, allowed) => Ok(()),
+        Some(_) => Err(format!(
             "setting {name} is not allowed on this route (manifest: allowed_settings)"
-        ));
+        )),
+        None => Err(format!(
+            "{name} is not a setting wasmhouse knows, so guests may not set it"
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -89,10 +85,20 @@ mod tests {
     fn patterns_match_names_and_prefixes() {
         assert!(is_allowed(
             "output_format_json_quote_denormals",
-            DEFAULT_ALLOWED_SETTINGS
+            &["output_format_*"]
         ));
-        assert!(!is_allowed("max_memory_usage", DEFAULT_ALLOWED_SETTINGS));
-        assert!(!is_allowed("max_block_size", DEFAULT_ALLOWED_SETTINGS));
+        assert!(!is_allowed("max_memory_usage", &["output_format_*"]));
+        assert!(is_allowed("max_block_size", &["max_block_size"]));
+    }
+
+    #[test]
+    fn guest_settings_pass_route_settings_need_the_route() {
+        let none: [&str; 0] = [];
+        assert!(check_name("output_format_json_quote_denormals", &none).is_ok());
+        assert!(check_name("max_block_size", &none).is_err());
+        assert!(check_name("max_block_size", &["max_block_size"]).is_ok());
+        assert!(check_name("max_block_size", &["max_*"]).is_ok());
+        assert!(check_name("no_such_setting_anywhere", &["*"]).is_err());
     }
 
     #[test]
@@ -104,11 +110,15 @@ mod tests {
             "param_x",
             "MAX_THREADS",
             "query_id",
+            "max_threads",
+            "format_schema",
         ] {
             let why = check_name(name, &everything).unwrap_err();
-            assert!(why.contains("controlled by the host"), "{name}: {why}");
+            assert!(
+                why.contains("controlled by the host") || why.contains("not a setting"),
+                "{name}: {why}"
+            );
         }
-        assert!(check_name("max_block_size", &everything).is_ok());
         assert!(check_name("a-b", &everything).is_err());
         assert!(check_name("", &everything).is_err());
     }

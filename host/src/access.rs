@@ -214,11 +214,7 @@ pub fn presented_key(headers: &hyper::HeaderMap) -> Option<&str> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(key.trim());
     }
-    headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    crate::credentials::bearer_token(headers)
 }
 
 /// The header a guest learns the calling key's name from (the key itself
@@ -228,16 +224,12 @@ pub const KEY_NAME_HEADER: hyper::header::HeaderName =
 
 /// Remove what only the host should read before a request goes to a guest:
 /// the key the client presented (when `presented` is, it was a key for the
-/// host) and any `wasmhouse-api-key` a client made up.
+/// host), and any `wasmhouse-api-key` a client made up.
 pub fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
     headers.remove(KEY_NAME_HEADER);
     if presented {
         headers.remove("x-api-key");
-        let bearer = headers
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("Bearer "));
-        if bearer {
+        if crate::credentials::bearer_token(headers).is_some() {
             headers.remove(hyper::header::AUTHORIZATION);
         }
     }

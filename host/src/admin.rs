@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Limited};
 use hyper::Method;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -64,21 +64,11 @@ pub fn normalise_path(path: &str) -> String {
     normalised
 }
 
-/// Remove an `Authorization` header that carries the admin token from a
-/// request bound for a guest: the token is the host's, never a route's.
-/// Returns whether one was removed.
+/// Remove the admin token from a request bound for a guest, from whatever
+/// header carries it: the token is the host's, never a route's. Returns
+/// whether it was there.
 pub fn strip_admin_token(headers: &mut hyper::HeaderMap, token: &str) -> bool {
-    let carries_token = headers.get_all(AUTHORIZATION).iter().any(|value| {
-        value
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .is_some_and(|presented| tokens_match(presented, token))
-    });
-    if carries_token {
-        headers.remove(AUTHORIZATION);
-    }
-    carries_token
+    crate::credentials::strip_secret(headers, token)
 }
 
 /// Compare in constant time, after hashing, so neither the content nor the
@@ -191,11 +181,7 @@ fn reject_unauthorized<B>(
     request: &hyper::Request<B>,
     token: &str,
 ) -> Option<hyper::Response<ResponseBody>> {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+    let presented = crate::credentials::bearer_token(request.headers());
     let Some(presented) = presented else {
         let mut response = error(
             401,

@@ -19,7 +19,8 @@
 //! - [`deploy`]: the route table, deploy / roll back / reload, the bounded
 //!   compile cache, the file watcher, deployments shared by a fleet.
 //! - [`admin`]: the admin HTTP API, on top of [`deploy`].
-//! - [`access`]: API keys and rate limits per route.
+//! - [`access`]: API keys and rate limits per route; [`credentials`]: bearer
+//!   tokens read one way, secrets kept from guests.
 //! - [`openapi`]: `/openapi.json`, merged from what each component says of
 //!   itself; [`docs`]: the `/docs` page that browses and tries it.
 //! - [`signals`]: SIGINT/SIGTERM shut down, SIGHUP reloads.
@@ -42,6 +43,7 @@ pub mod access;
 pub mod admin;
 pub mod compose;
 pub mod config;
+pub mod credentials;
 pub mod deploy;
 pub mod docs;
 pub mod embedded;

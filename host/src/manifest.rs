@@ -315,9 +315,10 @@ impl RouteSettings {
         }
         if let Some(settings) = &self.allowed_settings {
             // The host refuses these at run time anyway; say so at load time.
-            if let Some(host) = settings.iter().find(|pattern| {
-                wasmhouse_clickhouse::settings::HOST_SETTINGS.contains(&pattern.as_str())
-            }) {
+            if let Some(host) = settings
+                .iter()
+                .find(|pattern| wasmhouse_clickhouse::settings::is_host_setting(pattern))
+            {
                 return Err(format!(
                     "route {route:?}: allowed_settings: {host} is always the host's to set"
                 ));
@@ -325,22 +326,14 @@ impl RouteSettings {
             policy.allowed_settings = settings.clone();
         }
         if let Some(functions) = &self.allowed_functions {
-            let known = wasmhouse_clickhouse::statement::EXTERNAL_FUNCTIONS;
-            for function in functions {
-                let lower = function.to_ascii_lowercase();
-                if !known.contains(&lower.as_str()) {
-                    return Err(format!(
-                        "route {route:?}: allowed_functions: {function:?} is not a function wasmhouse restricts (known: {})",
-                        known.join(", ")
-                    ));
-                }
-            }
-            if policy.readonly == ReadOnly::Strict && !functions.is_empty() {
+            if let Some(bad) = functions.iter().find(|f| {
+                f.is_empty() || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }) {
                 return Err(format!(
-                    "route {route:?}: allowed_functions needs readonly = \"relaxed\" (or false): strict routes cannot use table functions"
+                    "route {route:?}: allowed_functions: {bad:?} is not a function name"
                 ));
             }
-            policy.allowed_functions = functions.iter().map(|f| f.to_ascii_lowercase()).collect();
+            policy.allowed_functions = functions.clone();
         }
         let rate = |key: &str, value: &Option<String>| {
             value

@@ -16,43 +16,69 @@ pub struct ClickHouse {
     http_port: u16,
     tcp_port: u16,
     interserver_port: u16,
+    /// The `default` user's password, when the configuration sets one.
+    default_password: Option<String>,
+}
+
+/// A server's extra configuration: files for `users.d/` and `config.d/`
+/// beside a copy of Debian's configuration.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// A `users.d` file (`<yandex><users>…</users><profiles>…</profiles></yandex>`).
+    pub users: Option<&'a str>,
+    /// A `config.d` file.
+    pub config: Option<&'a str>,
+    /// The password the `users` file gives `default`: the harness's own
+    /// queries send it.
+    pub default_password: Option<&'a str>,
 }
 
 impl ClickHouse {
     /// Start a server and wait until it answers `/ping`.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(Setup::default())
     }
 
     /// Start a server whose users include those of `users_fragment`, a
     /// `users.d` file (`<yandex><users>…</users><profiles>…</profiles></yandex>`).
     pub fn start_with_users(users_fragment: &str) -> Self {
-        Self::start_with(Some(users_fragment))
+        Self::start_with(Setup {
+            users: Some(users_fragment),
+            ..Setup::default()
+        })
     }
 
-    fn start_with(users_fragment: Option<&str>) -> Self {
+    /// Start a server with the extra configuration of `setup`.
+    pub fn start_with(setup: Setup<'_>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("wasmhouse-ch-")
             .tempdir()
             .expect("temporary directory for ClickHouse");
-        let config = match users_fragment {
-            None => PathBuf::from("/etc/clickhouse-server/config.xml"),
-            Some(fragment) => {
-                // A copy of Debian's configuration, so `users.d/` beside it
-                // is merged into its users.xml.
-                let etc = dir.path().join("etc");
-                std::fs::create_dir_all(etc.join("users.d")).expect("config directory");
-                for file in ["config.xml", "users.xml"] {
-                    std::fs::copy(
-                        Path::new("/etc/clickhouse-server").join(file),
-                        etc.join(file),
-                    )
-                    .expect("copying Debian's ClickHouse configuration");
-                }
-                std::fs::write(etc.join("users.d/wasmhouse.xml"), fragment)
-                    .expect("writing the users fragment");
-                etc.join("config.xml")
+        let config = if setup.users.is_none() && setup.config.is_none() {
+            PathBuf::from("/etc/clickhouse-server/config.xml")
+        } else {
+            // A copy of Debian's configuration, so `users.d/` and
+            // `config.d/` beside it are merged into it.
+            let etc = dir.path().join("etc");
+            for sub in ["users.d", "config.d"] {
+                std::fs::create_dir_all(etc.join(sub)).expect("config directory");
             }
+            for file in ["config.xml", "users.xml"] {
+                std::fs::copy(
+                    Path::new("/etc/clickhouse-server").join(file),
+                    etc.join(file),
+                )
+                .expect("copying Debian's ClickHouse configuration");
+            }
+            if let Some(users) = setup.users {
+                std::fs::write(etc.join("users.d/wasmhouse.xml"), users)
+                    .expect("writing the users fragment");
+            }
+            if let Some(config) = setup.config {
+                std::fs::write(etc.join("config.d/wasmhouse.xml"), config)
+                    .expect("writing the config fragment");
+            }
+            etc.join("config.xml")
         };
         let mut server = Self {
             child: None,
@@ -61,6 +87,7 @@ impl ClickHouse {
             http_port: 0,
             tcp_port: 0,
             interserver_port: 0,
+            default_password: setup.default_password.map(str::to_owned),
         };
         // Free ports can be taken between choosing and binding them; try again.
         for attempt in 1..=5 {
@@ -155,7 +182,10 @@ impl ClickHouse {
 
     /// Run `sql` directly (not through wasmhouse) and return the body.
     pub fn query(&self, sql: &str) -> String {
-        let response = ureq_post(self.http_port, sql);
+        let response = match &self.default_password {
+            Some(password) => self.query_as("default", password, sql),
+            None => ureq_post(self.http_port, sql),
+        };
         assert!(
             response.0 == 200,
             "direct query {sql:?} failed: {} {}",

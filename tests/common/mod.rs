@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests: real processes, real HTTP.
 #![allow(
     dead_code,
+    unused_imports,
     reason = "each test binary uses a different part of the harness"
 )]
 

@@ -1,7 +1,8 @@
 //! The result cache: reads answered from memory for a while instead of by
 //! ClickHouse, for routes and queries that opt in.
 //!
-//! - **Key**: the SQL with its whitespace normalised, the bound parameters,
+//! - **Key**: the SQL's tokens as ClickHouse reads them (comments and layout
+//!   dropped, never folded into their neighbours), the bound parameters,
 //!   the settings and the format (each as given, in order), the ClickHouse
 //!   account and the limits of the route's policy. Two reads share an entry
 //!   only if ClickHouse would see the same query from the same user under
@@ -59,18 +60,19 @@ pub struct CacheKey {
 
 impl CacheKey {
     /// The key of a query as run by ClickHouse account `user` under
-    /// `policy`.
+    /// `policy`; `sql` is its canonical text (`Admitted::canonical_sql`: the
+    /// tokens ClickHouse reads, without comments or layout).
     pub fn new(
         user: &str,
         policy: &QueryPolicy,
-        sql: &str,
+        sql: String,
         params: &[(String, String)],
         settings: &[(String, String)],
         format: Option<&str>,
     ) -> Self {
         Self {
             user: user.to_owned(),
-            sql: normalise_sql(sql),
+            sql,
             params: params.to_vec(),
             settings: settings.to_vec(),
             format: format.unwrap_or("JSONEachRow").to_owned(),
@@ -95,42 +97,6 @@ impl CacheKey {
                 .map(|(name, value)| name.len() + value.len())
                 .sum::<usize>()
     }
-}
-
-/// `sql` with every run of whitespace outside quotes made one space, and
-/// none at either end: layout does not change what a query means, quoted
-/// text does.
-pub fn normalise_sql(sql: &str) -> String {
-    let mut normalised = String::with_capacity(sql.len());
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut pending_space = false;
-    for c in sql.trim().chars() {
-        if let Some(open) = quote {
-            normalised.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == open {
-                quote = None;
-            }
-            continue;
-        }
-        if c.is_whitespace() {
-            pending_space = true;
-            continue;
-        }
-        if pending_space {
-            normalised.push(' ');
-            pending_space = false;
-        }
-        if matches!(c, '\'' | '"' | '`') {
-            quote = Some(c);
-        }
-        normalised.push(c);
-    }
-    normalised
 }
 
 /// A complete result, as ClickHouse sent it.
@@ -299,25 +265,29 @@ impl ResultCache {
 
 #[cfg(test)]
 mod tests {
-    use super::normalise_sql;
+    use super::CacheKey;
+    use crate::policy::QueryPolicy;
+
+    fn key(sql: &str) -> CacheKey {
+        let policy = QueryPolicy::default();
+        let admitted = policy.admit(sql, &[], &[]).expect("admitted");
+        CacheKey::new("u", &policy, admitted.canonical_sql(), &[], &[], None)
+    }
 
     #[test]
-    fn layout_is_normalised_quoted_text_is_not() {
-        assert_eq!(
-            normalise_sql("  SELECT\n\t1   AS  x  "),
-            normalise_sql("SELECT 1 AS x")
-        );
-        assert_eq!(
-            normalise_sql("SELECT 'a   b'  AS  \"x  y\""),
-            "SELECT 'a   b' AS \"x  y\""
-        );
-        assert_ne!(
-            normalise_sql("SELECT 'a  b'"),
-            normalise_sql("SELECT 'a b'")
-        );
-        assert_eq!(
-            normalise_sql("SELECT 'it\\'s   ok'   "),
-            "SELECT 'it\\'s   ok'"
-        );
+    fn layout_and_comments_do_not_count_quoted_text_does() {
+        assert_eq!(key("  SELECT\n\t1   AS  x  "), key("SELECT 1 AS x"));
+        assert_eq!(key("SELECT /* c */ 1 -- c\nAS x"), key("SELECT 1 AS x"));
+        assert_ne!(key("SELECT 'a  b'"), key("SELECT 'a b'"));
+        assert_ne!(key("SELECT \"x  y\""), key("SELECT \"x y\""));
+    }
+
+    #[test]
+    fn a_line_comment_never_swallows_what_follows_it() {
+        // The old normaliser folded the line break into a space, so the
+        // second WHERE landed inside the comment and both shared one entry.
+        let filtered = "SELECT number FROM system.numbers -- all\nWHERE number > 5 LIMIT 3";
+        let unfiltered = "SELECT number FROM system.numbers -- all WHERE number > 5 LIMIT 3";
+        assert_ne!(key(filtered), key(unfiltered));
     }
 }

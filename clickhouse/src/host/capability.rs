@@ -42,6 +42,8 @@ pub struct QueryContext {
     deadline: Instant,
     request_id: Option<String>,
     open_results: usize,
+    /// Server memory the open results were started with, in bytes.
+    memory_held: u64,
     /// Time spent waiting for ClickHouse to answer, over the request.
     clickhouse_time: std::time::Duration,
     /// Whether to record that time on the request's span.
@@ -68,6 +70,7 @@ impl QueryContext {
             deadline,
             request_id: None,
             open_results: 0,
+            memory_held: 0,
             clickhouse_time: std::time::Duration::ZERO,
             span_timing: false,
             cache_report: Arc::default(),
@@ -196,12 +199,19 @@ impl ClickHouseView<'_> {
                 "a request may have at most {MAX_OPEN_RESULTS} results open at once; drop finished ones"
             )))));
         }
+        // One request's open results together stay within its budget of
+        // server memory, however many it opens.
+        let memory = match self.ctx.policy.query_memory(self.ctx.memory_held) {
+            Ok(memory) => memory,
+            Err(err) => return Ok(Err(self.ctx.failed(err))),
+        };
         let request = QueryRequest {
             sql: &sql,
             params: &options.params,
             settings: &options.settings,
             format: options.format.as_deref(),
             request_id: self.ctx.request_id.as_deref(),
+            max_memory: Some(memory),
         };
         self.ctx.waiting();
         let started = std::time::Instant::now();
@@ -236,8 +246,9 @@ impl ClickHouseView<'_> {
             Ok(rows) => rows,
             Err(err) => return Ok(Err(self.ctx.failed(err))),
         };
-        let handle = self.table.push(rows)?;
+        let handle = self.table.push(rows.holding(memory))?;
         self.ctx.open_results += 1;
+        self.ctx.memory_held += memory;
         Ok(Ok(handle))
     }
 }
@@ -352,8 +363,9 @@ impl query::HostRows for ClickHouseView<'_> {
     }
 
     async fn drop(&mut self, rows: Resource<RowStream>) -> wasmtime::Result<()> {
-        self.table.delete(rows)?;
+        let rows = self.table.delete(rows)?;
         self.ctx.open_results = self.ctx.open_results.saturating_sub(1);
+        self.ctx.memory_held = self.ctx.memory_held.saturating_sub(rows.memory());
         Ok(())
     }
 }

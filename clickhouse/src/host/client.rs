@@ -28,8 +28,8 @@ use super::metrics::{CacheLookup, ClickHouseMetrics};
 use super::replicas::{self, InFlight, Replica, Replicas, ServerInfo};
 use super::transport::{is_retryable, read_error_body, unavailable};
 use crate::error::QueryError;
-use crate::params::{self, BindMode};
-use crate::policy::{QueryPolicy, classify_error_body};
+use crate::params::BindMode;
+use crate::policy::{Admitted, QueryPolicy, ReadOnly, classify_error_body};
 use crate::response::{DEFAULT_HOLD_BACK, HoldBack, truncate};
 use crate::statement::StatementKind;
 
@@ -47,6 +47,9 @@ pub struct QueryRequest<'a> {
     /// The id of the request the query is for: it leads the query id, so
     /// `system.query_log` can be joined with the host's log.
     pub request_id: Option<&'a str>,
+    /// Most memory the query may use on the server, when less than the
+    /// route's cap (its request holds other results open).
+    pub max_memory: Option<u64>,
 }
 
 /// How a guest's query is sent.
@@ -111,6 +114,7 @@ impl OwnedRequest {
             settings: &self.settings,
             format: self.format.as_deref(),
             request_id: Some("cache-refresh"),
+            max_memory: None,
         }
     }
 }
@@ -203,6 +207,7 @@ impl ClickHousePool {
                     settings: &[],
                     format: Some("TabSeparated"),
                     request_id: None,
+                    max_memory: None,
                 };
                 // The host's own query: none of a route's settings.
                 let policy = Arc::new(QueryPolicy::default());
@@ -220,11 +225,16 @@ impl ClickHousePool {
                     profile_readonly = info.profile_readonly,
                     "connected to ClickHouse"
                 );
-                if info.profile_readonly == 1 {
-                    tracing::error!(
+                match info.profile_readonly {
+                    0 => {}
+                    1 => tracing::error!(
                         replica = replica.label(),
-                        "the ClickHouse account's profile has readonly = 1, so the host cannot set per-query limits; give it readonly = 2 (see deploy/clickhouse/wasmhouse-user.xml)"
-                    );
+                        "the ClickHouse account's profile has readonly = 1, so the host cannot set per-query limits; give it readonly = 0 (see deploy/clickhouse/wasmhouse-user.xml)"
+                    ),
+                    _ => tracing::error!(
+                        replica = replica.label(),
+                        "the ClickHouse account's profile has readonly = 2, so the host cannot run strict routes at readonly = 1 and refuses their queries; give it readonly = 0 (see deploy/clickhouse/wasmhouse-user.xml)"
+                    ),
                 }
                 Ok::<_, Failed>(info)
             })
@@ -250,16 +260,16 @@ impl ClickHousePool {
         policy: &Arc<QueryPolicy>,
         deadline: Instant,
     ) -> Result<RowStream, QueryError> {
-        let kind = policy.admit(request.sql, request.params, request.settings)?;
-        self.execute_admitted(request, kind, policy, deadline).await
+        let admitted = policy.admit(request.sql, request.params, request.settings)?;
+        self.execute_admitted(request, &admitted, policy, deadline)
+            .await
     }
 
-    /// [`ClickHousePool::execute`] for a request `policy` admitted already
-    /// as a statement of `kind`.
+    /// [`ClickHousePool::execute`] for a request `policy` admitted already.
     async fn execute_admitted(
         &self,
         request: &QueryRequest<'_>,
-        kind: StatementKind,
+        admitted: &Admitted<'_>,
         policy: &Arc<QueryPolicy>,
         deadline: Instant,
     ) -> Result<RowStream, QueryError> {
@@ -272,11 +282,14 @@ impl ClickHousePool {
             )));
         }
         let first = self.replicas.pick(None).ok_or_else(no_server)?;
-        let failed = match self.execute_on(first, request, policy, deadline).await {
+        let failed = match self
+            .execute_on(first, request, admitted, policy, deadline)
+            .await
+        {
             Ok(rows) => return Ok(rows),
             Err(failed) => failed,
         };
-        if !(failed.before_response && kind == StatementKind::Read) {
+        if !(failed.before_response && admitted.kind() == StatementKind::Read) {
             return Err(failed.err);
         }
         let second = match self.replicas.pick(Some(first)) {
@@ -294,7 +307,7 @@ impl ClickHousePool {
             }
         };
         self.metrics.retries.inc();
-        self.execute_on(second, request, policy, deadline)
+        self.execute_on(second, request, admitted, policy, deadline)
             .await
             .map_err(|failed| failed.err)
     }
@@ -310,11 +323,11 @@ impl ClickHousePool {
         deadline: Instant,
         freshness: Freshness,
     ) -> Result<(RowStream, Option<CacheLookup>), QueryError> {
-        let kind = policy.admit(request.sql, request.params, request.settings)?;
+        let admitted = policy.admit(request.sql, request.params, request.settings)?;
         let cache = self.cache.as_ref().filter(|_| !freshness.ttl.is_zero());
-        let Some(cache) = cache.filter(|_| kind == StatementKind::Read) else {
+        let Some(cache) = cache.filter(|_| admitted.kind() == StatementKind::Read) else {
             let rows = self
-                .execute_admitted(request, kind, policy, deadline)
+                .execute_admitted(request, &admitted, policy, deadline)
                 .await?;
             return Ok((rows, None));
         };
@@ -325,7 +338,7 @@ impl ClickHousePool {
         let key = Arc::new(CacheKey::new(
             &self.config.endpoint().user,
             policy,
-            request.sql,
+            admitted.canonical_sql(),
             request.params,
             request.settings,
             request.format,
@@ -341,7 +354,7 @@ impl ClickHousePool {
             }
             return Ok((cached_rows(&entry), Some(cache.counted(CacheLookup::stale))));
         }
-        let fill = self.fill(cache, request, policy, deadline, freshness);
+        let fill = self.fill(cache, request, &admitted, policy, deadline, freshness);
         let filled = tokio::time::timeout_at(deadline, cache.get_or_fill(key, fill))
             .await
             .map_err(|_| QueryError::Timeout)?;
@@ -368,7 +381,7 @@ impl ClickHousePool {
                     Some(rows) => rows,
                     // Another waiter has that result: run the query again.
                     None => {
-                        self.execute_admitted(request, StatementKind::Read, policy, deadline)
+                        self.execute_admitted(request, &admitted, policy, deadline)
                             .await?
                     }
                 };
@@ -383,12 +396,13 @@ impl ClickHousePool {
         &self,
         cache: &ResultCache,
         request: &QueryRequest<'_>,
+        admitted: &Admitted<'_>,
         policy: &Arc<QueryPolicy>,
         deadline: Instant,
         freshness: Freshness,
     ) -> Result<Arc<CachedResult>, FillError> {
         let mut rows = self
-            .execute_admitted(request, StatementKind::Read, policy, deadline)
+            .execute_admitted(request, admitted, policy, deadline)
             .await
             .map_err(FillError::Query)?;
         let mut chunks = Vec::new();
@@ -429,8 +443,13 @@ impl ClickHousePool {
         tokio::spawn(async move {
             let deadline = Instant::now() + budget;
             let request = owned.borrowed();
+            // Admitted before, under the same policy: this cannot fail now.
+            let admitted = match policy.admit(request.sql, request.params, request.settings) {
+                Ok(admitted) => admitted,
+                Err(_) => return stale.release_refresh(),
+            };
             match pool
-                .fill(&cache, &request, &policy, deadline, freshness)
+                .fill(&cache, &request, &admitted, &policy, deadline, freshness)
                 .await
             {
                 Ok(fresh) => cache.insert(key, fresh).await,
@@ -443,53 +462,42 @@ impl ClickHousePool {
         });
     }
 
-    /// One attempt at a guest's query, on `replica`.
+    /// One attempt at a guest's query, on `replica`: bound for that
+    /// server (native parameters or typed literals), checked again as
+    /// bound, and sent with the route's settings.
     async fn execute_on(
         &self,
         replica: &Arc<Replica>,
         request: &QueryRequest<'_>,
+        admitted: &Admitted<'_>,
         policy: &Arc<QueryPolicy>,
         deadline: Instant,
     ) -> Result<RowStream, Failed> {
         let info = self.server_info(replica, deadline).await?;
-        let guest = GuestQuery {
-            // A read-only profile (readonly = 2) refuses any change to
-            // `readonly`; it forbids writes itself, and the statement rules
-            // still hold a strict route to strict SQL.
-            send_readonly: info.profile_readonly == 0,
-        };
-        if request.params.is_empty() {
-            return self
-                .send(
-                    replica,
-                    request,
-                    request.sql,
-                    &[],
-                    policy,
-                    Some(guest),
-                    deadline,
-                )
-                .await;
+        // The route's read-only level is ClickHouse's to enforce too. A
+        // read-only profile (readonly = 2) refuses any change to `readonly`:
+        // it forbids writes and keeps relaxed routes relaxed, but strict
+        // routes cannot be held at readonly = 1, so their queries are refused
+        // rather than sent with one wall instead of two.
+        let send_readonly = info.profile_readonly == 0;
+        if !send_readonly && policy.readonly == ReadOnly::Strict {
+            return Err(QueryError::Unavailable(
+                "wasmhouse's ClickHouse account cannot run strict routes (see the host log)".into(),
+            )
+            .into());
         }
+        let guest = GuestQuery { send_readonly };
         let mode = if info.native_params {
             BindMode::Server
         } else {
             BindMode::Inline
         };
-        let bound = params::bind(request.sql, request.params, mode)
-            .map_err(|err| QueryError::InvalidParameter(err.to_string()))?;
-        // Binding may have grown the SQL (typed literals): check it again.
-        if bound.sql.len() > policy.max_sql_bytes.saturating_mul(4) {
-            return Err(QueryError::Refused(
-                "the query with its parameters bound is too large".into(),
-            )
-            .into());
-        }
+        let prepared = admitted.prepare(policy, mode)?;
         self.send(
             replica,
             request,
-            &bound.sql,
-            &bound.url_params,
+            &prepared.sql,
+            &prepared.url_params,
             policy,
             Some(guest),
             deadline,
@@ -642,7 +650,8 @@ impl ClickHousePool {
         if let Some(guest) = guest {
             // After the guest's settings: where a name repeats, the last wins.
             let remaining = deadline.saturating_duration_since(Instant::now());
-            for (name, value) in policy.settings(Some(remaining)) {
+            let memory = request.max_memory.unwrap_or(policy.max_memory_usage);
+            for (name, value) in policy.settings_within(Some(remaining), memory) {
                 if name != "readonly" || guest.send_readonly {
                     push(name, &value);
                 }
@@ -706,6 +715,9 @@ type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 /// dropped; dropping it before the end cancels the query on the server.
 pub struct RowStream {
     source: Source,
+    /// The server memory the query was started with, counted against its
+    /// request's budget until the result is dropped.
+    memory: u64,
 }
 
 enum Source {
@@ -725,6 +737,7 @@ impl RowStream {
     fn live(rows: LiveRows) -> Self {
         Self {
             source: Source::Live(rows),
+            memory: 0,
         }
     }
 
@@ -736,7 +749,19 @@ impl RowStream {
                 query_id,
                 rest,
             }),
+            memory: 0,
         }
+    }
+
+    /// Count `bytes` of server memory against this result's request.
+    pub(crate) fn holding(mut self, bytes: u64) -> Self {
+        self.memory = bytes;
+        self
+    }
+
+    /// The server memory this result counts against its request.
+    pub(crate) fn memory(&self) -> u64 {
+        self.memory
     }
 
     /// The running query, when the result is still streaming from one.
