@@ -14,8 +14,9 @@ use crate::statement::{self, StatementKind, StatementRules};
 /// Default cap on one query's memory on the server.
 pub const DEFAULT_MAX_MEMORY_USAGE: u64 = 1 << 30;
 /// The least memory a query is started with: below it the request's open
-/// results hold its whole budget, and the query is refused.
-pub const MIN_QUERY_MEMORY: u64 = 1 << 20;
+/// results hold its whole budget, and the query is refused (ClickHouse
+/// needs a few MiB for even `SELECT 1`; 2 MiB is too little on 18.16).
+pub const MIN_QUERY_MEMORY: u64 = 8 << 20;
 /// Default cap on the threads one query may use on the server.
 pub const DEFAULT_MAX_THREADS: u64 = 4;
 /// Default cap on the rows one query may read.
@@ -563,11 +564,11 @@ mod tests {
         assert!(grants.len() >= 8, "{grants:?}");
         assert!(held <= 2 * policy.max_memory_usage, "{held}");
         let tight = QueryPolicy {
-            max_request_memory_usage: Some(3 << 20),
+            max_request_memory_usage: Some(24 << 20),
             ..QueryPolicy::default()
         };
-        assert_eq!(tight.query_memory(0), Ok(3 << 19));
-        assert!(tight.query_memory(1 << 21).is_err());
+        assert_eq!(tight.query_memory(0), Ok(12 << 20));
+        assert!(tight.query_memory(12 << 20).is_err());
     }
 
     #[test]
