@@ -14,16 +14,13 @@ use wasmhouse_clickhouse::host::config::{
     DEFAULT_CACHE_BYTES, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
     DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_SIZE,
 };
-use wasmhouse_clickhouse::policy::{
-    DEFAULT_MAX_BYTES_TO_READ, DEFAULT_MAX_MEMORY_USAGE, DEFAULT_MAX_ROWS_TO_READ,
-    DEFAULT_MAX_THREADS,
-};
-use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint, QueryPolicy, ReadOnly, Scheme};
+use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint, Scheme};
 
-use crate::access::{AccessRules, KeySource, TrustedProxies};
+use crate::access::{KeySource, TrustedProxies};
 use crate::manifest::{self, ComponentSource, RouteSource, RouteSpec};
+use crate::route_settings::{ReadOnlySetting, RouteConfig, RouteSettings};
 use crate::runtime::instance::DEFAULT_REQUEST_TIMEOUT;
-use crate::runtime::{DEFAULT_MAX_INSTANCES, DEFAULT_MEMORY_LIMIT, InstanceLimits, PoolSizing};
+use crate::runtime::{DEFAULT_MAX_INSTANCES, PoolSizing};
 use crate::units::{format_bytes, parse_bytes};
 
 /// Default address to listen on.
@@ -90,14 +87,14 @@ impl AdminConfig {
 #[error("{variable}: {message}")]
 pub struct ConfigError {
     /// The flag or environment variable at fault.
-    pub variable: &'static str,
+    pub variable: String,
     /// What is wrong with its value.
     pub message: String,
 }
 
-fn config_error(variable: &'static str, message: impl Into<String>) -> ConfigError {
+fn config_error(variable: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
-        variable,
+        variable: variable.to_owned(),
         message: message.into(),
     }
 }
@@ -136,6 +133,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
+    pub route: RouteSettings,
 
     #[command(flatten)]
     #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
@@ -395,18 +396,11 @@ pub struct ClickHouseArgs {
     pub cache_size: usize,
 }
 
-/// Per-request limits and guard-rails.
+/// Host-wide sizing and switches (the per-route limits are
+/// [`RouteSettings`]).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
-    /// Wall-clock budget of one request, ClickHouse time included.
-    #[arg(long = "request-timeout", env = "WASMHOUSE_REQUEST_TIMEOUT", value_name = "WASMHOUSE_REQUEST_TIMEOUT", default_value = humantime::format_duration(DEFAULT_REQUEST_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
-
-    /// Largest linear memory one instance may use (e.g. 64MiB).
-    #[arg(long = "memory-limit", env = "WASMHOUSE_MEMORY_LIMIT", value_name = "WASMHOUSE_MEMORY_LIMIT", default_value = format_bytes(DEFAULT_MEMORY_LIMIT as u64), value_parser = parse_bytes)]
-    pub memory_limit: usize,
-
     /// Most instances (requests in flight) at once.
     #[arg(
         long = "max-instances",
@@ -444,10 +438,6 @@ pub struct LimitArgs {
     )]
     pub compile_cache: Option<String>,
 
-    /// Upper bound on one query's run time (0: the request's budget only).
-    #[arg(long = "max-execution-time", env = "WASMHOUSE_MAX_EXECUTION_TIME", value_name = "WASMHOUSE_MAX_EXECUTION_TIME", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub max_execution_time: Duration,
-
     /// Allow guests to write (ClickHouse readonly off). Read-only by default.
     #[arg(
         long = "allow-writes",
@@ -455,41 +445,6 @@ pub struct LimitArgs {
         value_name = "WASMHOUSE_ALLOW_WRITES"
     )]
     pub allow_writes: bool,
-
-    /// Most memory one guest query may use on the ClickHouse server.
-    #[arg(long = "max-memory-usage", env = "WASMHOUSE_MAX_MEMORY_USAGE", value_name = "WASMHOUSE_MAX_MEMORY_USAGE", default_value = format_bytes(DEFAULT_MAX_MEMORY_USAGE), value_parser = parse_bytes)]
-    pub max_memory_usage: usize,
-
-    /// Most threads one guest query may use on the ClickHouse server.
-    #[arg(
-        long = "max-threads",
-        env = "WASMHOUSE_MAX_THREADS",
-        value_name = "WASMHOUSE_MAX_THREADS",
-        default_value_t = DEFAULT_MAX_THREADS
-    )]
-    pub max_threads: u64,
-
-    /// Most rows one guest query may read.
-    #[arg(
-        long = "max-rows-to-read",
-        env = "WASMHOUSE_MAX_ROWS_TO_READ",
-        value_name = "WASMHOUSE_MAX_ROWS_TO_READ",
-        default_value_t = DEFAULT_MAX_ROWS_TO_READ
-    )]
-    pub max_rows_to_read: u64,
-
-    /// Most bytes one guest query may read.
-    #[arg(long = "max-bytes-to-read", env = "WASMHOUSE_MAX_BYTES_TO_READ", value_name = "WASMHOUSE_MAX_BYTES_TO_READ", default_value = format_bytes(DEFAULT_MAX_BYTES_TO_READ), value_parser = parse_bytes)]
-    pub max_bytes_to_read: usize,
-
-    /// Most rows one query may return (0: no limit).
-    #[arg(
-        long = "max-result-rows",
-        env = "WASMHOUSE_MAX_RESULT_ROWS",
-        value_name = "WASMHOUSE_MAX_RESULT_ROWS",
-        default_value_t = 0
-    )]
-    pub max_result_rows: u64,
 }
 
 /// A validated configuration for [`crate::serve`].
@@ -501,10 +456,8 @@ pub struct ServeConfig {
     pub manifest: Option<PathBuf>,
     /// How to reach ClickHouse.
     pub clickhouse: ClickHouseConfig,
-    /// Limits for routes that set none.
-    pub limits: InstanceLimits,
-    /// Guard-rails for routes that set none.
-    pub policy: QueryPolicy,
+    /// Limits, guard-rails and access rules for what routes leave unsaid.
+    pub route_defaults: RouteConfig,
     /// Pooling allocator sizing.
     pub sizing: PoolSizing,
     /// How long a request waits for a free instance.
@@ -534,14 +487,12 @@ impl ServeConfig {
     /// A configuration for the built-in routes against `clickhouse`, with
     /// every other value at its default.
     pub fn new(clickhouse: ClickHouseConfig) -> Self {
-        let limits = InstanceLimits::default();
-        let policy = QueryPolicy::default();
+        let route_defaults = RouteConfig::default();
         Self {
-            routes: vec![builtin_route(limits, &policy)],
+            routes: vec![builtin_route(&route_defaults)],
             manifest: None,
             clickhouse,
-            limits,
-            policy,
+            route_defaults,
             sizing: PoolSizing::default(),
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
@@ -558,7 +509,7 @@ impl ServeConfig {
 
     /// Replace the routes with those of the manifest at `path`.
     pub fn with_manifest(mut self, path: PathBuf) -> Result<Self, manifest::ManifestError> {
-        self.routes = manifest::load(&path, self.limits, &self.policy)?;
+        self.routes = manifest::load(&path, &self.route_defaults)?;
         self.manifest = Some(path);
         self.fit_sizing();
         Ok(self)
@@ -569,8 +520,7 @@ impl ServeConfig {
         RouteSource {
             routes: self.routes.clone(),
             manifest: self.manifest.clone(),
-            base_limits: self.limits,
-            base_policy: self.policy.clone(),
+            base: self.route_defaults.clone(),
         }
     }
 
@@ -609,15 +559,25 @@ fn compile_cache_directory(flag: Option<&str>) -> Option<PathBuf> {
 }
 
 /// The built-in seed routes on every path.
-fn builtin_route(limits: InstanceLimits, policy: &QueryPolicy) -> RouteSpec {
+fn builtin_route(route: &RouteConfig) -> RouteSpec {
     RouteSpec {
         name: "default".into(),
         prefix: "/".into(),
         source: ComponentSource::Builtin,
-        limits,
-        policy: policy.clone(),
-        access: AccessRules::default(),
+        limits: route.limits,
+        policy: route.policy.clone(),
+        access: route.access.clone(),
     }
+}
+
+/// The environment variable of the flag behind route setting `key` (clap's
+/// argument ids are the field names), for error messages.
+fn flag_name(command: &clap::Command, key: &str) -> String {
+    command
+        .get_arguments()
+        .find(|arg| arg.get_id() == key)
+        .and_then(|arg| arg.get_env())
+        .map_or_else(|| key.to_owned(), |env| env.to_string_lossy().into_owned())
 }
 
 impl ServeArgs {
@@ -626,21 +586,18 @@ impl ServeArgs {
         let clickhouse = self.clickhouse.into_config()?;
         let admin = self.admin.into_config()?;
         let limits = &self.limits;
-        if limits.request_timeout.is_zero() {
-            return Err(config_error(
-                "WASMHOUSE_REQUEST_TIMEOUT",
-                "must be more than 0s",
-            ));
+        // The flags' layer of every route's settings, over the defaults.
+        let mut flags = self.route.clone();
+        if limits.allow_writes {
+            flags.readonly = Some(ReadOnlySetting::Flag(false));
         }
-        if limits.memory_limit < (1 << 20) {
-            return Err(config_error(
-                "WASMHOUSE_MEMORY_LIMIT",
-                format!(
-                    "{} bytes is too small; give at least 1MiB",
-                    limits.memory_limit
-                ),
-            ));
-        }
+        let command = <RouteSettings as Args>::augment_args(clap::Command::new("serve"));
+        let route_defaults = flags
+            .apply(&RouteConfig::default(), &|key| flag_name(&command, key))
+            .map_err(|err| ConfigError {
+                variable: err.setting,
+                message: err.message,
+            })?;
         if limits.max_instances == 0 {
             return Err(config_error(
                 "WASMHOUSE_MAX_INSTANCES",
@@ -664,35 +621,7 @@ impl ServeArgs {
                 format!("{} is not a file", path.display()),
             ));
         }
-        if limits.max_threads == 0 {
-            return Err(config_error("WASMHOUSE_MAX_THREADS", "must be at least 1"));
-        }
-        if limits.max_memory_usage == 0 {
-            return Err(config_error(
-                "WASMHOUSE_MAX_MEMORY_USAGE",
-                "must be more than 0 (0 would mean no limit)",
-            ));
-        }
-        let policy = QueryPolicy {
-            readonly: if limits.allow_writes {
-                ReadOnly::Off
-            } else {
-                ReadOnly::Strict
-            },
-            max_result_rows: (limits.max_result_rows > 0).then_some(limits.max_result_rows),
-            max_execution_time: (!limits.max_execution_time.is_zero())
-                .then_some(limits.max_execution_time),
-            max_memory_usage: limits.max_memory_usage as u64,
-            max_threads: limits.max_threads,
-            max_rows_to_read: limits.max_rows_to_read,
-            max_bytes_to_read: limits.max_bytes_to_read as u64,
-            ..QueryPolicy::default()
-        };
-        let instance_limits = InstanceLimits {
-            timeout: limits.request_timeout,
-            memory_bytes: limits.memory_limit,
-        };
-        let mut route = builtin_route(instance_limits, &policy);
+        let mut route = builtin_route(&route_defaults);
         if let Some(path) = self.component {
             route.name = path.file_stem().map_or_else(
                 || "component".to_owned(),
@@ -704,16 +633,15 @@ impl ServeArgs {
             routes: vec![route],
             manifest: None,
             clickhouse,
-            limits: instance_limits,
-            policy,
             sizing: PoolSizing {
                 max_instances: limits.max_instances,
-                max_memory_bytes: limits.memory_limit,
+                max_memory_bytes: route_defaults.limits.memory_bytes,
                 ..PoolSizing::default()
             },
             queue_timeout: limits.queue_timeout,
             max_body_size: limits.max_body_size,
-            shutdown_grace: limits.request_timeout,
+            shutdown_grace: route_defaults.limits.timeout,
+            route_defaults,
             admin,
             compile_cache: compile_cache_directory(limits.compile_cache.as_deref()),
             workers: limits.workers.unwrap_or_else(default_workers),
@@ -956,8 +884,30 @@ mod tests {
         assert!(err.contains("POOL_MGR_MAX_SIZE"), "{err}");
         let err = parse(&["--clickhouse-url", "ftp://x"]).unwrap_err();
         assert!(err.contains("CLICKHOUSE_URL"), "{err}");
-        let err = parse(&["--memory-limit", "lots"]).unwrap_err();
-        assert!(err.contains("WASMHOUSE_MEMORY_LIMIT"), "{err}");
+        // Per-route limits: the flags' layer, checked by the manifests' check.
+        for (flag, value, variable) in [
+            ("--memory-limit", "lots", "WASMHOUSE_MEMORY_LIMIT"),
+            ("--memory-limit", "512KiB", "WASMHOUSE_MEMORY_LIMIT"),
+            ("--request-timeout", "0s", "WASMHOUSE_REQUEST_TIMEOUT"),
+            ("--max-threads", "0", "WASMHOUSE_MAX_THREADS"),
+            ("--max-memory-usage", "0", "WASMHOUSE_MAX_MEMORY_USAGE"),
+            (
+                "--max-request-memory-usage",
+                "1MiB",
+                "WASMHOUSE_MAX_REQUEST_MEMORY_USAGE",
+            ),
+            (
+                "--max-execution-time",
+                "soon",
+                "WASMHOUSE_MAX_EXECUTION_TIME",
+            ),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{variable}: ")),
+                "{flag} {value}: {err}"
+            );
+        }
         let err = parse(&["--clickhouse-database", "a;b"]).unwrap_err();
         assert!(err.contains("CLICKHOUSE_DATABASE"), "{err}");
     }
@@ -969,6 +919,9 @@ mod tests {
         assert_eq!(config.clickhouse.endpoint().port, 8123);
         assert_eq!(config.clickhouse.endpoint().user, "default");
         assert_eq!(config.routes[0].source, ComponentSource::Builtin);
-        assert_eq!(config.policy.readonly, ReadOnly::Strict);
+        assert_eq!(
+            config.route_defaults.policy.readonly,
+            wasmhouse_clickhouse::ReadOnly::Strict
+        );
     }
 }

@@ -31,6 +31,8 @@
 //! - [`config`]: flags and environment variables (the FastAPI service's
 //!   names), validated into a [`ServeConfig`]; the defaults.
 //! - [`manifest`]: `wasmhouse.toml` (or `spin.toml`): routes and their limits.
+//! - [`route_settings`]: a route's settings in layers (flags, `[defaults]`,
+//!   `[[route]]`), all checked by one `apply`.
 //! - [`metrics`]: what the host counts, in Prometheus' text format.
 //! - [`respond`]: the JSON error responses the host writes itself.
 //! - [`embedded`]: the components built into the binary.
@@ -53,6 +55,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod openapi;
 pub mod respond;
+pub mod route_settings;
 pub mod runtime;
 pub mod server;
 pub mod signals;

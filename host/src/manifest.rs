@@ -12,11 +12,12 @@
 //! max_result_rows = 0             # 0: no limit
 //! max_execution_time = "0s"       # per query; 0: the request's budget only
 //! max_memory_usage = "1GiB"       # per query, on the ClickHouse server
+//! max_request_memory_usage = "2GiB" # a request's open queries together
 //! max_threads = 4                 # per query, on the ClickHouse server
 //! max_rows_to_read = 1000000000   # per query
 //! max_bytes_to_read = "100GiB"    # per query
-//! allowed_settings = ["output_format_*", "max_block_size"]
-//! allowed_functions = ["url"]     # functions that reach outside ClickHouse
+//! allowed_settings = ["max_block_size"] # route-class settings guests may set
+//! allowed_functions = ["url"]     # denied or unknown functions the route may use
 //! api_key = true                  # callers need an API key (401/403)
 //! rate_limit_per_key = "100/s"    # token bucket per API key (429)
 //! rate_limit_per_client = "20/s"  # token bucket per client address (429)
@@ -31,18 +32,19 @@
 //! component = "build/reports.wasm" # relative to this file; "builtin" = seed routes
 //! timeout = "5s"                  # any [defaults] key, for this route only
 //! ```
+//!
+//! The keys and their checks are [`crate::route_settings`]'s, shared with
+//! the flags.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use wasmhouse_clickhouse::{QueryPolicy, ReadOnly};
+use wasmhouse_clickhouse::QueryPolicy;
 
-use crate::access::{AccessRules, Rate};
-
+use crate::access::AccessRules;
+use crate::route_settings::{RouteConfig, RouteSettings};
 use crate::runtime::InstanceLimits;
-use crate::units::parse_bytes;
 
 /// Why a manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -118,238 +120,17 @@ pub struct RouteSource {
     /// The manifest they came from; without one a reload keeps `routes`
     /// (and reads their component files again).
     pub manifest: Option<PathBuf>,
-    /// Limits for what the manifest leaves unsaid.
-    pub base_limits: InstanceLimits,
-    /// Guard-rails for what the manifest leaves unsaid.
-    pub base_policy: QueryPolicy,
+    /// What the manifest leaves unsaid (from flags and environment).
+    pub base: RouteConfig,
 }
 
 impl RouteSource {
     /// The routes as they are now: the manifest read again, or the same routes.
     pub fn reload(&self) -> Result<Vec<RouteSpec>, ManifestError> {
         match &self.manifest {
-            Some(path) => load(path, self.base_limits, &self.base_policy),
+            Some(path) => load(path, &self.base),
             None => Ok(self.routes.clone()),
         }
-    }
-}
-
-/// Values a route can set, all optional; `[defaults]` has the same keys.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteSettings {
-    timeout: Option<String>,
-    memory: Option<String>,
-    readonly: Option<ReadOnlySetting>,
-    max_result_rows: Option<u64>,
-    max_result_bytes: Option<String>,
-    max_execution_time: Option<String>,
-    max_memory_usage: Option<String>,
-    max_threads: Option<u64>,
-    max_rows_to_read: Option<u64>,
-    max_bytes_to_read: Option<String>,
-    allowed_settings: Option<Vec<String>>,
-    allowed_functions: Option<Vec<String>>,
-    api_key: Option<bool>,
-    rate_limit_per_key: Option<String>,
-    rate_limit_per_client: Option<String>,
-    rate_limit_burst: Option<u32>,
-    cache_ttl: Option<String>,
-    cache_stale: Option<String>,
-}
-
-/// `readonly = true | false | "relaxed"` (also `"strict"` and `"off"`).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(untagged)]
-enum ReadOnlySetting {
-    Flag(bool),
-    Level(ReadOnlyLevel),
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum ReadOnlyLevel {
-    Strict,
-    Relaxed,
-    Off,
-}
-
-impl From<ReadOnlySetting> for ReadOnly {
-    fn from(setting: ReadOnlySetting) -> Self {
-        match setting {
-            ReadOnlySetting::Flag(true) | ReadOnlySetting::Level(ReadOnlyLevel::Strict) => {
-                ReadOnly::Strict
-            }
-            ReadOnlySetting::Level(ReadOnlyLevel::Relaxed) => ReadOnly::Relaxed,
-            ReadOnlySetting::Flag(false) | ReadOnlySetting::Level(ReadOnlyLevel::Off) => {
-                ReadOnly::Off
-            }
-        }
-    }
-}
-
-impl RouteSettings {
-    /// `self`, with `defaults` where `self` is silent.
-    fn over(self, defaults: &RouteSettings) -> RouteSettings {
-        RouteSettings {
-            timeout: self.timeout.or_else(|| defaults.timeout.clone()),
-            memory: self.memory.or_else(|| defaults.memory.clone()),
-            readonly: self.readonly.or(defaults.readonly),
-            max_result_rows: self.max_result_rows.or(defaults.max_result_rows),
-            max_result_bytes: self
-                .max_result_bytes
-                .or_else(|| defaults.max_result_bytes.clone()),
-            max_execution_time: self
-                .max_execution_time
-                .or_else(|| defaults.max_execution_time.clone()),
-            max_memory_usage: self
-                .max_memory_usage
-                .or_else(|| defaults.max_memory_usage.clone()),
-            max_threads: self.max_threads.or(defaults.max_threads),
-            max_rows_to_read: self.max_rows_to_read.or(defaults.max_rows_to_read),
-            max_bytes_to_read: self
-                .max_bytes_to_read
-                .or_else(|| defaults.max_bytes_to_read.clone()),
-            allowed_settings: self
-                .allowed_settings
-                .or_else(|| defaults.allowed_settings.clone()),
-            allowed_functions: self
-                .allowed_functions
-                .or_else(|| defaults.allowed_functions.clone()),
-            api_key: self.api_key.or(defaults.api_key),
-            rate_limit_per_key: self
-                .rate_limit_per_key
-                .or_else(|| defaults.rate_limit_per_key.clone()),
-            rate_limit_per_client: self
-                .rate_limit_per_client
-                .or_else(|| defaults.rate_limit_per_client.clone()),
-            rate_limit_burst: self.rate_limit_burst.or(defaults.rate_limit_burst),
-            cache_ttl: self.cache_ttl.or_else(|| defaults.cache_ttl.clone()),
-            cache_stale: self.cache_stale.or_else(|| defaults.cache_stale.clone()),
-        }
-    }
-
-    fn resolve(
-        &self,
-        route: &str,
-        base_limits: InstanceLimits,
-        base_policy: &QueryPolicy,
-    ) -> Result<(InstanceLimits, QueryPolicy, AccessRules), String> {
-        let duration = |key: &str, value: &Option<String>| -> Result<Option<Duration>, String> {
-            value
-                .as_deref()
-                .map(|text| {
-                    humantime::parse_duration(text)
-                        .map_err(|err| format!("route {route:?}: {key} = {text:?}: {err}"))
-                })
-                .transpose()
-        };
-        let mut limits = base_limits;
-        if let Some(timeout) = duration("timeout", &self.timeout)? {
-            if timeout.is_zero() {
-                return Err(format!("route {route:?}: timeout must be more than 0s"));
-            }
-            limits.timeout = timeout;
-        }
-        if let Some(memory) = &self.memory {
-            let bytes =
-                parse_bytes(memory).map_err(|err| format!("route {route:?}: memory: {err}"))?;
-            if bytes < 1 << 20 {
-                return Err(format!(
-                    "route {route:?}: memory = {memory:?} is below 1MiB"
-                ));
-            }
-            limits.memory_bytes = bytes;
-        }
-        let mut policy = base_policy.clone();
-        if let Some(readonly) = self.readonly {
-            policy.readonly = readonly.into();
-        }
-        if let Some(rows) = self.max_result_rows {
-            policy.max_result_rows = (rows > 0).then_some(rows);
-        }
-        if let Some(bytes) = &self.max_result_bytes {
-            let bytes = parse_bytes(bytes)
-                .map_err(|err| format!("route {route:?}: max_result_bytes: {err}"))?;
-            policy.max_result_bytes = (bytes > 0).then_some(bytes as u64);
-        }
-        if let Some(time) = duration("max_execution_time", &self.max_execution_time)? {
-            policy.max_execution_time = (!time.is_zero()).then_some(time);
-        }
-        if let Some(ttl) = duration("cache_ttl", &self.cache_ttl)? {
-            policy.cache_ttl = (!ttl.is_zero()).then_some(ttl);
-        }
-        if let Some(stale) = duration("cache_stale", &self.cache_stale)? {
-            policy.cache_stale = stale;
-        }
-        let cache_cap = wasmhouse_clickhouse::host::cache::MAX_TTL;
-        if policy.cache_ttl.is_some_and(|ttl| ttl > cache_cap) || policy.cache_stale > cache_cap {
-            return Err(format!(
-                "route {route:?}: cache_ttl and cache_stale may be at most {}",
-                humantime::format_duration(cache_cap)
-            ));
-        }
-        if let Some(bytes) = &self.max_memory_usage {
-            let bytes = parse_bytes(bytes)
-                .map_err(|err| format!("route {route:?}: max_memory_usage: {err}"))?;
-            if bytes == 0 {
-                return Err(format!(
-                    "route {route:?}: max_memory_usage must be more than 0"
-                ));
-            }
-            policy.max_memory_usage = bytes as u64;
-        }
-        if let Some(threads) = self.max_threads {
-            if threads == 0 {
-                return Err(format!("route {route:?}: max_threads must be at least 1"));
-            }
-            policy.max_threads = threads;
-        }
-        if let Some(rows) = self.max_rows_to_read {
-            policy.max_rows_to_read = rows;
-        }
-        if let Some(bytes) = &self.max_bytes_to_read {
-            let bytes = parse_bytes(bytes)
-                .map_err(|err| format!("route {route:?}: max_bytes_to_read: {err}"))?;
-            policy.max_bytes_to_read = bytes as u64;
-        }
-        if let Some(settings) = &self.allowed_settings {
-            // The host refuses these at run time anyway; say so at load time.
-            if let Some(host) = settings
-                .iter()
-                .find(|pattern| wasmhouse_clickhouse::settings::is_host_setting(pattern))
-            {
-                return Err(format!(
-                    "route {route:?}: allowed_settings: {host} is always the host's to set"
-                ));
-            }
-            policy.allowed_settings = settings.clone();
-        }
-        if let Some(functions) = &self.allowed_functions {
-            if let Some(bad) = functions.iter().find(|f| {
-                f.is_empty() || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            }) {
-                return Err(format!(
-                    "route {route:?}: allowed_functions: {bad:?} is not a function name"
-                ));
-            }
-            policy.allowed_functions = functions.clone();
-        }
-        let rate = |key: &str, value: &Option<String>| {
-            value
-                .as_deref()
-                .map(|text| {
-                    Rate::parse(text, self.rate_limit_burst)
-                        .map_err(|err| format!("route {route:?}: {key}: {err}"))
-                })
-                .transpose()
-        };
-        let access = AccessRules {
-            api_key: self.api_key.unwrap_or(false),
-            per_key: rate("rate_limit_per_key", &self.rate_limit_per_key)?,
-            per_client: rate("rate_limit_per_client", &self.rate_limit_per_client)?,
-        };
-        Ok((limits, policy, access))
     }
 }
 
@@ -374,28 +155,24 @@ struct RouteEntry {
 
 /// Read the manifest at `path`: a `wasmhouse.toml`, or a `spin.toml` (its
 /// HTTP triggers and component sources), told apart by the file's content.
-/// `base_limits` and `base_policy` (from flags) apply where it is silent.
-pub fn load(
-    path: &Path,
-    base_limits: InstanceLimits,
-    base_policy: &QueryPolicy,
-) -> Result<Vec<RouteSpec>, ManifestError> {
+/// `base` (from flags and environment) applies where it is silent.
+pub fn load(path: &Path, base: &RouteConfig) -> Result<Vec<RouteSpec>, ManifestError> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: display.clone(),
         source,
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, &display, base, base_limits, base_policy)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &display, dir, base)
 }
 
-/// Parse manifest text; relative component paths resolve against `base`.
+/// Parse manifest text; relative component paths resolve against `dir`,
+/// and `base` applies where the manifest is silent.
 pub fn parse(
     text: &str,
     display: &str,
-    base: &Path,
-    base_limits: InstanceLimits,
-    base_policy: &QueryPolicy,
+    dir: &Path,
+    base: &RouteConfig,
 ) -> Result<Vec<RouteSpec>, ManifestError> {
     let parse_error = |err: toml::de::Error| ManifestError::Parse {
         path: display.to_owned(),
@@ -453,14 +230,18 @@ pub fn parse(
         {
             return Err(invalid(format!("two routes serve prefix {normalised:?}")));
         }
-        let (limits, policy, access) = entry
+        let RouteConfig {
+            limits,
+            policy,
+            access,
+        } = entry
             .settings
-            .resolve(&name, base_limits, base_policy)
-            .map_err(invalid)?;
+            .apply(base, &|key| format!("route {name:?}: {key}"))
+            .map_err(|err| invalid(err.to_string()))?;
         specs.push(RouteSpec {
             name,
             prefix,
-            source: ComponentSource::parse(&entry.component, base),
+            source: ComponentSource::parse(&entry.component, dir),
             limits,
             policy,
             access,
@@ -538,6 +319,10 @@ fn spin_routes(value: &toml::Table) -> Result<Vec<RouteEntry>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use wasmhouse_clickhouse::ReadOnly;
+
     use super::*;
 
     fn parse_ok(text: &str) -> Vec<RouteSpec> {
@@ -545,8 +330,7 @@ mod tests {
             text,
             "test.toml",
             Path::new("/app"),
-            InstanceLimits::default(),
-            &QueryPolicy::default(),
+            &RouteConfig::default(),
         )
         .expect("valid manifest")
     }
@@ -556,8 +340,7 @@ mod tests {
             text,
             "test.toml",
             Path::new("/app"),
-            InstanceLimits::default(),
-            &QueryPolicy::default(),
+            &RouteConfig::default(),
         )
         .expect_err("invalid manifest")
         .to_string()
@@ -661,7 +444,7 @@ mod tests {
         /// Whatever the file holds, loading it is an answer, never a crash.
         #[test]
         fn any_text_is_a_manifest_or_an_error(text in "\\PC{0,400}") {
-            let _ = parse(&text, "fuzz.toml", Path::new("/app"), InstanceLimits::default(), &QueryPolicy::default());
+            let _ = parse(&text, "fuzz.toml", Path::new("/app"), &RouteConfig::default());
         }
 
         /// Deep nesting and odd values in otherwise valid structure.
@@ -673,7 +456,7 @@ mod tests {
         ) {
             let nested = format!("{}\"{}\"{}", "[".repeat(depth), value.replace(['"', '\\'], ""), "]".repeat(depth));
             let text = format!("[[route]]\nprefix = \"/\"\ncomponent = \"a.wasm\"\n{key} = {nested}\n");
-            let _ = parse(&text, "fuzz.toml", Path::new("/app"), InstanceLimits::default(), &QueryPolicy::default());
+            let _ = parse(&text, "fuzz.toml", Path::new("/app"), &RouteConfig::default());
         }
     }
 }
