@@ -17,8 +17,10 @@
 //! - Only complete results of reads are kept: never a write, an error, or a
 //!   result an exception cut short.
 //!
-//! This module stores; `ClickHousePool::execute_cached` decides what to
-//! store and runs the queries that fill it.
+//! [`ResultCache::read`] answers a read through the cache: it decides
+//! (hit, stale, miss), coalesces, fills and refreshes, and runs whatever
+//! queries that takes through [`RunQueries`], the pool's seam (a test's
+//! fake in the unit tests below).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -30,8 +32,67 @@ use bytes::Bytes;
 use moka::Expiry;
 use tokio::time::Instant;
 
+use super::client::{QueryRequest, RowStream};
 use super::metrics::{CacheLabels, CacheLookup, ClickHouseMetrics};
-use crate::policy::QueryPolicy;
+use crate::error::QueryError;
+use crate::policy::{Admitted, QueryPolicy};
+
+/// What runs the queries the cache needs: the pool.
+pub trait RunQueries: Send + Sync + 'static {
+    /// Run `request`, admitted under `policy`, by `deadline`.
+    fn run_query<'a>(
+        &'a self,
+        request: &'a QueryRequest<'a>,
+        admitted: &'a Admitted<'a>,
+        policy: &'a Arc<QueryPolicy>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<RowStream, QueryError>> + Send + 'a;
+}
+
+/// Why a read could not fill its cache entry.
+enum FillError {
+    /// The query failed: nothing is cached, every waiter gets the error.
+    Query(QueryError),
+    /// The result is too large to keep. The first waiter to look takes the
+    /// rows (what was read, then the rest); the others run the query.
+    TooLarge(Box<std::sync::Mutex<Option<RowStream>>>),
+}
+
+/// A request's parts owned, for a refresh that outlives it.
+struct OwnedRequest {
+    sql: String,
+    params: Vec<(String, String)>,
+    settings: Vec<(String, String)>,
+    format: Option<String>,
+}
+
+impl From<&QueryRequest<'_>> for OwnedRequest {
+    fn from(request: &QueryRequest<'_>) -> Self {
+        Self {
+            sql: request.sql.to_owned(),
+            params: request.params.to_vec(),
+            settings: request.settings.to_vec(),
+            format: request.format.map(str::to_owned),
+        }
+    }
+}
+
+impl OwnedRequest {
+    fn borrowed(&self) -> QueryRequest<'_> {
+        QueryRequest {
+            sql: &self.sql,
+            params: &self.params,
+            settings: &self.settings,
+            format: self.format.as_deref(),
+            request_id: Some("cache-refresh"),
+            max_memory: None,
+        }
+    }
+}
+
+fn cached_rows(result: &CachedResult) -> RowStream {
+    RowStream::buffered(result.chunks(), result.query_id().to_owned(), None)
+}
 
 /// The longest a result may be cached, whatever a route or query asks.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -251,6 +312,160 @@ impl ResultCache {
         outcome
     }
 
+    /// Answer a read (`admitted` under `policy`, for ClickHouse account
+    /// `user`) from the cache when it may be, running what it takes through
+    /// `runner`; how the cache answered.
+    ///
+    /// A fresh entry is a hit; one past its TTL, within its grace period,
+    /// is served stale while one refresh runs in the background (bounded
+    /// by this request's `deadline`); otherwise identical reads that miss
+    /// together share one query.
+    #[allow(clippy::too_many_arguments, reason = "one read's parts, all needed")]
+    pub async fn read<R: RunQueries>(
+        &self,
+        runner: &Arc<R>,
+        user: &str,
+        request: &QueryRequest<'_>,
+        admitted: &Admitted<'_>,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+        freshness: Freshness,
+    ) -> Result<(RowStream, CacheLookup), QueryError> {
+        let freshness = Freshness {
+            ttl: freshness.ttl.min(MAX_TTL),
+            stale: freshness.stale.min(MAX_TTL),
+        };
+        let key = Arc::new(CacheKey::new(
+            user,
+            policy,
+            admitted.canonical_sql(),
+            request.params,
+            request.settings,
+            request.format,
+        ));
+        if let Some(entry) = self.get(&key).await {
+            if entry.is_fresh() {
+                return Ok((cached_rows(&entry), self.counted(CacheLookup::hit)));
+            }
+            // Past its TTL, within its grace period: one refresh, and the
+            // old result meanwhile.
+            if entry.claim_refresh() {
+                self.refresh(
+                    runner,
+                    request,
+                    policy,
+                    deadline,
+                    freshness,
+                    key,
+                    entry.clone(),
+                );
+            }
+            return Ok((cached_rows(&entry), self.counted(CacheLookup::stale)));
+        }
+        let fill = self.fill(&**runner, request, admitted, policy, deadline, freshness);
+        let filled = tokio::time::timeout_at(deadline, self.get_or_fill(key, fill))
+            .await
+            .map_err(|_| QueryError::Timeout)?;
+        let failed = match filled {
+            Ok((entry, true)) => return Ok((cached_rows(&entry), self.counted(CacheLookup::miss))),
+            Ok((entry, false)) => {
+                return Ok((cached_rows(&entry), self.counted(CacheLookup::coalesced)));
+            }
+            Err(failed) => failed,
+        };
+        match &*failed {
+            FillError::Query(err) => Err(err.clone()),
+            FillError::TooLarge(rows) => {
+                let taken = rows
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                let rows = match taken {
+                    Some(rows) => rows,
+                    // Another waiter has that result: run the query again.
+                    None => {
+                        runner
+                            .run_query(request, admitted, policy, deadline)
+                            .await?
+                    }
+                };
+                Ok((rows, self.counted(CacheLookup::miss)))
+            }
+        }
+    }
+
+    /// Run `request` and read its whole result, to be cached.
+    async fn fill<R: RunQueries>(
+        &self,
+        runner: &R,
+        request: &QueryRequest<'_>,
+        admitted: &Admitted<'_>,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+        freshness: Freshness,
+    ) -> Result<Arc<CachedResult>, FillError> {
+        let mut rows = runner
+            .run_query(request, admitted, policy, deadline)
+            .await
+            .map_err(FillError::Query)?;
+        let mut chunks = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(chunk) = rows.next_chunk().await.map_err(FillError::Query)? {
+            bytes += chunk.len();
+            chunks.push(chunk);
+            if bytes > self.max_entry_bytes {
+                let whole = rows.prepend(chunks.into());
+                return Err(FillError::TooLarge(Box::new(std::sync::Mutex::new(Some(
+                    whole,
+                )))));
+            }
+        }
+        let query_id = rows.query_id().to_owned();
+        Ok(Arc::new(CachedResult::new(
+            chunks, bytes, query_id, freshness,
+        )))
+    }
+
+    /// Run `request` again in the background, by `deadline`, and replace
+    /// `stale` with its result; on failure the stale entry stays (until its
+    /// grace ends) and the next read tries again.
+    #[allow(clippy::too_many_arguments, reason = "one refresh's parts, all needed")]
+    fn refresh<R: RunQueries>(
+        &self,
+        runner: &Arc<R>,
+        request: &QueryRequest<'_>,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+        freshness: Freshness,
+        key: Arc<CacheKey>,
+        stale: Arc<CachedResult>,
+    ) {
+        let (runner, cache, policy) = (runner.clone(), self.clone(), policy.clone());
+        let owned = OwnedRequest::from(request);
+        tokio::spawn(async move {
+            let request = owned.borrowed();
+            // Admitted before, under the same policy: this cannot fail now.
+            let Ok(admitted) = policy.admit(request.sql, request.params, request.settings) else {
+                return stale.release_refresh();
+            };
+            let fill = cache.fill(&*runner, &request, &admitted, &policy, deadline, freshness);
+            match tokio::time::timeout_at(deadline, fill).await {
+                Ok(Ok(fresh)) => cache.insert(key, fresh).await,
+                Ok(Err(FillError::TooLarge(_))) => cache.remove(&key).await,
+                Ok(Err(FillError::Query(err))) => {
+                    tracing::debug!(error = %err, "refreshing a cached result failed; the stale one stays for its grace period");
+                    stale.release_refresh();
+                }
+                Err(_) => {
+                    tracing::debug!(
+                        "refreshing a cached result ran past its budget; the stale one stays for its grace period"
+                    );
+                    stale.release_refresh();
+                }
+            }
+        });
+    }
+
     /// Enforce the bound now (moka does it lazily) and publish the size.
     async fn count_size(&self) {
         self.entries.run_pending_tasks().await;
@@ -265,8 +480,199 @@ impl ResultCache {
 
 #[cfg(test)]
 mod tests {
-    use super::CacheKey;
-    use crate::policy::QueryPolicy;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Runs no query: answers with `answer`'s rows, after `delay`, counting
+    /// calls. A stand-in for the pool.
+    struct FakeRunner {
+        calls: AtomicUsize,
+        delay: Duration,
+        answer: Mutex<Result<Vec<&'static str>, QueryError>>,
+    }
+
+    impl FakeRunner {
+        fn new(answer: Result<Vec<&'static str>, QueryError>, delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                calls: AtomicUsize::new(0),
+                delay,
+                answer: Mutex::new(answer),
+            })
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl RunQueries for FakeRunner {
+        async fn run_query<'a>(
+            &'a self,
+            _request: &'a QueryRequest<'a>,
+            _admitted: &'a Admitted<'a>,
+            _policy: &'a Arc<QueryPolicy>,
+            _deadline: Instant,
+        ) -> Result<RowStream, QueryError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            let answer = self.answer.lock().expect("answer").clone();
+            answer.map(|chunks| {
+                let chunks = chunks
+                    .into_iter()
+                    .map(|c| Bytes::from_static(c.as_bytes()))
+                    .collect();
+                RowStream::buffered(chunks, "fake".into(), None)
+            })
+        }
+    }
+
+    const SQL: &str = "SELECT 1";
+
+    fn request() -> QueryRequest<'static> {
+        QueryRequest {
+            sql: SQL,
+            params: &[],
+            settings: &[],
+            format: None,
+            request_id: None,
+            max_memory: None,
+        }
+    }
+
+    async fn read_all(mut rows: RowStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(chunk) = rows.next_chunk().await.expect("chunk") {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    async fn read(
+        cache: &ResultCache,
+        runner: &Arc<FakeRunner>,
+        freshness: Freshness,
+        deadline: Duration,
+    ) -> Result<(Vec<u8>, CacheLookup), QueryError> {
+        let policy = Arc::new(QueryPolicy::default());
+        let request = request();
+        let admitted = policy.admit(SQL, &[], &[]).expect("admitted");
+        let (rows, lookup) = cache
+            .read(
+                runner,
+                "u",
+                &request,
+                &admitted,
+                &policy,
+                Instant::now() + deadline,
+                freshness,
+            )
+            .await?;
+        Ok((read_all(rows).await, lookup))
+    }
+
+    fn cache(bytes: u64) -> ResultCache {
+        ResultCache::new(bytes, Arc::default()).expect("a cache")
+    }
+
+    const FRESH: Freshness = Freshness {
+        ttl: Duration::from_secs(60),
+        stale: Duration::ZERO,
+    };
+
+    #[tokio::test]
+    async fn reads_that_miss_together_share_one_query() {
+        let cache = cache(1 << 20);
+        let runner = FakeRunner::new(Ok(vec!["{\"x\":1}\n"]), Duration::from_millis(50));
+        let reads: Vec<_> = (0..10)
+            .map(|_| read(&cache, &runner, FRESH, Duration::from_secs(5)))
+            .collect();
+        let answers = futures::future::join_all(reads).await;
+        assert_eq!(runner.calls(), 1);
+        let lookups: Vec<_> = answers
+            .into_iter()
+            .map(|answer| {
+                let (rows, lookup) = answer.expect("answered");
+                assert_eq!(rows, b"{\"x\":1}\n");
+                lookup
+            })
+            .collect();
+        assert_eq!(
+            lookups.iter().filter(|l| **l == CacheLookup::miss).count(),
+            1
+        );
+        let (_, lookup) = read(&cache, &runner, FRESH, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(lookup, CacheLookup::hit);
+        assert_eq!(runner.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_and_results_too_large_are_not_kept() {
+        let cache = cache(1 << 20);
+        let failing = FakeRunner::new(Err(QueryError::Timeout), Duration::ZERO);
+        for _ in 0..2 {
+            let err = read(&cache, &failing, FRESH, Duration::from_secs(5))
+                .await
+                .unwrap_err();
+            assert_eq!(err, QueryError::Timeout);
+        }
+        assert_eq!(failing.calls(), 2, "an error is never cached");
+        // A result over an eighth of the cache is served whole, not kept.
+        let big: &'static str = Box::leak("x".repeat(200 << 10).into_boxed_str());
+        let large = FakeRunner::new(Ok(vec![big, "tail"]), Duration::ZERO);
+        for _ in 0..2 {
+            let (rows, lookup) = read(&cache, &large, FRESH, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), big.len() + 4);
+            assert_eq!(lookup, CacheLookup::miss);
+        }
+        assert_eq!(large.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stale_entry_is_served_while_one_refresh_runs_within_the_budget() {
+        let cache = cache(1 << 20);
+        let freshness = Freshness {
+            ttl: Duration::from_millis(50),
+            stale: Duration::from_secs(60),
+        };
+        let runner = FakeRunner::new(Ok(vec!["old"]), Duration::ZERO);
+        read(&cache, &runner, freshness, Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // The refresh hangs past the request's budget of 100 ms.
+        *runner.answer.lock().unwrap() = Ok(vec!["new"]);
+        let slow = Arc::new(FakeRunner {
+            calls: AtomicUsize::new(0),
+            delay: Duration::from_secs(30),
+            answer: Mutex::new(Ok(vec!["never"])),
+        });
+        let (rows, lookup) = read(&cache, &slow, freshness, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!((rows.as_slice(), lookup), (&b"old"[..], CacheLookup::stale));
+        let (_, again) = read(&cache, &slow, freshness, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(again, CacheLookup::stale);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(slow.calls(), 1, "one refresh at a time");
+        // Past its budget the refresh gives up, and the next read tries again.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        read(&cache, &runner, freshness, Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (rows, _) = read(&cache, &runner, freshness, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(rows, b"new", "the refresh replaced the stale result");
+    }
 
     fn key(sql: &str) -> CacheKey {
         let policy = QueryPolicy::default();

@@ -21,7 +21,7 @@ use reqwest::header::AUTHORIZATION;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::cache::{CacheKey, CachedResult, Freshness, MAX_TTL, ResultCache};
+use super::cache::{Freshness, ResultCache, RunQueries};
 use super::cancel::QueryGuard;
 use super::config::{ClickHouseConfig, PoolError};
 use super::metrics::{CacheLookup, ClickHouseMetrics};
@@ -78,57 +78,15 @@ pub struct ClickHousePool {
     cache: Option<ResultCache>,
 }
 
-/// Why a read could not fill its cache entry.
-enum FillError {
-    /// The query failed: nothing is cached, every waiter gets the error.
-    Query(QueryError),
-    /// The result is too large to keep. The first waiter to look takes the
-    /// rows (what was read, then the rest); the others run the query.
-    TooLarge(Box<std::sync::Mutex<Option<RowStream>>>),
-}
-
-/// A request's parts owned, for a cache refresh that outlives it.
-struct OwnedRequest {
-    sql: String,
-    params: Vec<(String, String)>,
-    settings: Vec<(String, String)>,
-    format: Option<String>,
-}
-
-impl From<&QueryRequest<'_>> for OwnedRequest {
-    fn from(request: &QueryRequest<'_>) -> Self {
-        Self {
-            sql: request.sql.to_owned(),
-            params: request.params.to_vec(),
-            settings: request.settings.to_vec(),
-            format: request.format.map(str::to_owned),
-        }
-    }
-}
-
-impl OwnedRequest {
-    fn borrowed(&self) -> QueryRequest<'_> {
-        QueryRequest {
-            sql: &self.sql,
-            params: &self.params,
-            settings: &self.settings,
-            format: self.format.as_deref(),
-            request_id: Some("cache-refresh"),
-            max_memory: None,
-        }
-    }
-}
-
-fn cached_rows(result: &CachedResult) -> RowStream {
-    RowStream::buffered(result.chunks(), result.query_id().to_owned(), None)
-}
-
 /// Why one attempt at a query failed.
 struct Failed {
     err: QueryError,
     /// Nothing reached the server's answer (the connection failed first):
     /// a read may be sent again, to another replica if there is one.
     before_response: bool,
+    /// No connection could be made at all: the server is taken out of
+    /// rotation at once, without waiting for its next health check.
+    unreachable: bool,
 }
 
 impl From<QueryError> for Failed {
@@ -136,7 +94,20 @@ impl From<QueryError> for Failed {
         Self {
             err,
             before_response: false,
+            unreachable: false,
         }
+    }
+}
+
+impl RunQueries for ClickHousePool {
+    fn run_query<'a>(
+        &'a self,
+        request: &'a QueryRequest<'a>,
+        admitted: &'a Admitted<'a>,
+        policy: &'a Arc<QueryPolicy>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<RowStream, QueryError>> + Send + 'a {
+        self.execute_admitted(request, admitted, policy, deadline)
     }
 }
 
@@ -294,8 +265,12 @@ impl ClickHousePool {
         }
         let second = match self.replicas.pick(Some(first)) {
             Some(other) => {
-                if let Some(detail) = connection_refused(&failed.err) {
-                    first.set_healthy(false, detail);
+                if failed.unreachable {
+                    let why = match &failed.err {
+                        QueryError::Unavailable(why) => why.clone(),
+                        other => other.to_string(),
+                    };
+                    first.set_healthy(false, &why);
                 }
                 self.metrics.failovers.inc();
                 tracing::debug!(from = first.label(), to = other.label(), error = %failed.err, "sending the read to another replica");
@@ -315,7 +290,8 @@ impl ClickHousePool {
     /// Run a guest's query like [`ClickHousePool::execute`], answering a
     /// read from the result cache when it may be (`freshness`): how the
     /// cache answered, `None` when it was not asked (a write, a TTL of 0,
-    /// or no cache).
+    /// or no cache). The cache decides, coalesces, fills and refreshes;
+    /// the pool only runs the queries it needs.
     pub async fn execute_cached(
         self: &Arc<Self>,
         request: &QueryRequest<'_>,
@@ -331,135 +307,11 @@ impl ClickHousePool {
                 .await?;
             return Ok((rows, None));
         };
-        let freshness = Freshness {
-            ttl: freshness.ttl.min(MAX_TTL),
-            stale: freshness.stale.min(MAX_TTL),
-        };
-        let key = Arc::new(CacheKey::new(
-            &self.config.endpoint().user,
-            policy,
-            admitted.canonical_sql(),
-            request.params,
-            request.settings,
-            request.format,
-        ));
-        if let Some(entry) = cache.get(&key).await {
-            if entry.is_fresh() {
-                return Ok((cached_rows(&entry), Some(cache.counted(CacheLookup::hit))));
-            }
-            // Past its TTL, within its grace period: one refresh, and the
-            // old result meanwhile.
-            if entry.claim_refresh() {
-                self.refresh(cache, request, policy, freshness, key, entry.clone());
-            }
-            return Ok((cached_rows(&entry), Some(cache.counted(CacheLookup::stale))));
-        }
-        let fill = self.fill(cache, request, &admitted, policy, deadline, freshness);
-        let filled = tokio::time::timeout_at(deadline, cache.get_or_fill(key, fill))
-            .await
-            .map_err(|_| QueryError::Timeout)?;
-        let failed = match filled {
-            Ok((entry, true)) => {
-                return Ok((cached_rows(&entry), Some(cache.counted(CacheLookup::miss))));
-            }
-            Ok((entry, false)) => {
-                return Ok((
-                    cached_rows(&entry),
-                    Some(cache.counted(CacheLookup::coalesced)),
-                ));
-            }
-            Err(failed) => failed,
-        };
-        match &*failed {
-            FillError::Query(err) => Err(err.clone()),
-            FillError::TooLarge(rows) => {
-                let taken = rows
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
-                let rows = match taken {
-                    Some(rows) => rows,
-                    // Another waiter has that result: run the query again.
-                    None => {
-                        self.execute_admitted(request, &admitted, policy, deadline)
-                            .await?
-                    }
-                };
-                Ok((rows, Some(cache.counted(CacheLookup::miss))))
-            }
-        }
-    }
-
-    /// Run `request`, a read `policy` admitted already, and read its whole
-    /// result, to be cached.
-    async fn fill(
-        &self,
-        cache: &ResultCache,
-        request: &QueryRequest<'_>,
-        admitted: &Admitted<'_>,
-        policy: &Arc<QueryPolicy>,
-        deadline: Instant,
-        freshness: Freshness,
-    ) -> Result<Arc<CachedResult>, FillError> {
-        let mut rows = self
-            .execute_admitted(request, admitted, policy, deadline)
-            .await
-            .map_err(FillError::Query)?;
-        let mut chunks = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(chunk) = rows.next_chunk().await.map_err(FillError::Query)? {
-            bytes += chunk.len();
-            chunks.push(chunk);
-            if bytes > cache.max_entry_bytes() {
-                let query_id = rows.query_id().to_owned();
-                let rest = rows.into_live();
-                let whole = RowStream::buffered(chunks.into(), query_id, rest);
-                return Err(FillError::TooLarge(Box::new(std::sync::Mutex::new(Some(
-                    whole,
-                )))));
-            }
-        }
-        let query_id = rows.query_id().to_owned();
-        Ok(Arc::new(CachedResult::new(
-            chunks, bytes, query_id, freshness,
-        )))
-    }
-
-    /// Run `request` again in the background and replace `stale` with its
-    /// result; on failure the stale entry stays (until its grace ends) and
-    /// the next read tries again.
-    fn refresh(
-        self: &Arc<Self>,
-        cache: &ResultCache,
-        request: &QueryRequest<'_>,
-        policy: &Arc<QueryPolicy>,
-        freshness: Freshness,
-        key: Arc<CacheKey>,
-        stale: Arc<CachedResult>,
-    ) {
-        let (pool, cache, policy) = (self.clone(), cache.clone(), policy.clone());
-        let owned = OwnedRequest::from(request);
-        let budget = policy.max_execution_time.unwrap_or(Duration::from_secs(30));
-        tokio::spawn(async move {
-            let deadline = Instant::now() + budget;
-            let request = owned.borrowed();
-            // Admitted before, under the same policy: this cannot fail now.
-            let admitted = match policy.admit(request.sql, request.params, request.settings) {
-                Ok(admitted) => admitted,
-                Err(_) => return stale.release_refresh(),
-            };
-            match pool
-                .fill(&cache, &request, &admitted, &policy, deadline, freshness)
-                .await
-            {
-                Ok(fresh) => cache.insert(key, fresh).await,
-                Err(FillError::Query(err)) => {
-                    tracing::debug!(error = %err, "refreshing a cached result failed; the stale one stays for its grace period");
-                    stale.release_refresh();
-                }
-                Err(FillError::TooLarge(_)) => cache.remove(&key).await,
-            }
-        });
+        let user = &self.config.endpoint().user;
+        let (rows, lookup) = cache
+            .read(self, user, request, &admitted, policy, deadline, freshness)
+            .await?;
+        Ok((rows, Some(lookup)))
     }
 
     /// One attempt at a guest's query, on `replica`: bound for that
@@ -555,6 +407,7 @@ impl ClickHousePool {
                 guard.finished();
                 return Err(Failed {
                     before_response: is_retryable(&err),
+                    unreachable: err.is_connect(),
                     err: unavailable(guard.query_id(), err),
                 });
             }
@@ -678,16 +531,6 @@ fn no_server() -> QueryError {
     QueryError::Unavailable("no ClickHouse server is configured".into())
 }
 
-/// The words of a failure that says no connection could be made (nothing
-/// listens there, or nothing answers): a reason to stop sending the server
-/// queries at once, until a health check finds it again.
-fn connection_refused(err: &QueryError) -> Option<&str> {
-    match err {
-        QueryError::Unavailable(text) if text.starts_with("cannot connect") => Some(text),
-        _ => None,
-    }
-}
-
 fn build_client(config: &ClickHouseConfig) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(config.pool_max_size)
@@ -742,7 +585,11 @@ impl RowStream {
     }
 
     /// `chunks` read already, then `rest` when the query is still running.
-    fn buffered(chunks: VecDeque<Bytes>, query_id: String, rest: Option<LiveRows>) -> Self {
+    pub(crate) fn buffered(
+        chunks: VecDeque<Bytes>,
+        query_id: String,
+        rest: Option<LiveRows>,
+    ) -> Self {
         Self {
             source: Source::Buffered(Buffered {
                 chunks,
@@ -764,12 +611,24 @@ impl RowStream {
         self.memory
     }
 
-    /// The running query, when the result is still streaming from one.
-    fn into_live(self) -> Option<LiveRows> {
-        match self.source {
-            Source::Live(rows) => Some(rows),
-            Source::Buffered(buffered) => buffered.rest,
-        }
+    /// This result with `chunks`, read from it already, put back in front.
+    pub(crate) fn prepend(self, mut chunks: VecDeque<Bytes>) -> Self {
+        let memory = self.memory;
+        let stream = match self.source {
+            Source::Live(rows) => {
+                let query_id = rows.query_id().to_owned();
+                Self::buffered(chunks, query_id, Some(rows))
+            }
+            Source::Buffered(mut buffered) => {
+                chunks.append(&mut buffered.chunks);
+                buffered.chunks = chunks;
+                Self {
+                    source: Source::Buffered(buffered),
+                    memory,
+                }
+            }
+        };
+        stream.holding(memory)
     }
 
     /// The id ClickHouse knows this query by (for a cached result: the
@@ -800,7 +659,7 @@ impl RowStream {
 }
 
 /// The rows of a running query.
-struct LiveRows {
+pub(crate) struct LiveRows {
     body: ByteStream,
     /// The result's tail, held until it is known not to be an exception
     /// ClickHouse appended after `200 OK`.
