@@ -32,6 +32,7 @@
 //! - `host::capability`: the WIT bindings and the `Host` implementation.
 //! - `host::client`: the pooled keep-alive HTTP client, query ids, retries;
 //!   results streamed chunk by chunk.
+//! - `host::result_cache`: reads answered from memory, beside the pool.
 //! - `host::replicas`: several servers, least-busy choice, health checks.
 //! - `host::cancel`: abandoned queries cancelled with `KILL QUERY`, bounded.
 //! - `host::transport`: transport failures in words a guest may see.
@@ -56,5 +57,5 @@ pub use policy::{QueryPolicy, ReadOnly};
 #[cfg(feature = "host")]
 pub use host::{
     CacheReport, ClickHouseConfig, ClickHouseMetrics, ClickHousePool, ClickHouseView, OnWait,
-    QueryContext, add_to_linker,
+    QueryContext, ResultCache, add_to_linker,
 };

@@ -326,7 +326,7 @@ impl QueryPolicy {
             (one, other) => one.or(other),
         };
         if let Some(limit) = limit {
-            settings.push(("max_execution_time", whole_seconds(limit).to_string()));
+            settings.push(("max_execution_time", limit_seconds(limit).to_string()));
         }
         settings.push(("timeout_overflow_mode", "throw".to_owned()));
         settings.push((
@@ -393,7 +393,7 @@ pub fn classify_error_body(policy: &QueryPolicy, status: u16, body: &str) -> Que
 /// `duration` in whole seconds, rounded up and at least 1: ClickHouse 18.16
 /// reads `max_execution_time` as an integer, so `0.5` would become 0, which
 /// means no limit at all.
-pub fn whole_seconds(duration: Duration) -> u64 {
+pub fn limit_seconds(duration: Duration) -> u64 {
     let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
     seconds.max(1)
 }
@@ -411,11 +411,11 @@ mod tests {
 
     #[test]
     fn time_limits_round_up_to_whole_seconds() {
-        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(whole_seconds(Duration::from_millis(500)), 1);
-        assert_eq!(whole_seconds(Duration::from_millis(1900)), 2);
-        assert_eq!(whole_seconds(Duration::from_secs(2)), 2);
-        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(limit_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(limit_seconds(Duration::from_millis(500)), 1);
+        assert_eq!(limit_seconds(Duration::from_millis(1900)), 2);
+        assert_eq!(limit_seconds(Duration::from_secs(2)), 2);
+        assert_eq!(limit_seconds(Duration::ZERO), 1);
     }
 
     #[test]

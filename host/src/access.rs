@@ -246,27 +246,57 @@ pub struct Rate {
     pub burst: NonZeroU32,
 }
 
+/// A rate that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?}: {why}")]
+pub struct RateError {
+    /// The rate as written.
+    pub text: String,
+    /// What is wrong with it.
+    pub why: RateProblem,
+}
+
+/// What is wrong with a rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RateProblem {
+    /// No `/`.
+    #[error("not a rate like 100/s")]
+    Shape,
+    /// The count is not a number.
+    #[error("the count is not a number of requests")]
+    Count,
+    /// The count is 0.
+    #[error("the count must be at least 1")]
+    Zero,
+    /// Not `s`, `min` or `h`.
+    #[error("the unit is not s, min or h")]
+    Unit,
+    /// The burst is 0.
+    #[error("the burst must be at least 1")]
+    Burst,
+}
+
 impl Rate {
     /// Parse `100/s`, `20/min`, `5000/h` (burst = the count, unless given).
-    pub fn parse(text: &str, burst: Option<u32>) -> Result<Self, String> {
+    pub fn parse(text: &str, burst: Option<u32>) -> Result<Self, RateError> {
+        let bad = |why: RateProblem| RateError {
+            text: text.to_owned(),
+            why,
+        };
         let (count, unit) = text
             .trim()
             .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not a rate like 100/s"))?;
-        let requests: u32 = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?}: {count:?} is not a number of requests"))?;
-        let requests = NonZeroU32::new(requests)
-            .ok_or_else(|| format!("{text:?}: the count must be at least 1"))?;
+            .ok_or_else(|| bad(RateProblem::Shape))?;
+        let requests: u32 = count.trim().parse().map_err(|_| bad(RateProblem::Count))?;
+        let requests = NonZeroU32::new(requests).ok_or_else(|| bad(RateProblem::Zero))?;
         let per = match unit.trim() {
             "s" | "sec" | "second" => Duration::from_secs(1),
             "m" | "min" | "minute" => Duration::from_secs(60),
             "h" | "hour" => Duration::from_secs(3600),
-            other => return Err(format!("{text:?}: unit {other:?} is not s, min or h")),
+            _ => return Err(bad(RateProblem::Unit)),
         };
         let burst = match burst {
-            Some(burst) => NonZeroU32::new(burst).ok_or("the burst must be at least 1")?,
+            Some(burst) => NonZeroU32::new(burst).ok_or_else(|| bad(RateProblem::Burst))?,
             None => requests,
         };
         Ok(Self {
@@ -420,14 +450,14 @@ fn check<K: std::hash::Hash + Eq + Clone>(
             Ok(Allowance {
                 limit: rate.requests.get(),
                 remaining,
-                reset: whole_seconds(refill),
+                reset: ceil_seconds(refill),
             })
         }
         Err(not_until) => {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             Err(Denied::TooManyRequests {
                 limit: rate.requests.get(),
-                retry_after: whole_seconds(wait).max(1),
+                retry_after: ceil_seconds(wait).max(1),
                 window,
             })
         }
@@ -435,7 +465,7 @@ fn check<K: std::hash::Hash + Eq + Clone>(
 }
 
 /// `duration` in whole seconds, rounded up (0 only for no time at all).
-fn whole_seconds(duration: Duration) -> u64 {
+fn ceil_seconds(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 

@@ -9,8 +9,10 @@
 //! Serving a request (see ARCHITECTURE.md for the path through the files):
 //!
 //! - [`server`]: [`serve`] a configuration on a bound listener (worker
-//!   threads, graceful shutdown), and the dispatcher: one request's admin
-//!   check, route lookup, limits and fresh instance.
+//!   threads, graceful shutdown).
+//! - [`dispatch`]: one request in order: admin check, route lookup, access,
+//!   limits, what the guest sees of it, a fresh instance.
+//! - [`request_id`]: the `X-Request-Id` every response carries.
 //! - [`runtime`]: the Wasmtime engine, component compilation, one request's
 //!   store and instance. Knows nothing of routes.
 //!
@@ -47,6 +49,7 @@ pub mod compose;
 pub mod config;
 pub mod credentials;
 pub mod deploy;
+pub mod dispatch;
 pub mod docs;
 pub mod embedded;
 pub mod healthcheck;
@@ -54,6 +57,7 @@ pub mod load;
 pub mod manifest;
 pub mod metrics;
 pub mod openapi;
+pub mod request_id;
 pub mod respond;
 pub mod route_settings;
 pub mod runtime;

@@ -457,3 +457,16 @@ impl Drop for InstanceSlot {
         self.in_flight.dec();
     }
 }
+
+/// Where the metrics are served.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// `GET /metrics`: the registry in Prometheus' text format.
+pub fn metrics_response(metrics: &Metrics) -> hyper::Response<crate::respond::ResponseBody> {
+    let mut response = hyper::Response::new(crate::respond::full(metrics.encode()));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    response
+}

@@ -361,7 +361,7 @@ impl RouteSettings {
         if let Some(stale) = duration("cache_stale", &self.cache_stale)? {
             policy.cache_stale = stale;
         }
-        let cache_cap = wasmhouse_clickhouse::host::cache::MAX_TTL;
+        let cache_cap = wasmhouse_clickhouse::host::result_cache::MAX_TTL;
         if policy.cache_ttl.is_some_and(|ttl| ttl > cache_cap) || policy.cache_stale > cache_cap {
             return Err(bad(
                 "cache_ttl",
@@ -377,7 +377,10 @@ impl RouteSettings {
         let rate = |name: &str, value: &Option<String>| {
             value
                 .as_deref()
-                .map(|text| Rate::parse(text, self.rate_limit_burst).map_err(|err| bad(name, err)))
+                .map(|text| {
+                    Rate::parse(text, self.rate_limit_burst)
+                        .map_err(|err| bad(name, err.to_string()))
+                })
                 .transpose()
         };
         if let Some(per_key) = rate("rate_limit_per_key", &self.rate_limit_per_key)? {

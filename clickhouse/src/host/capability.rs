@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::DynOutputStream;
 
-use super::cache::Freshness;
 use super::client::{ClickHousePool, QueryRequest, RowStream};
 use super::metrics::CacheLookup;
+use super::result_cache::{Freshness, ResultCache};
 use crate::error::QueryError;
 use crate::policy::QueryPolicy;
 
@@ -38,6 +38,8 @@ pub const MAX_OPEN_RESULTS: usize = 8;
 /// Per-request state behind the ClickHouse capability.
 pub struct QueryContext {
     pool: Arc<ClickHousePool>,
+    /// Reads that may be answered from memory; `None` when there is no cache.
+    cache: Option<ResultCache>,
     policy: Arc<QueryPolicy>,
     deadline: Instant,
     request_id: Option<String>,
@@ -66,6 +68,7 @@ impl QueryContext {
     pub fn new(pool: Arc<ClickHousePool>, policy: Arc<QueryPolicy>, deadline: Instant) -> Self {
         Self {
             pool,
+            cache: None,
             policy,
             deadline,
             request_id: None,
@@ -76,6 +79,13 @@ impl QueryContext {
             cache_report: Arc::default(),
             on_wait: None,
         }
+    }
+
+    /// Answer reads that opt in (a route's `cache_ttl`, `execute-cached`)
+    /// from `cache`, the host's result cache beside the pool.
+    pub fn with_result_cache(mut self, cache: Option<ResultCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Tell `on_wait` whenever the guest is about to wait for ClickHouse.
@@ -215,11 +225,15 @@ impl ClickHouseView<'_> {
         };
         self.ctx.waiting();
         let started = std::time::Instant::now();
-        let executed = match freshness {
-            Some(freshness) => self
-                .ctx
-                .pool
-                .execute_cached(&request, &self.ctx.policy, self.ctx.deadline, freshness)
+        let executed = match (freshness, &self.ctx.cache) {
+            (Some(freshness), Some(cache)) => cache
+                .execute(
+                    &self.ctx.pool,
+                    &request,
+                    &self.ctx.policy,
+                    self.ctx.deadline,
+                    freshness,
+                )
                 .await
                 .map(|(rows, lookup)| {
                     if let Some(lookup) = lookup {
@@ -227,7 +241,7 @@ impl ClickHouseView<'_> {
                     }
                     rows
                 }),
-            None => {
+            _ => {
                 self.ctx
                     .pool
                     .execute(&request, &self.ctx.policy, self.ctx.deadline)

@@ -21,10 +21,9 @@ use reqwest::header::AUTHORIZATION;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::cache::{Freshness, ResultCache, RunQueries};
 use super::cancel::QueryGuard;
 use super::config::{ClickHouseConfig, PoolError};
-use super::metrics::{CacheLookup, ClickHouseMetrics};
+use super::metrics::ClickHouseMetrics;
 use super::replicas::{self, InFlight, Replica, Replicas, ServerInfo};
 use super::transport::{is_retryable, read_error_body, unavailable};
 use crate::error::QueryError;
@@ -74,8 +73,6 @@ pub struct ClickHousePool {
     replicas: Replicas,
     permits: Arc<Semaphore>,
     metrics: Arc<ClickHouseMetrics>,
-    /// Results of reads that opt in; `None` when turned off.
-    cache: Option<ResultCache>,
 }
 
 /// Why one attempt at a query failed.
@@ -99,18 +96,6 @@ impl From<QueryError> for Failed {
     }
 }
 
-impl RunQueries for ClickHousePool {
-    fn run_query<'a>(
-        &'a self,
-        request: &'a QueryRequest<'a>,
-        admitted: &'a Admitted<'a>,
-        policy: &'a Arc<QueryPolicy>,
-        deadline: Instant,
-    ) -> impl Future<Output = Result<RowStream, QueryError>> + Send + 'a {
-        self.execute_admitted(request, admitted, policy, deadline)
-    }
-}
-
 impl ClickHousePool {
     /// Build the pool. No connection is opened until the first query, so a
     /// host can start while ClickHouse is still down.
@@ -123,7 +108,6 @@ impl ClickHousePool {
             .set(i64::try_from(config.pool_max_size.max(1)).unwrap_or(i64::MAX));
         let replicas = Replicas::new(&config, &metrics)?;
         Ok(Self {
-            cache: ResultCache::new(config.cache_bytes, metrics.clone()),
             metrics,
             clients: thread_local::ThreadLocal::new(),
             permits: Arc::new(Semaphore::new(config.pool_max_size.max(1))),
@@ -237,7 +221,7 @@ impl ClickHousePool {
     }
 
     /// [`ClickHousePool::execute`] for a request `policy` admitted already.
-    async fn execute_admitted(
+    pub(crate) async fn execute_admitted(
         &self,
         request: &QueryRequest<'_>,
         admitted: &Admitted<'_>,
@@ -285,33 +269,6 @@ impl ClickHousePool {
         self.execute_on(second, request, admitted, policy, deadline)
             .await
             .map_err(|failed| failed.err)
-    }
-
-    /// Run a guest's query like [`ClickHousePool::execute`], answering a
-    /// read from the result cache when it may be (`freshness`): how the
-    /// cache answered, `None` when it was not asked (a write, a TTL of 0,
-    /// or no cache). The cache decides, coalesces, fills and refreshes;
-    /// the pool only runs the queries it needs.
-    pub async fn execute_cached(
-        self: &Arc<Self>,
-        request: &QueryRequest<'_>,
-        policy: &Arc<QueryPolicy>,
-        deadline: Instant,
-        freshness: Freshness,
-    ) -> Result<(RowStream, Option<CacheLookup>), QueryError> {
-        let admitted = policy.admit(request.sql, request.params, request.settings)?;
-        let cache = self.cache.as_ref().filter(|_| !freshness.ttl.is_zero());
-        let Some(cache) = cache.filter(|_| admitted.kind() == StatementKind::Read) else {
-            let rows = self
-                .execute_admitted(request, &admitted, policy, deadline)
-                .await?;
-            return Ok((rows, None));
-        };
-        let user = &self.config.endpoint().user;
-        let (rows, lookup) = cache
-            .read(self, user, request, &admitted, policy, deadline, freshness)
-            .await?;
-        Ok((rows, Some(lookup)))
     }
 
     /// One attempt at a guest's query, on `replica`: bound for that

@@ -6,8 +6,9 @@
 //!   read chunk by chunk.
 //! - [`replicas`]: the servers behind the pool, the least-busy choice among
 //!   them, their health checks and server facts.
-//! - [`cache`]: results of reads kept for a while, concurrent identical
-//!   reads coalesced into one query.
+//! - [`result_cache`]: results of reads kept for a while, concurrent
+//!   identical reads coalesced into one query; beside the pool, which runs
+//!   the queries it needs.
 //! - [`cancel`]: `KILL QUERY` for abandoned queries (on connections of its
 //!   own, bounded).
 //! - [`config`]: what the pool is built from.
@@ -15,18 +16,18 @@
 //! - [`capability`]: `wasmhouse:clickhouse/query` for guests, on top.
 //! - [`metrics`]: what all of it counts, for the host's Prometheus registry.
 
-pub mod cache;
 pub mod cancel;
 pub mod capability;
 pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod replicas;
+pub mod result_cache;
 pub mod transport;
 
-pub use cache::{Freshness, ResultCache};
 pub use capability::{CacheReport, ClickHouseView, OnWait, QueryContext, add_to_linker};
 pub use client::{ClickHousePool, QueryRequest, RowStream};
 pub use config::{ClickHouseConfig, PoolError};
 pub use metrics::{CacheLookup, ClickHouseMetrics};
 pub use replicas::{Replica, ServerInfo};
+pub use result_cache::{Freshness, ResultCache};

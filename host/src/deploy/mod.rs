@@ -3,7 +3,7 @@
 //! the request path and swapped in one atomic step.
 //!
 //! - [`routes`]: the route table, each route's live deployment and history.
-//! - [`cache`]: compiled components by content hash, bounded.
+//! - [`compiled`]: compiled components in memory by content hash, bounded.
 //! - [`watch`]: redeploy component files when they change on disk.
 //! - [`shared`]: publish deployments to a directory the fleet shares, and
 //!   follow what other hosts publish there.
@@ -13,7 +13,7 @@
 //! knows about the others: the watcher follows the table through
 //! [`Deployer::subscribe`].
 
-pub mod cache;
+pub mod compiled;
 pub mod routes;
 pub mod shared;
 pub mod watch;
@@ -27,7 +27,7 @@ use crate::embedded::BUILTIN_COMPONENT;
 use crate::manifest::{ComponentSource, ManifestError, RouteSource, RouteSpec};
 use crate::metrics::Metrics;
 use crate::runtime::{ComponentError, RouteComponent, Runtime};
-use cache::ComponentCache;
+use compiled::CompiledComponents;
 use routes::{Deployment, Route, RouteTable};
 
 /// Why a deployment, rollback or reload did not happen. The routes in force
@@ -63,7 +63,7 @@ pub enum DeployError {
 pub struct Deployer {
     runtime: Runtime,
     metrics: Arc<Metrics>,
-    cache: ComponentCache,
+    compiled: CompiledComponents,
     routes: ArcSwap<RouteTable>,
     source: RouteSource,
     /// Bumped whenever a new route table is in force.
@@ -83,7 +83,7 @@ impl Deployer {
         let deployer = Self {
             runtime,
             metrics,
-            cache: ComponentCache::default(),
+            compiled: CompiledComponents::default(),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             source,
             changes: notify::channel(0).0,
@@ -151,7 +151,7 @@ impl Deployer {
         let name = route.name();
         let deployer = self.clone();
         let (bytes, compiled) = tokio::task::spawn_blocking(move || {
-            let compiled = deployer.cache.compile(&deployer.runtime, &bytes);
+            let compiled = deployer.compiled.compile(&deployer.runtime, &bytes);
             (bytes, compiled)
         })
         .await
@@ -315,8 +315,8 @@ impl Deployer {
 
     fn load(&self, source: &ComponentSource) -> Result<Arc<RouteComponent>, ComponentError> {
         match source {
-            ComponentSource::Builtin => self.cache.compile(&self.runtime, BUILTIN_COMPONENT),
-            ComponentSource::File(path) => self.cache.compile_file(&self.runtime, path),
+            ComponentSource::Builtin => self.compiled.compile(&self.runtime, BUILTIN_COMPONENT),
+            ComponentSource::File(path) => self.compiled.compile_file(&self.runtime, path),
         }
     }
 

@@ -11,7 +11,9 @@
 
 pub mod compile_cache;
 pub mod component;
+pub mod cpu;
 pub mod instance;
+pub mod store;
 
 use std::thread;
 use std::time::Duration;
@@ -22,7 +24,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use compile_cache::CompileCache;
 pub use component::{ComponentError, RouteComponent};
-pub use instance::{CpuShare, CpuSlots, InstanceLimits, Invocation, RequestBody, RequestState};
+pub use cpu::{CpuShare, CpuSlots};
+pub use instance::{InstanceLimits, Invocation, RequestBody};
+pub use store::RequestState;
 
 /// How often the epoch advances. Guest code yields to other requests at
 /// least this often and its deadline is checked at this granularity.

@@ -19,17 +19,17 @@ use crate::runtime::{ComponentError, RouteComponent, Runtime};
 pub const MAX_CACHED_COMPONENTS: usize = 64;
 
 /// Compiled components by the SHA-256 of their bytes.
-pub struct ComponentCache {
+pub struct CompiledComponents {
     compiled: Mutex<LruCache<String, Arc<RouteComponent>>>,
 }
 
-impl Default for ComponentCache {
+impl Default for CompiledComponents {
     fn default() -> Self {
         Self::with_capacity(MAX_CACHED_COMPONENTS)
     }
 }
 
-impl ComponentCache {
+impl CompiledComponents {
     /// A cache of at most `capacity` components (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);

@@ -32,10 +32,11 @@ use bytes::Bytes;
 use moka::Expiry;
 use tokio::time::Instant;
 
-use super::client::{QueryRequest, RowStream};
+use super::client::{ClickHousePool, QueryRequest, RowStream};
 use super::metrics::{CacheLabels, CacheLookup, ClickHouseMetrics};
 use crate::error::QueryError;
 use crate::policy::{Admitted, QueryPolicy};
+use crate::statement::StatementKind;
 
 /// What runs the queries the cache needs: the pool.
 pub trait RunQueries: Send + Sync + 'static {
@@ -47,6 +48,18 @@ pub trait RunQueries: Send + Sync + 'static {
         policy: &'a Arc<QueryPolicy>,
         deadline: Instant,
     ) -> impl Future<Output = Result<RowStream, QueryError>> + Send + 'a;
+}
+
+impl RunQueries for ClickHousePool {
+    fn run_query<'a>(
+        &'a self,
+        request: &'a QueryRequest<'a>,
+        admitted: &'a Admitted<'a>,
+        policy: &'a Arc<QueryPolicy>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<RowStream, QueryError>> + Send + 'a {
+        self.execute_admitted(request, admitted, policy, deadline)
+    }
 }
 
 /// Why a read could not fill its cache entry.
@@ -310,6 +323,32 @@ impl ResultCache {
             .get_or_create(&CacheLabels { outcome })
             .inc();
         outcome
+    }
+
+    /// Run a guest's query through `pool` like `ClickHousePool::execute`,
+    /// answering a read from this cache when it may be (`freshness`): how
+    /// the cache answered, `None` when it was not asked (a write, a TTL of
+    /// 0).
+    pub async fn execute(
+        &self,
+        pool: &Arc<ClickHousePool>,
+        request: &QueryRequest<'_>,
+        policy: &Arc<QueryPolicy>,
+        deadline: Instant,
+        freshness: Freshness,
+    ) -> Result<(RowStream, Option<CacheLookup>), QueryError> {
+        let admitted = policy.admit(request.sql, request.params, request.settings)?;
+        if freshness.ttl.is_zero() || admitted.kind() != StatementKind::Read {
+            let rows = pool
+                .execute_admitted(request, &admitted, policy, deadline)
+                .await?;
+            return Ok((rows, None));
+        }
+        let user = &pool.config().endpoint().user;
+        let (rows, lookup) = self
+            .read(pool, user, request, &admitted, policy, deadline, freshness)
+            .await?;
+        Ok((rows, Some(lookup)))
     }
 
     /// Answer a read (`admitted` under `policy`, for ClickHouse account

@@ -1,0 +1,145 @@
+//! `GET /openapi.json`: each live component asked once, through a fresh
+//! instance like any request, what it serves; the answers merged
+//! ([`crate::openapi`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::header::HeaderValue;
+
+use super::{Dispatcher, guest_view};
+use crate::deploy::routes::{Deployment, Route};
+use crate::openapi;
+use crate::respond::{self, ResponseBody};
+
+impl Dispatcher {
+    /// `GET /openapi.json`: every live route's description, merged.
+    pub(super) async fn openapi(&self) -> hyper::Response<ResponseBody> {
+        let routes: Vec<Arc<Route>> = self.deployer.routes().routes().to_vec();
+        let deployments: Vec<Arc<Deployment>> =
+            routes.iter().map(|route| route.current()).collect();
+        let descriptions = futures::future::join_all(
+            routes
+                .iter()
+                .zip(&deployments)
+                .map(|(route, deployment)| self.description(route, deployment)),
+        )
+        .await;
+        let docs: Vec<openapi::RouteDoc<'_>> = routes
+            .iter()
+            .zip(&deployments)
+            .zip(&descriptions)
+            .map(|((route, deployment), described)| openapi::RouteDoc {
+                name: route.name(),
+                prefix: route.prefix(),
+                version: deployment.version,
+                sha256: deployment.component.sha256(),
+                access: route.access().rules(),
+                described: described.as_deref(),
+            })
+            .collect();
+        let mut response = respond::json(200, &openapi::merge(&docs));
+        response.headers_mut().insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        response
+    }
+
+    /// What `deployment`'s component says about itself, asked once: a
+    /// component that answers its well-known path with anything but an
+    /// OpenAPI 3 document describes nothing. A busy or failing instance is
+    /// asked again next time.
+    async fn description(
+        &self,
+        route: &Route,
+        deployment: &Arc<Deployment>,
+    ) -> Option<Arc<serde_json::Value>> {
+        let described = deployment
+            .api_description
+            .get_or_try_init(|| self.ask_description(route, deployment))
+            .await;
+        match described {
+            Ok(described) => described.clone(),
+            Err(why) => {
+                tracing::warn!(
+                    route = route.name(),
+                    version = deployment.version,
+                    why,
+                    "no API description this time"
+                );
+                None
+            }
+        }
+    }
+
+    async fn ask_description(
+        &self,
+        route: &Route,
+        deployment: &Arc<Deployment>,
+    ) -> Result<Option<Arc<serde_json::Value>>, &'static str> {
+        let Ok(Ok(permit)) = tokio::time::timeout(
+            self.config.queue_timeout,
+            self.in_flight.clone().acquire_owned(),
+        )
+        .await
+        else {
+            return Err("every instance slot is busy");
+        };
+        let slot = self.deployer.metrics().slot(permit);
+        let request_id = self.request_ids.next();
+        let path = format!(
+            "{}{}",
+            route.prefix().trim_end_matches('/'),
+            openapi::COMPONENT_DOC_PATH
+        );
+        let mut request = hyper::Request::get(&path)
+            .body(
+                http_body_util::Empty::new()
+                    .map_err(|never: Infallible| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|_| "the route's prefix is no valid path")?;
+        let headers = request.headers_mut();
+        headers.insert(
+            hyper::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        guest_view::prepare(
+            headers,
+            route,
+            &path,
+            &request_id,
+            None,
+            &crate::access::Admission::default(),
+        );
+        let response = self
+            .invoke(route, deployment, request, &request_id, slot)
+            .await;
+        if response.status() != hyper::StatusCode::OK {
+            tracing::debug!(
+                route = route.name(),
+                status = response.status().as_u16(),
+                "the component does not describe its routes"
+            );
+            return Ok(None);
+        }
+        let body = http_body_util::Limited::new(response.into_body(), openapi::MAX_COMPONENT_DOC);
+        let Ok(Ok(body)) = tokio::time::timeout(route.limits().timeout, body.collect()).await
+        else {
+            return Err("the component's description did not arrive whole");
+        };
+        match serde_json::from_slice::<serde_json::Value>(&body.to_bytes()) {
+            Ok(doc) if openapi::is_openapi3(&doc) => Ok(Some(Arc::new(doc))),
+            _ => {
+                tracing::warn!(
+                    route = route.name(),
+                    path = openapi::COMPONENT_DOC_PATH,
+                    "the component answered with something that is not an OpenAPI 3 document; ignored"
+                );
+                Ok(None)
+            }
+        }
+    }
+}
