@@ -29,7 +29,7 @@ settings = sys.stdin.readline().strip()
 for line in sys.stdin:
     sql = line.rstrip("\n").replace("\\n", "\n")
     try:
-        result = s.query(sql + " SETTINGS " + settings, "TabSeparated")
+        result = s.query(sql + (" SETTINGS " + settings if settings else ""), "TabSeparated")
         print("OK " + (str(result).strip().splitlines() or [""])[0])
     except Exception as err:
         print("ERR " + (str(err).strip().splitlines() or [""])[0])
@@ -135,5 +135,54 @@ fn what_current_clickhouse_allows_at_readonly_1_the_host_still_refuses() {
             policy.admit(query, &[], &[]).is_err(),
             "the host lets {query:?} through"
         );
+    }
+}
+
+/// The red team's second round, on current ClickHouse: each query runs there
+/// (so only the host stands in its way), and the host refuses it.
+#[test]
+fn what_current_clickhouse_runs_the_host_refuses() {
+    use wasmhouse_clickhouse::ReadOnly;
+    // At readonly = 1 (a strict route), ClickHouse still runs these: they
+    // name a function without calling it, as a higher-order function's or
+    // a column transformer's argument.
+    let strict = vec![
+        "SELECT arrayMap(file, ['/etc/hostname']) AS leaked".to_owned(),
+        "SELECT * APPLY(file) FROM (SELECT '/etc/hostname' AS p)".to_owned(),
+    ];
+    let results = run_on_chdb(&strict, "readonly = 1");
+    for (query, result) in strict.iter().zip(&results) {
+        assert!(
+            result.starts_with("OK"),
+            "current ClickHouse refuses {query:?} itself now: {result}"
+        );
+    }
+    // On a relaxed route (readonly = 2): a setting named like a keyword
+    // opened the clause, and a hex string hid the next setting.
+    let relaxed = vec![
+        "SELECT getSetting('max_threads') SETTINGS readonly = 2, limit = 0, max_threads = 64"
+            .to_owned(),
+        "SELECT getSetting('max_threads') SETTINGS readonly = 2, output_format_json_quote_denormals = X'31', max_threads = 65"
+            .to_owned(),
+    ];
+    let results = run_on_chdb(&relaxed, "");
+    assert_eq!(results[0], "OK 64", "{results:?}");
+    assert_eq!(results[1], "OK 65", "{results:?}");
+    for (queries, policy) in [
+        (&strict, QueryPolicy::default()),
+        (
+            &relaxed,
+            QueryPolicy {
+                readonly: ReadOnly::Relaxed,
+                ..QueryPolicy::default()
+            },
+        ),
+    ] {
+        for query in queries {
+            assert!(
+                policy.admit(query, &[], &[]).is_err(),
+                "the host lets {query:?} through"
+            );
+        }
     }
 }

@@ -352,6 +352,10 @@ fn fixed_corpus() -> Vec<String> {
         queries.push(format!("SELECT hex('a\\{c}b') AS h"));
         queries.push(format!("SELECT 1 AS `n\\{c}`"));
     }
+    // Hex and binary strings: one token to current servers.
+    for literal in ["X'41'", "x'4142'", "B'01000001'", "X'41''''", "X '41'"] {
+        queries.push(format!("SELECT hex({literal}) AS h"));
+    }
     for number in NUMBERS {
         queries.push(format!("SELECT {number} AS n"));
         queries.push(format!("SELECT {number}AS n"));

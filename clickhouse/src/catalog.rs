@@ -249,6 +249,16 @@ pub fn engine(name: &str) -> Verdict {
     }
 }
 
+/// Whether `name` is one of ClickHouse's keywords (any class).
+pub fn is_keyword(name: &str) -> bool {
+    CATALOG.keywords.get(name).is_some()
+}
+
+/// Whether `name` is a function the catalogue denies (in any spelling).
+pub fn denied_function(name: &str) -> Option<&'static str> {
+    CATALOG.functions.denied(name)
+}
+
 /// A table of the `system` database.
 pub fn system_table(name: &str) -> Verdict {
     match CATALOG.system_tables.get(name) {

@@ -31,7 +31,9 @@
 //!   an exponent, after a `.` only digits, for `t.1.2`); a number directly
 //!   followed by a letter, digit or `_` (`1_000`, `0b101`, `123abc`) is an
 //!   error on 18.16 and something else on current servers: refused.
-//! - **Words** are ASCII letters, digits and `_`, not starting with a digit.
+//! - **Words** are ASCII letters, digits and `_`, not starting with a digit;
+//!   a word glued to a string (`X'41'`, `B'01'`: one hex or binary string
+//!   to current servers) is refused.
 //! - **Placeholders** `{name:Type}` are one token; any other `{` is refused.
 
 use std::borrow::Cow;
@@ -209,6 +211,14 @@ pub fn tokenize(sql: &str) -> Result<Vec<Token<'_>>, LexError> {
                 }
                 if bytes.get(i) == Some(&b'$') {
                     return refuse(i, "`$` is not accepted in names");
+                }
+                // `X'31'` and `B'0101'` are one string to current servers
+                // and a name and a string to 18.16.
+                if bytes.get(i) == Some(&b'\'') {
+                    return refuse(
+                        start,
+                        "a name directly followed by a 'string' (X'41', B'01') is read differently by ClickHouse versions",
+                    );
                 }
                 TokenKind::Word
             }
@@ -658,6 +668,8 @@ mod tests {
             "SELECT 'open",
             "SELECT @x",
             "SELECT !x",
+            "SELECT X'31'",
+            "SELECT b'0101'",
         ] {
             assert!(refused(sql), "{sql:?} was accepted");
         }

@@ -62,10 +62,108 @@ const SHOWABLE: &[&str] = &["tables", "databases", "dictionaries", "columns", "c
 /// roles, quotas, functions or dictionaries (whose sources reach out).
 const WRITABLE_OBJECTS: &[&str] = &["table", "view", "materialized", "database", "temporary"];
 
-/// `ALTER` actions that reach outside the table: `FETCH` copies a partition
-/// from another replica through ZooKeeper, `FREEZE` writes backups into the
-/// server's shadow directory.
-const OUTSIDE_ALTERS: &[&str] = &["fetch", "freeze", "unfreeze"];
+/// Users, roles and the like: `SHOW CREATE` shows none of them.
+const ACCESS_ENTITIES: &[&str] = &[
+    "user", "users", "role", "roles", "quota", "quotas", "row", "policy", "policies", "profile",
+    "profiles", "settings", "masking", "function", "named", "current",
+];
+
+/// What `SHOW CREATE` may show.
+const SHOW_CREATE_OBJECTS: &[&str] = &["table", "view", "database", "dictionary", "temporary"];
+
+/// Words no write statement may use, and why: each reaches outside the
+/// databases the route writes, or past the limits of the query itself.
+const OUTSIDE_WRITES: &[(&str, &str)] = &[
+    // `ALTER … FETCH` copies a partition from another replica through
+    // ZooKeeper; `FREEZE` writes backups into the server's shadow directory.
+    ("fetch", "copies partitions from other replicas"),
+    ("freeze", "writes backups into the server's directories"),
+    ("unfreeze", "removes backups from the server's directories"),
+    // A refreshable materialized view runs its query in the background,
+    // forever, under none of the route's limits.
+    (
+        "refresh",
+        "runs queries in the background without the route's limits",
+    ),
+    // Views that run as another user.
+    ("definer", "runs queries as another user"),
+    ("security", "runs queries as another user"),
+    // Copies another table, engine (and its connections) included.
+    ("clone", "copies another table's engine and data"),
+    // Tables' own settings: disks, storage policies.
+    ("modify setting", "changes a table's storage settings"),
+    ("reset setting", "changes a table's storage settings"),
+    ("to disk", "moves data to other disks"),
+    ("to volume", "moves data to other volumes"),
+];
+
+/// Databases no write may touch.
+const SERVER_DATABASES: &[&str] = &["system", "information_schema"];
+
+/// Checks of a write statement (its first word `keyword`) beyond its kind.
+fn check_write(tokens: &[Token<'_>], keyword: &str) -> Result<(), Refusal> {
+    for (at, token) in tokens.iter().enumerate() {
+        for (words, why) in OUTSIDE_WRITES {
+            let mut parts = words.split(' ');
+            let first = parts.next().unwrap_or_default();
+            let matches = token.is_word(first)
+                && parts
+                    .enumerate()
+                    .all(|(i, word)| tokens.get(at + 1 + i).is_some_and(|t| t.is_word(word)));
+            if matches {
+                return Err(Refusal::new(format!(
+                    "{} is not allowed in route components' writes: it {why}",
+                    words.to_ascii_uppercase()
+                )));
+            }
+        }
+        if token.name().is_some_and(|name| {
+            SERVER_DATABASES
+                .iter()
+                .any(|db| name.eq_ignore_ascii_case(db))
+        }) {
+            return Err(Refusal::new(
+                "writes may not name the server's own databases (system, information_schema)",
+            ));
+        }
+    }
+    // `CREATE TABLE t AS other` copies other's engine, whatever it reaches;
+    // with an ENGINE of its own only the columns are copied.
+    if keyword == "create"
+        && let Some(at) = top_level(tokens).position(|t| t.is_word("as"))
+    {
+        let after = top_level(tokens).nth(at + 1);
+        let copies_a_table = after.is_some_and(|t| {
+            is_name(t)
+                && !t.is_word("select")
+                && !t.is_word("with")
+                && !tokens.iter().any(|t| t.is_word("engine"))
+        });
+        let is_table = tokens.iter().take(4).any(|t| t.is_word("table"));
+        if is_table && copies_a_table {
+            return Err(Refusal::new(
+                "CREATE TABLE … AS another table needs an ENGINE of its own (it would copy the other table's engine)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The tokens outside any parentheses.
+fn top_level<'t, 'a>(tokens: &'t [Token<'a>]) -> impl Iterator<Item = &'t Token<'a>> {
+    let mut depth = 0usize;
+    tokens.iter().filter(move |t| {
+        if t.is_punct("(") {
+            depth += 1;
+            false
+        } else if t.is_punct(")") {
+            depth = depth.saturating_sub(1);
+            false
+        } else {
+            depth == 0
+        }
+    })
+}
 
 /// Why a statement is refused; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,22 +219,55 @@ fn check_statement(
     }
     let keyword = first.raw.to_ascii_lowercase();
     let mut words = tokens.iter().skip_while(|t| t.is_punct("(")).skip(1);
-    let mut next_word = || {
-        words
-            .next()
+    fn lower_name(token: Option<&Token<'_>>) -> String {
+        token
             .and_then(Token::name)
             .map(|name| name.to_ascii_lowercase())
             .unwrap_or_default()
-    };
+    }
+    let mut next_word = || lower_name(words.next());
     if READ_STATEMENTS.contains(&keyword.as_str()) {
         if keyword == "show" {
-            let what = next_word();
+            let mut what = next_word();
+            if what == "full" || what == "temporary" {
+                what = next_word();
+            }
             if !SHOWABLE.contains(&what.as_str()) {
                 return Err(Refusal::new(format!(
                     "SHOW {} is not allowed: route components may show tables, databases, dictionaries, columns and CREATE statements",
                     what.to_ascii_uppercase()
                 )));
             }
+            if what == "create" {
+                // Of data objects only, not users, roles, quotas, policies…:
+                // `SHOW CREATE [TABLE|VIEW|…] name`.
+                let object = next_word();
+                let after = tokens
+                    .iter()
+                    .position(|t| t.is_word("create"))
+                    .and_then(|at| tokens.get(at + 2));
+                let ends = after.is_none_or(|t| {
+                    t.is_punct(".") || t.is_punct(";") || t.is_word("format") || t.is_word("into")
+                });
+                let data = SHOW_CREATE_OBJECTS.contains(&object.as_str())
+                    || (ends && !ACCESS_ENTITIES.contains(&object.as_str()));
+                if !data {
+                    return Err(Refusal::new(format!(
+                        "SHOW CREATE {} is not allowed: route components may show how tables, views, databases and dictionaries are made",
+                        object.to_ascii_uppercase()
+                    )));
+                }
+            }
+        }
+        // `WITH … INSERT` is a write however it starts.
+        if keyword == "with"
+            && let Some(write) =
+                top_level(tokens).find(|t| WRITE_STATEMENTS.iter().any(|w| t.is_word(w)))
+        {
+            return Err(Refusal::new(format!(
+                "WITH before {} is not accepted; put the WITH inside the statement's SELECT",
+                write.raw.to_ascii_uppercase()
+            )));
         }
         return Ok(StatementKind::Read);
     }
@@ -162,16 +293,7 @@ fn check_statement(
                 )));
             }
         }
-        if keyword == "alter"
-            && let Some(action) = tokens
-                .iter()
-                .find(|t| OUTSIDE_ALTERS.iter().any(|a| t.is_word(a)))
-        {
-            return Err(Refusal::new(format!(
-                "ALTER … {} reaches outside the table and is not allowed",
-                action.raw.to_ascii_uppercase()
-            )));
-        }
+        check_write(tokens, &keyword)?;
         return Ok(StatementKind::Write);
     }
     Err(Refusal::new(format!(
@@ -189,21 +311,36 @@ fn is_name(token: &Token<'_>) -> bool {
     matches!(token.kind, TokenKind::Word | TokenKind::QuotedName)
 }
 
-/// Checks on the whole statement: every name written before `(`, every
-/// engine, every system table and every `SETTINGS` clause.
+/// Checks on the whole statement: every name written before `(` or passed
+/// where a function is expected, every engine, every system table, every
+/// `SETTINGS` clause, and the places no query may reach.
 fn check_body(tokens: &[Token<'_>], rules: &StatementRules<'_>) -> Result<(), Refusal> {
     let objects = object_names(tokens);
     let creates = statement_word(tokens).is_some_and(|t| t.is_word("create"));
     let mut depth = 0usize;
+    // The calls whose argument lists the tokens are in, innermost last.
+    let mut calls: Vec<Option<String>> = Vec::new();
     for (at, token) in tokens.iter().enumerate() {
         let next = tokens.get(at + 1);
+        let previous = at.checked_sub(1).and_then(|p| tokens.get(p));
         if token.is_punct("(") {
             depth += 1;
+            let callee = previous
+                .filter(|p| is_name(p) && !objects.contains(&(at - 1)))
+                .and_then(Token::name)
+                .map(|name| name.into_owned());
+            calls.push(callee);
         } else if token.is_punct(")") {
             depth = depth.saturating_sub(1);
+            calls.pop();
         }
         if token.is_word("into") && next.is_some_and(|t| t.is_word("outfile")) {
             return Err(Refusal::new("INTO OUTFILE is not allowed"));
+        }
+        if token.is_word("on") && next.is_some_and(|t| t.is_word("cluster")) {
+            return Err(Refusal::new(
+                "ON CLUSTER is not allowed: distributed DDL reaches other servers",
+            ));
         }
         // `ENGINE [=] Name` of a CREATE statement (outside its column list,
         // where `engine` may be a column's name).
@@ -216,6 +353,50 @@ fn check_body(tokens: &[Token<'_>], rules: &StatementRules<'_>) -> Result<(), Re
                 check_engine(&name, rules)?;
             }
         }
+        // A table read from a path (chdb's and clickhouse-local's
+        // databases read files by name).
+        if (token.is_word("from") || token.is_word("join"))
+            && let Some(table) = next
+        {
+            let path = table.kind == TokenKind::String
+                || (table.kind == TokenKind::QuotedName && table.raw.contains('/'));
+            if path {
+                return Err(Refusal::new(format!(
+                    "{} is not a table name route components may read",
+                    crate::response::truncate(table.raw, 64)
+                )));
+            }
+        }
+        // Functions named by their name alone, without `(`: a column
+        // transformer's `APPLY(f)`, and the function a higher-order function
+        // applies (`arrayMap(f, …)`).
+        let takes_functions = calls
+            .last()
+            .and_then(Option::as_deref)
+            .is_some_and(takes_function_names)
+            || previous.is_some_and(|p| p.is_word("apply"));
+        if takes_functions
+            && is_name(token)
+            && !next.is_some_and(|t| t.is_punct("(") || t.is_punct("."))
+            && let Some(name) = token.name()
+            && let Some(why) = catalog::denied_function(&name)
+            && !opted_in(&name, rules)
+        {
+            return Err(Refusal::new(format!(
+                "{name} is not allowed for route components: it {why} (manifest: allowed_functions)"
+            )));
+        }
+        // Aggregate functions named in strings: `arrayReduce('sum', …)`.
+        if token.kind == TokenKind::String
+            && previous.is_some_and(|p| p.is_punct("("))
+            && calls
+                .last()
+                .and_then(Option::as_deref)
+                .is_some_and(takes_aggregate_names)
+            && let Some(value) = token.string_value()
+        {
+            check_call(&String::from_utf8_lossy(&value), rules)?;
+        }
         let Some(name) = token.name() else { continue };
         if next.is_some_and(|t| t.is_punct("(")) && !objects.contains(&at) {
             check_call(&name, rules)?;
@@ -226,11 +407,31 @@ fn check_body(tokens: &[Token<'_>], rules: &StatementRules<'_>) -> Result<(), Re
         {
             check_system_table(&table)?;
         }
-        if token.is_word("settings") {
+        if token.is_word("settings") && !previous.is_some_and(|p| p.is_punct(".")) {
             check_settings_clause(&tokens[at + 1..], rules)?;
         }
     }
     Ok(())
+}
+
+/// What takes another function by its name as an argument: a column
+/// transformer's `APPLY(f)`, and higher-order functions (`arrayMap(f, arr)`,
+/// `mapApply(f, m)`: every higher-order function of current servers is an
+/// `array…` or `map…` function).
+fn takes_function_names(callee: &str) -> bool {
+    let lower = callee.to_ascii_lowercase();
+    lower == "apply" || lower.starts_with("array") || lower.starts_with("map")
+}
+
+/// Functions that take an aggregate function's name as a string.
+fn takes_aggregate_names(callee: &str) -> bool {
+    [
+        "arrayReduce",
+        "arrayReduceInRanges",
+        "initializeAggregation",
+    ]
+    .iter()
+    .any(|f| callee.eq_ignore_ascii_case(f))
 }
 
 /// Whether the route's `allowed_functions` names `name`.
@@ -313,24 +514,48 @@ fn object_names(tokens: &[Token<'_>]) -> Vec<usize> {
             }
         }
         Some("create" | "alter") => {
+            // The statement's own object: `CREATE [OR REPLACE] [TEMPORARY]
+            // TABLE|VIEW|MATERIALIZED VIEW|DATABASE [IF NOT EXISTS] name`,
+            // `ALTER TABLE [IF EXISTS] name`; a materialized view's `TO name`
+            // right after its own.
+            if let Some(kind) = tokens
+                .iter()
+                .take(6)
+                .position(|t| ["table", "view", "database"].iter().any(|w| t.is_word(w)))
+            {
+                let mut next = kind + 1;
+                if tokens.get(next).is_some_and(|t| t.is_word("if")) {
+                    next += 1;
+                    if tokens.get(next).is_some_and(|t| t.is_word("not")) {
+                        next += 1;
+                    }
+                    next += 1;
+                }
+                if let Some(name) = qualified(next) {
+                    objects.push(name);
+                    if tokens.get(name + 1).is_some_and(|t| t.is_word("to")) {
+                        objects.extend(qualified(name + 2));
+                    }
+                }
+            }
+            // The name of an index, projection or constraint: in a table's
+            // column list, or after ALTER … ADD.
             for (at, token) in tokens.iter().enumerate() {
-                let names_object = ["table", "view", "to"].iter().any(|w| token.is_word(w));
                 let names_part = ["index", "projection", "constraint"]
                     .iter()
                     .any(|w| token.is_word(w));
-                if names_object {
+                let declared = at
+                    .checked_sub(1)
+                    .and_then(|p| tokens.get(p))
+                    .is_some_and(|p| p.is_punct("(") || p.is_punct(",") || p.is_word("add"));
+                if names_part && declared {
                     let mut next = at + 1;
-                    // IF NOT EXISTS / IF EXISTS
                     if tokens.get(next).is_some_and(|t| t.is_word("if")) {
-                        next += 1;
-                        if tokens.get(next).is_some_and(|t| t.is_word("not")) {
-                            next += 1;
-                        }
-                        next += 1;
+                        next += 3;
                     }
-                    objects.extend(qualified(next));
-                } else if names_part && tokens.get(at + 1).is_some_and(is_name) {
-                    objects.push(at + 1);
+                    if tokens.get(next).is_some_and(is_name) {
+                        objects.push(next);
+                    }
                 }
             }
         }
@@ -345,11 +570,20 @@ fn object_names(tokens: &[Token<'_>]) -> Vec<usize> {
 /// array or tuple, whatever is inside), and a name without a value counts
 /// too, so no value can hide the next setting.
 fn check_settings_clause(rest: &[Token<'_>], rules: &StatementRules<'_>) -> Result<(), Refusal> {
-    // A name after `SETTINGS` makes it a clause (`settings` may also be a
-    // name: `FROM system.settings WHERE …`, `SELECT settings FROM t`).
-    let is_clause = rest
-        .first()
-        .is_some_and(|t| is_name(t) && !(t.kind == TokenKind::Word && is_clause_keyword(t.raw)));
+    // `SETTINGS name =` (or a name alone, then `,` or the end) is a clause,
+    // whatever the name, even a keyword (current servers have settings
+    // called `limit`, `select`, `final`). Otherwise `settings` is a name of
+    // its own: a column (`SELECT settings FROM t`) or a table.
+    let ends_item = |t: Option<&Token<'_>>| {
+        t.is_none_or(|t| {
+            is_equals(t)
+                || t.is_punct(",")
+                || t.is_punct(")")
+                || t.is_punct(";")
+                || t.is_word("format")
+        })
+    };
+    let is_clause = rest.first().is_some_and(is_name) && ends_item(rest.get(1));
     if !is_clause {
         return Ok(());
     }
@@ -401,19 +635,6 @@ fn skip_value(tokens: &[Token<'_>], mut at: usize) -> usize {
         at += 1;
     }
     at
-}
-
-/// Words that may follow the name `settings` when it is a table or column,
-/// not a clause.
-fn is_clause_keyword(word: &str) -> bool {
-    [
-        "where", "as", "from", "format", "limit", "order", "group", "having", "join", "left",
-        "right", "inner", "full", "cross", "array", "prewhere", "union", "final", "sample",
-        "settings", "on", "using", "into", "values", "select", "and", "or", "not", "is", "in",
-        "like", "ilike", "between",
-    ]
-    .iter()
-    .any(|k| word.eq_ignore_ascii_case(k))
 }
 
 /// The names a query calls, for messages and tests: every name written
@@ -655,5 +876,107 @@ mod tests {
         assert!(strict("SELECT ✓url('x')").is_err());
         assert!(strict("SELECT * FROM url\u{a0}('http://x', CSV, 'a String')").is_err());
         assert!(strict("ŠELECT 1").is_err());
+    }
+
+    /// The red team's second round, one case per class (tests/security.rs
+    /// and tests/current_clickhouse.rs run them against real servers).
+    #[test]
+    fn round_two_red_team_breaks_are_refused() {
+        let writer = rules(true, true, &[]);
+        let relaxed_rules = rules(false, true, &[]);
+        for (sql, on) in [
+            // B1: a setting named like a keyword opened the clause.
+            (
+                "SELECT 1 SETTINGS limit = 0, max_execution_time = 0",
+                &relaxed_rules,
+            ),
+            ("SELECT 1 SETTINGS select = 'file(1)'", &relaxed_rules),
+            (
+                "SELECT 1 SETTINGS final = 1, max_threads = 64",
+                &relaxed_rules,
+            ),
+            // B2: hex and binary strings.
+            (
+                "SELECT 1 SETTINGS output_format_json_quote_denormals = X'31', max_execution_time = 0",
+                &relaxed_rules,
+            ),
+            // B3: APPLY names a function without `(`.
+            (
+                "SELECT * APPLY(file) FROM (SELECT '/etc/passwd' AS p)",
+                &relaxed_rules,
+            ),
+            (
+                "SELECT * APPLY file FROM (SELECT '/etc/passwd' AS p)",
+                &relaxed_rules,
+            ),
+            ("SELECT COLUMNS('p') APPLY(logTrace) FROM t", &relaxed_rules),
+            // B4: higher-order functions take a function by name.
+            ("SELECT arrayMap(file, ['/etc/passwd'])", &relaxed_rules),
+            ("SELECT arraySort(FILE, ['/etc/passwd'])", &relaxed_rules),
+            (
+                "SELECT mapApply(getServerSetting, m) FROM t",
+                &relaxed_rules,
+            ),
+            ("SELECT arrayReduce('flameGraph', [1])", &relaxed_rules),
+            // B5: `TO` of WITH FILL is no object name.
+            (
+                "CREATE TABLE f ENGINE = Memory AS SELECT number FROM numbers(2) ORDER BY number WITH FILL TO file('/etc/passwd')",
+                &writer,
+            ),
+            // B6: tables read from paths.
+            ("SELECT * FROM '/etc/passwd'", &relaxed_rules),
+            ("SELECT * FROM `/etc/passwd`", &relaxed_rules),
+            // B7: refreshable materialized views.
+            (
+                "CREATE MATERIALIZED VIEW v REFRESH EVERY 1 SECOND ENGINE = Memory AS SELECT 1",
+                &writer,
+            ),
+            // B8: a copy of another table's engine.
+            ("CREATE TABLE mine AS ops", &writer),
+            ("CREATE TABLE mine CLONE AS ops", &writer),
+            // B9: distributed DDL.
+            ("DROP TABLE t ON CLUSTER test_shard_localhost", &writer),
+            ("CREATE DATABASE d ON CLUSTER c", &writer),
+            // B10: the server's own databases, tables' storage settings.
+            ("DROP DATABASE system", &writer),
+            ("TRUNCATE ALL TABLES FROM system", &writer),
+            (
+                "ALTER TABLE t MODIFY SETTING storage_policy = 's3'",
+                &writer,
+            ),
+            ("ALTER TABLE t MOVE PARTITION 1 TO DISK 's3'", &writer),
+            // B11: a write behind WITH.
+            ("WITH 1 AS y INSERT INTO w SELECT y", &writer),
+            // Grants and users through SHOW CREATE; views run as others.
+            ("SHOW CREATE USER default", &relaxed_rules),
+            ("SHOW CREATE QUOTA default", &relaxed_rules),
+            (
+                "CREATE VIEW v DEFINER = default SQL SECURITY DEFINER AS SELECT 1",
+                &writer,
+            ),
+        ] {
+            assert!(check(sql, on).is_err(), "{sql:?} was allowed");
+        }
+        // What stays allowed.
+        for (sql, on) in [
+            ("SELECT settings FROM t", &relaxed_rules),
+            (
+                "SELECT name FROM system.settings WHERE name = 'max_threads'",
+                &relaxed_rules,
+            ),
+            ("SELECT arrayMap(x -> x + 1, [1, 2])", &relaxed_rules),
+            ("SELECT arrayMap(url_column, arr) FROM t", &relaxed_rules),
+            ("SELECT domain(url) FROM hits", &relaxed_rules),
+            ("SELECT arrayReduce('sumIf', [1], [1])", &relaxed_rules),
+            ("SHOW CREATE TABLE events", &relaxed_rules),
+            ("SHOW FULL TABLES", &relaxed_rules),
+            ("CREATE TABLE copy AS events ENGINE = Memory", &writer),
+            (
+                "CREATE MATERIALIZED VIEW mv TO dest (x UInt8) AS SELECT 1 AS x",
+                &writer,
+            ),
+        ] {
+            assert!(check(sql, on).is_ok(), "{sql:?}: {:?}", check(sql, on));
+        }
     }
 }

@@ -2,38 +2,15 @@
 //! request (a key looked up by its hash, a per-key and a per-client token
 //! bucket): `cargo bench -p wasmhouse --bench access`.
 
-use std::net::IpAddr;
-
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmhouse::access::{AccessRules, KeySource, Rate, RouteAccess};
+use wasmhouse::bench::Access;
 
 fn check(c: &mut Criterion) {
-    let keys = KeySource {
-        file: None,
-        inline: Some("bench=bench-key-0123456789,other=other-key".into()),
-    }
-    .load()
-    .expect("keys");
-    let generous = Rate::parse("1000000000/s", None).expect("rate");
-    let access = RouteAccess::new(AccessRules {
-        api_key: true,
-        per_key: Some(generous),
-        per_client: Some(generous),
-    });
-    let client: IpAddr = "203.0.113.7".parse().expect("address");
+    let access = Access::new();
     c.bench_function("api key + per-key + per-client rate limits", |b| {
-        b.iter(|| {
-            let admitted = access.check("route", &keys, Some("bench-key-0123456789"), client);
-            assert!(admitted.is_ok());
-        })
+        b.iter(|| assert!(access.key_and_limits()))
     });
-    let key_only = RouteAccess::new(AccessRules {
-        api_key: true,
-        ..AccessRules::default()
-    });
-    c.bench_function("api key only", |b| {
-        b.iter(|| key_only.check("route", &keys, Some("bench-key-0123456789"), client))
-    });
+    c.bench_function("api key only", |b| b.iter(|| access.key_only()));
 }
 
 #[allow(

@@ -6,17 +6,10 @@
 #[allow(dead_code, reason = "the bench uses one of the shared test guests")]
 mod guests;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::{BodyExt, Empty};
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
-use wasmhouse::manifest::ComponentSource;
-use wasmhouse::runtime::{Invocation, instance};
-use wasmhouse::{ServeConfig, Server};
-use wasmhouse_clickhouse::{ClickHouseConfig, ClickHousePool, Endpoint, QueryContext};
+use wasmhouse::bench::Instantiate;
 
 /// The allocator the `wasmhouse` binary uses.
 #[global_allocator]
@@ -28,44 +21,10 @@ fn instantiate_and_call(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut config = ServeConfig::new(ClickHouseConfig::new(Endpoint {
-        host: "127.0.0.1".into(),
-        port: 9,
-        ..Endpoint::default()
-    }));
-    config.routes[0].source = ComponentSource::File(guests::empty());
-    let pool = Arc::new(ClickHousePool::new(config.clickhouse.clone()).expect("pool"));
-    let server = Server::new(config).expect("server");
-    let deployer = server.dispatcher().deployer().clone();
-    let route = deployer.routes().routes()[0].clone();
-    let permits = Arc::new(Semaphore::new(1024));
-
+    let bench = Instantiate::new(guests::empty());
     c.bench_function("instantiate + empty handler + response", |b| {
         b.to_async(&runtime).iter(|| async {
-            let request = hyper::Request::builder()
-                .uri("/")
-                .header("host", "localhost")
-                .body(
-                    Empty::new()
-                        .map_err(|never: std::convert::Infallible| match never {})
-                        .boxed_unsync(),
-                )
-                .expect("request");
-            let permit = permits.clone().acquire_owned().await.expect("permit");
-            let deadline = Instant::now() + route.limits().timeout;
-            let invocation = Invocation {
-                label: route.name(),
-                request_id: "bench",
-                limits: route.limits(),
-                deadline,
-                query: QueryContext::new(pool.clone(), route.policy().clone(), deadline),
-                slot: deployer.metrics().slot(permit),
-                metrics: route.current().metrics.clone(),
-            };
-            let response =
-                instance::run(deployer.runtime(), route.component(), invocation, request).await;
-            assert_eq!(response.status(), 200);
-            response.into_body().collect().await.expect("body");
+            assert_eq!(bench.once().await, 200);
         });
     });
 }

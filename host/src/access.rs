@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 /// Why the key store cannot be used; names the file or variable.
 #[derive(Debug, thiserror::Error)]
-pub enum AccessError {
+pub(crate) enum AccessError {
     /// The keys file could not be read.
     #[error("reading {path}: {source}")]
     Read {
@@ -50,11 +50,11 @@ pub enum AccessError {
 
 /// One API key, as the host keeps it.
 #[derive(Debug, Clone)]
-pub struct ApiKey {
+pub(crate) struct ApiKey {
     /// Its name, for logs and metrics (never the key).
-    pub name: String,
+    pub(crate) name: String,
     /// The routes it may call; every route when `None`.
-    pub routes: Option<Vec<String>>,
+    pub(crate) routes: Option<Vec<String>>,
 }
 
 /// The keys file: `[[key]]` entries with a `name`, the key's `sha256` (hex)
@@ -77,22 +77,22 @@ struct KeyEntry {
 
 /// Known keys by the SHA-256 of the key.
 #[derive(Debug, Default, Clone)]
-pub struct KeyStore {
+pub(crate) struct KeyStore {
     by_hash: HashMap<[u8; 32], ApiKey>,
 }
 
 /// Where keys come from, to read them again on reload.
 #[derive(Debug, Clone, Default)]
-pub struct KeySource {
+pub(crate) struct KeySource {
     /// A TOML keys file.
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// `name=key` pairs, comma-separated (`WASMHOUSE_API_KEYS`).
-    pub inline: Option<String>,
+    pub(crate) inline: Option<String>,
 }
 
 impl KeySource {
     /// Read the keys now.
-    pub fn load(&self) -> Result<KeyStore, AccessError> {
+    pub(crate) fn load(&self) -> Result<KeyStore, AccessError> {
         let mut store = KeyStore::default();
         if let Some(path) = &self.file {
             store.add_file(path)?;
@@ -178,17 +178,17 @@ impl KeyStore {
     }
 
     /// How many keys are known.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_hash.len()
     }
 
     /// Whether no key is known.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
     }
 
     /// The key `presented` is, if any.
-    pub fn find(&self, presented: &str) -> Option<&ApiKey> {
+    pub(crate) fn find(&self, presented: &str) -> Option<&ApiKey> {
         self.by_hash.get(&hash_key(presented))
     }
 }
@@ -210,7 +210,7 @@ fn parse_hex_hash(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// The key a request presents: `Authorization: Bearer …` or `X-API-Key`.
-pub fn presented_key(headers: &hyper::HeaderMap) -> Option<&str> {
+pub(crate) fn presented_key(headers: &hyper::HeaderMap) -> Option<&str> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(key.trim());
     }
@@ -219,13 +219,13 @@ pub fn presented_key(headers: &hyper::HeaderMap) -> Option<&str> {
 
 /// The header a guest learns the calling key's name from (the key itself
 /// never reaches a guest).
-pub const KEY_NAME_HEADER: hyper::header::HeaderName =
+pub(crate) const KEY_NAME_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("wasmhouse-api-key");
 
 /// Remove what only the host should read before a request goes to a guest:
 /// the key the client presented (when `presented` is, it was a key for the
 /// host), and any `wasmhouse-api-key` a client made up.
-pub fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
+pub(crate) fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
     headers.remove(KEY_NAME_HEADER);
     if presented {
         headers.remove("x-api-key");
@@ -237,28 +237,28 @@ pub fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
 
 /// A rate: so many requests per period, with a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
+pub(crate) struct Rate {
     /// Requests allowed per `per`.
-    pub requests: NonZeroU32,
+    pub(crate) requests: NonZeroU32,
     /// The period.
-    pub per: Duration,
+    pub(crate) per: Duration,
     /// Requests that may come at once.
-    pub burst: NonZeroU32,
+    pub(crate) burst: NonZeroU32,
 }
 
 /// A rate that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?}: {why}")]
-pub struct RateError {
+pub(crate) struct RateError {
     /// The rate as written.
-    pub text: String,
+    pub(crate) text: String,
     /// What is wrong with it.
-    pub why: RateProblem,
+    pub(crate) why: RateProblem,
 }
 
 /// What is wrong with a rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RateProblem {
+pub(crate) enum RateProblem {
     /// No `/`.
     #[error("not a rate like 100/s")]
     Shape,
@@ -278,7 +278,7 @@ pub enum RateProblem {
 
 impl Rate {
     /// Parse `100/s`, `20/min`, `5000/h` (burst = the count, unless given).
-    pub fn parse(text: &str, burst: Option<u32>) -> Result<Self, RateError> {
+    pub(crate) fn parse(text: &str, burst: Option<u32>) -> Result<Self, RateError> {
         let bad = |why: RateProblem| RateError {
             text: text.to_owned(),
             why,
@@ -319,17 +319,17 @@ type Limiter<K> =
 
 /// A route's rules: whether a key is needed, and its rate limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccessRules {
+pub(crate) struct AccessRules {
     /// Requests must present a known key allowed on the route.
-    pub api_key: bool,
+    pub(crate) api_key: bool,
     /// Most requests per key.
-    pub per_key: Option<Rate>,
+    pub(crate) per_key: Option<Rate>,
     /// Most requests per client address.
-    pub per_client: Option<Rate>,
+    pub(crate) per_client: Option<Rate>,
 }
 
 /// A route's access checks, with their rate limiters' state.
-pub struct RouteAccess {
+pub(crate) struct RouteAccess {
     rules: AccessRules,
     per_key: Option<(Rate, Limiter<String>)>,
     per_client: Option<(Rate, Limiter<IpAddr>)>,
@@ -337,7 +337,7 @@ pub struct RouteAccess {
 
 /// Why a request may not go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denied {
+pub(crate) enum Denied {
     /// No key, or an unknown one.
     Unauthorized,
     /// A known key not allowed on this route.
@@ -355,27 +355,27 @@ pub enum Denied {
 
 /// An allowed request: the key it presented (by name) and its rate limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Admission {
+pub(crate) struct Admission {
     /// The name of the known key presented, if any.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// The tightest rate limit it is under, if any.
-    pub allowance: Option<Allowance>,
+    pub(crate) allowance: Option<Allowance>,
 }
 
 /// What an allowed request may tell its client about its rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Allowance {
+pub(crate) struct Allowance {
     /// The limit, in requests per window.
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Requests left now.
-    pub remaining: u32,
+    pub(crate) remaining: u32,
     /// Seconds until the bucket is full again.
-    pub reset: u64,
+    pub(crate) reset: u64,
 }
 
 impl RouteAccess {
     /// The checks `rules` describe, with fresh buckets.
-    pub fn new(rules: AccessRules) -> Self {
+    pub(crate) fn new(rules: AccessRules) -> Self {
         Self {
             per_key: rules
                 .per_key
@@ -388,22 +388,22 @@ impl RouteAccess {
     }
 
     /// The rules checked.
-    pub fn rules(&self) -> &AccessRules {
+    pub(crate) fn rules(&self) -> &AccessRules {
         &self.rules
     }
 
     /// Whether the route asks for an API key.
-    pub fn needs_key(&self) -> bool {
+    pub(crate) fn needs_key(&self) -> bool {
         self.rules.api_key
     }
 
     /// Whether the route checks anything at all (most do not: no work then).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         !self.rules.api_key && self.per_key.is_none() && self.per_client.is_none()
     }
 
     /// Check a request to route `route` presenting `key`, from `client`.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         route: &str,
         keys: &KeyStore,
@@ -478,13 +478,13 @@ fn tighter(current: Option<Allowance>, next: Allowance) -> Option<Allowance> {
 
 /// Proxies whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies {
+pub(crate) struct TrustedProxies {
     networks: Vec<ipnet::IpNet>,
 }
 
 impl TrustedProxies {
     /// Parse `127.0.0.1, 10.0.0.0/8` (addresses or networks).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut networks = Vec::new();
         for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             let network = item
@@ -504,7 +504,7 @@ impl TrustedProxies {
 
     /// The client behind `peer`: `peer` itself, unless it is a trusted
     /// proxy; then the last address in `X-Forwarded-For` that is not one.
-    pub fn client(&self, peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr {
+    pub(crate) fn client(&self, peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }
@@ -525,7 +525,7 @@ impl TrustedProxies {
 
 /// The shared parts of access control: the keys (swapped on reload) and the
 /// trusted proxies.
-pub struct Access {
+pub(crate) struct Access {
     keys: arc_swap::ArcSwap<KeyStore>,
     source: KeySource,
     proxies: TrustedProxies,
@@ -533,7 +533,7 @@ pub struct Access {
 
 impl Access {
     /// Load the keys from `source`.
-    pub fn new(source: KeySource, proxies: TrustedProxies) -> Result<Self, AccessError> {
+    pub(crate) fn new(source: KeySource, proxies: TrustedProxies) -> Result<Self, AccessError> {
         let keys = source.load()?;
         Ok(Self {
             keys: arc_swap::ArcSwap::from_pointee(keys),
@@ -543,7 +543,7 @@ impl Access {
     }
 
     /// Read the keys again (with the manifest, on reload).
-    pub fn reload(&self) -> Result<usize, AccessError> {
+    pub(crate) fn reload(&self) -> Result<usize, AccessError> {
         let keys = self.source.load()?;
         let count = keys.len();
         self.keys.store(Arc::new(keys));
@@ -551,12 +551,12 @@ impl Access {
     }
 
     /// The keys in force.
-    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyStore>> {
+    pub(crate) fn keys(&self) -> arc_swap::Guard<Arc<KeyStore>> {
         self.keys.load()
     }
 
     /// The trusted proxies.
-    pub fn proxies(&self) -> &TrustedProxies {
+    pub(crate) fn proxies(&self) -> &TrustedProxies {
         &self.proxies
     }
 }
@@ -564,6 +564,25 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_keys_file_loads() {
+        let source = KeySource {
+            file: Some(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../deploy/keys.example.toml"),
+            ),
+            inline: None,
+        };
+        let keys = source.load().expect("deploy/keys.example.toml loads");
+        assert_eq!(keys.len(), 2);
+        let dashboard = keys.find("test").expect("the hash of \"test\"");
+        assert_eq!(dashboard.name, "dashboard");
+        assert!(dashboard.routes.is_none());
+        let partner = keys.find("acme-example-key").expect("the partner's key");
+        assert_eq!(partner.routes.as_deref(), Some(&["reports".to_owned()][..]));
+        assert!(keys.find("wrong").is_none());
+    }
 
     fn keys(pairs: &str) -> KeyStore {
         KeySource {

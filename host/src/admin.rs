@@ -32,7 +32,7 @@ use crate::respond::{self, ResponseBody};
 /// Whether `path` is under `/admin` once normalised (see
 /// [`normalise_path`]), in any letter case: a request that any proxy or
 /// router could read as an admin call is never handed to a guest.
-pub fn is_admin_path(path: &str) -> bool {
+pub(crate) fn is_admin_path(path: &str) -> bool {
     let path = normalise_path(path);
     let lower = path.to_ascii_lowercase();
     lower == "/admin" || lower.starts_with("/admin/")
@@ -41,7 +41,7 @@ pub fn is_admin_path(path: &str) -> bool {
 /// `path` percent-decoded, with empty and `.` segments dropped and `..`
 /// segments resolved: `//admin/./components/`, `/x/../admin` and
 /// `/%61dmin` all become `/admin/...`.
-pub fn normalise_path(path: &str) -> String {
+pub(crate) fn normalise_path(path: &str) -> String {
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split(['/', '\\']) {
@@ -67,7 +67,7 @@ pub fn normalise_path(path: &str) -> String {
 /// Remove the admin token from a request bound for a guest, from whatever
 /// header carries it: the token is the host's, never a route's. Returns
 /// whether it was there.
-pub fn strip_admin_token(headers: &mut hyper::HeaderMap, token: &str) -> bool {
+pub(crate) fn strip_admin_token(headers: &mut hyper::HeaderMap, token: &str) -> bool {
     crate::credentials::strip_secret(headers, token)
 }
 
@@ -80,7 +80,7 @@ fn tokens_match(presented: &str, token: &str) -> bool {
 }
 
 /// Answer one admin request.
-pub async fn handle(
+pub(crate) async fn handle(
     deployer: &Arc<Deployer>,
     config: &AdminConfig,
     request: hyper::Request<Incoming>,

@@ -24,35 +24,35 @@ use crate::runtime::{DEFAULT_MAX_INSTANCES, PoolSizing};
 use crate::units::{format_bytes, parse_bytes};
 
 /// Default address to listen on.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 /// Default wait for a free instance before a request is shed with 503.
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default largest request body.
-pub const DEFAULT_MAX_BODY_SIZE: usize = 16 << 20;
+pub(crate) const DEFAULT_MAX_BODY_SIZE: usize = 16 << 20;
 /// Default largest component upload to the admin API.
-pub const DEFAULT_ADMIN_MAX_UPLOAD: usize = 64 << 20;
+pub(crate) const DEFAULT_ADMIN_MAX_UPLOAD: usize = 64 << 20;
 /// Default interval between two looks at the shared deployments directory.
-pub const DEFAULT_SHARED_POLL: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_SHARED_POLL: Duration = Duration::from_millis(500);
 
 /// Deployments shared by a fleet of hosts through a directory they all
 /// mount (see [`crate::deploy::shared`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedDeploymentsConfig {
+pub(crate) struct SharedDeploymentsConfig {
     /// The directory: `<route>/<sha256>.wasm` and `<route>/current`.
-    pub directory: PathBuf,
+    pub(crate) directory: PathBuf,
     /// How often every route's `current` pointer is read.
-    pub poll: Duration,
+    pub(crate) poll: Duration,
 }
 
 /// Where and how the admin API is served.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AdminConfig {
+pub(crate) struct AdminConfig {
     /// The bearer token; the API is off without one.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// A listener of its own; under `/admin` on the main one otherwise.
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     /// Largest component upload, in bytes.
-    pub max_upload: usize,
+    pub(crate) max_upload: usize,
 }
 
 impl Default for AdminConfig {
@@ -77,7 +77,7 @@ impl std::fmt::Debug for AdminConfig {
 
 impl AdminConfig {
     /// Whether `/admin` on the main listener is the admin API.
-    pub fn on_main_listener(&self) -> bool {
+    pub(crate) fn on_main_listener(&self) -> bool {
         self.token.is_some() && self.listen.is_none()
     }
 }
@@ -119,42 +119,36 @@ pub struct ServeArgs {
         value_name = "WASMHOUSE_COMPONENT",
         conflicts_with = "manifest"
     )]
-    pub component: Option<PathBuf>,
+    pub(crate) component: Option<PathBuf>,
 
     /// Route manifest: a wasmhouse.toml (or a spin.toml) mapping path
     /// prefixes to components, each with its own limits.
     #[arg(long, env = "WASMHOUSE_MANIFEST", value_name = "WASMHOUSE_MANIFEST")]
-    pub manifest: Option<PathBuf>,
+    pub(crate) manifest: Option<PathBuf>,
 
     #[command(flatten)]
-    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
-    pub clickhouse: ClickHouseArgs,
+    pub(crate) clickhouse: ClickHouseArgs,
 
     #[command(flatten)]
-    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
-    pub limits: LimitArgs,
+    pub(crate) limits: LimitArgs,
 
     #[command(flatten)]
-    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
-    pub route: RouteSettings,
+    pub(crate) route: RouteSettings,
 
     #[command(flatten)]
-    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
-    pub admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
 
     #[command(flatten)]
-    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
-    pub access: AccessArgs,
+    pub(crate) access: AccessArgs,
 
     #[command(flatten)]
-    #[expect(missing_docs, reason = "clap renders the flattened group's own docs")]
-    pub shared: SharedArgs,
+    pub(crate) shared: SharedArgs,
 }
 
 /// Deployments shared by a fleet of hosts.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Shared deployments")]
-pub struct SharedArgs {
+pub(crate) struct SharedArgs {
     /// Directory every host of the fleet mounts: components deployed or
     /// rolled back through the admin API are published there, and the
     /// versions published by other hosts are deployed here (off when unset).
@@ -163,11 +157,11 @@ pub struct SharedArgs {
         env = "WASMHOUSE_SHARED_DEPLOYMENTS",
         value_name = "WASMHOUSE_SHARED_DEPLOYMENTS"
     )]
-    pub directory: Option<PathBuf>,
+    pub(crate) directory: Option<PathBuf>,
 
     /// How often the shared directory is looked at.
     #[arg(long = "shared-poll", env = "WASMHOUSE_SHARED_POLL", value_name = "WASMHOUSE_SHARED_POLL", default_value = humantime::format_duration(DEFAULT_SHARED_POLL).to_string(), value_parser = humantime::parse_duration)]
-    pub poll: Duration,
+    pub(crate) poll: Duration,
 }
 
 impl SharedArgs {
@@ -205,7 +199,7 @@ impl SharedArgs {
 /// API keys and client addresses.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Access")]
-pub struct AccessArgs {
+pub(crate) struct AccessArgs {
     /// API keys file (TOML: `[[key]]` with `name`, `sha256` or `key`, and
     /// optional `routes`), re-read on reload.
     #[arg(
@@ -213,7 +207,7 @@ pub struct AccessArgs {
         env = "WASMHOUSE_API_KEYS_FILE",
         value_name = "WASMHOUSE_API_KEYS_FILE"
     )]
-    pub keys_file: Option<PathBuf>,
+    pub(crate) keys_file: Option<PathBuf>,
 
     /// API keys as `name=key` pairs, comma-separated.
     #[arg(
@@ -222,7 +216,7 @@ pub struct AccessArgs {
         value_name = "WASMHOUSE_API_KEYS",
         hide_env_values = true
     )]
-    pub keys: Option<String>,
+    pub(crate) keys: Option<String>,
 
     /// Proxies (addresses or networks, comma-separated) whose
     /// X-Forwarded-For names the client; every other peer is the client.
@@ -231,7 +225,7 @@ pub struct AccessArgs {
         env = "WASMHOUSE_TRUSTED_PROXIES",
         value_name = "WASMHOUSE_TRUSTED_PROXIES"
     )]
-    pub trusted_proxies: Option<String>,
+    pub(crate) trusted_proxies: Option<String>,
 
     /// Serve `/openapi.json` (every route's description) and the `/docs`
     /// page; `false` hands those paths to the routes.
@@ -242,13 +236,13 @@ pub struct AccessArgs {
         default_value_t = true,
         action = clap::ArgAction::Set
     )]
-    pub docs: bool,
+    pub(crate) docs: bool,
 }
 
 /// The admin API (deploy, list, roll back components).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Admin API")]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Bearer token that enables the admin API (off without one).
     #[arg(
         id = "admin_token",
@@ -257,7 +251,7 @@ pub struct AdminArgs {
         value_name = "WASMHOUSE_ADMIN_TOKEN",
         hide_env_values = true
     )]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 
     /// Serve the admin API on this address instead of under /admin on the
     /// main one.
@@ -267,11 +261,11 @@ pub struct AdminArgs {
         env = "WASMHOUSE_ADMIN_LISTEN",
         value_name = "WASMHOUSE_ADMIN_LISTEN"
     )]
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
 
     /// Largest component upload.
     #[arg(id = "admin_max_upload", long = "admin-max-upload", env = "WASMHOUSE_ADMIN_MAX_UPLOAD", value_name = "WASMHOUSE_ADMIN_MAX_UPLOAD", default_value = format_bytes(DEFAULT_ADMIN_MAX_UPLOAD as u64), value_parser = parse_bytes)]
-    pub max_upload: usize,
+    pub(crate) max_upload: usize,
 }
 
 impl AdminArgs {
@@ -302,7 +296,7 @@ impl AdminArgs {
 /// Where ClickHouse is.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "ClickHouse")]
-pub struct ClickHouseArgs {
+pub(crate) struct ClickHouseArgs {
     /// `http://user:password@host:port/database`; its parts win over the
     /// separate variables below.
     #[arg(
@@ -311,7 +305,7 @@ pub struct ClickHouseArgs {
         value_name = "CLICKHOUSE_URL",
         hide_env_values = true
     )]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
 
     /// Server host name or address.
     #[arg(
@@ -320,7 +314,7 @@ pub struct ClickHouseArgs {
         value_name = "CLICKHOUSE_HOST",
         default_value = wasmhouse_clickhouse::endpoint::DEFAULT_HOST
     )]
-    pub host: String,
+    pub(crate) host: String,
 
     /// Server HTTP port.
     #[arg(
@@ -329,7 +323,7 @@ pub struct ClickHouseArgs {
         value_name = "CLICKHOUSE_PORT",
         default_value_t = wasmhouse_clickhouse::endpoint::DEFAULT_HTTP_PORT
     )]
-    pub port: u16,
+    pub(crate) port: u16,
 
     /// User name.
     #[arg(
@@ -338,7 +332,7 @@ pub struct ClickHouseArgs {
         value_name = "CLICKHOUSE_USER",
         default_value = wasmhouse_clickhouse::endpoint::DEFAULT_USER
     )]
-    pub user: String,
+    pub(crate) user: String,
 
     /// Password (never shown to guests or in logs).
     #[arg(
@@ -349,7 +343,7 @@ pub struct ClickHouseArgs {
         hide_env_values = true,
         hide_default_value = true
     )]
-    pub password: String,
+    pub(crate) password: String,
 
     /// Database for unqualified table names.
     #[arg(
@@ -358,7 +352,7 @@ pub struct ClickHouseArgs {
         value_name = "CLICKHOUSE_DATABASE",
         default_value = wasmhouse_clickhouse::endpoint::DEFAULT_DATABASE
     )]
-    pub database: String,
+    pub(crate) database: String,
 
     /// Most ClickHouse queries in flight at once (pooled connections).
     #[arg(
@@ -367,40 +361,40 @@ pub struct ClickHouseArgs {
         value_name = "POOL_MGR_MAX_SIZE",
         default_value_t = DEFAULT_POOL_MAX_SIZE
     )]
-    pub pool_max_size: usize,
+    pub(crate) pool_max_size: usize,
 
     /// How long an idle pooled connection is kept; keep it below the
     /// server's keep_alive_timeout (3 s on ClickHouse 18.16).
     #[arg(long = "pool-idle-timeout", env = "CLICKHOUSE_POOL_IDLE_TIMEOUT", value_name = "CLICKHOUSE_POOL_IDLE_TIMEOUT", default_value = humantime::format_duration(DEFAULT_POOL_IDLE_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
-    pub pool_idle_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
 
     /// Budget for opening a connection to ClickHouse.
     #[arg(long = "clickhouse-connect-timeout", env = "CLICKHOUSE_CONNECT_TIMEOUT", value_name = "CLICKHOUSE_CONNECT_TIMEOUT", default_value = humantime::format_duration(DEFAULT_CONNECT_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
 
     /// With several servers: time between health checks (`/ping`, then
     /// `SELECT 1`) that take a failing replica out of rotation and put it
     /// back.
     #[arg(long = "clickhouse-health-interval", env = "CLICKHOUSE_HEALTH_INTERVAL", value_name = "CLICKHOUSE_HEALTH_INTERVAL", default_value = humantime::format_duration(DEFAULT_HEALTH_INTERVAL).to_string(), value_parser = humantime::parse_duration)]
-    pub health_interval: Duration,
+    pub(crate) health_interval: Duration,
 
     /// With several servers: take a replica whose replicated tables are
     /// more than this behind (`system.replicas.absolute_delay`) out of
     /// rotation. Unset: not checked.
     #[arg(long = "clickhouse-max-replica-delay", env = "CLICKHOUSE_MAX_REPLICA_DELAY", value_name = "CLICKHOUSE_MAX_REPLICA_DELAY", value_parser = humantime::parse_duration)]
-    pub max_replica_delay: Option<Duration>,
+    pub(crate) max_replica_delay: Option<Duration>,
 
     /// Bytes of query results the result cache may hold (used only by
     /// routes with `cache_ttl` and reads that ask); 0 turns it off.
     #[arg(long = "cache-size", env = "WASMHOUSE_CACHE_SIZE", value_name = "WASMHOUSE_CACHE_SIZE", default_value = format_bytes(DEFAULT_CACHE_BYTES), value_parser = parse_bytes)]
-    pub cache_size: usize,
+    pub(crate) cache_size: usize,
 }
 
 /// Host-wide sizing and switches (the per-route limits are
 /// [`RouteSettings`]).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Limits")]
-pub struct LimitArgs {
+pub(crate) struct LimitArgs {
     /// Most instances (requests in flight) at once.
     #[arg(
         long = "max-instances",
@@ -408,16 +402,16 @@ pub struct LimitArgs {
         value_name = "WASMHOUSE_MAX_INSTANCES",
         default_value_t = DEFAULT_MAX_INSTANCES
     )]
-    pub max_instances: u32,
+    pub(crate) max_instances: u32,
 
     /// How long a request waits for a free instance before it gets 503 with
     /// Retry-After.
     #[arg(long = "queue-timeout", env = "WASMHOUSE_QUEUE_TIMEOUT", value_name = "WASMHOUSE_QUEUE_TIMEOUT", default_value = humantime::format_duration(DEFAULT_QUEUE_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
-    pub queue_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
 
     /// Largest request body accepted (413 above it).
     #[arg(long = "max-body-size", env = "WASMHOUSE_MAX_BODY_SIZE", value_name = "WASMHOUSE_MAX_BODY_SIZE", default_value = format_bytes(DEFAULT_MAX_BODY_SIZE as u64), value_parser = parse_bytes)]
-    pub max_body_size: usize,
+    pub(crate) max_body_size: usize,
 
     /// Worker threads serving requests, each with its own event loop
     /// (default: one per CPU).
@@ -426,7 +420,7 @@ pub struct LimitArgs {
         env = "WASMHOUSE_WORKERS",
         value_name = "WASMHOUSE_WORKERS"
     )]
-    pub workers: Option<usize>,
+    pub(crate) workers: Option<usize>,
 
     /// Directory for compiled components, so restarts skip compilation
     /// ("off" to disable). Default: $XDG_CACHE_HOME/wasmhouse or
@@ -436,7 +430,7 @@ pub struct LimitArgs {
         env = "WASMHOUSE_COMPILE_CACHE",
         value_name = "WASMHOUSE_COMPILE_CACHE"
     )]
-    pub compile_cache: Option<String>,
+    pub(crate) compile_cache: Option<String>,
 
     /// Allow guests to write (ClickHouse readonly off). Read-only by default.
     #[arg(
@@ -444,43 +438,43 @@ pub struct LimitArgs {
         env = "WASMHOUSE_ALLOW_WRITES",
         value_name = "WASMHOUSE_ALLOW_WRITES"
     )]
-    pub allow_writes: bool,
+    pub(crate) allow_writes: bool,
 }
 
 /// A validated configuration for [`crate::serve`].
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// What serves which path.
-    pub routes: Vec<RouteSpec>,
+    pub(crate) routes: Vec<RouteSpec>,
     /// The manifest the routes came from, re-read on SIGHUP.
-    pub manifest: Option<PathBuf>,
+    pub(crate) manifest: Option<PathBuf>,
     /// How to reach ClickHouse.
-    pub clickhouse: ClickHouseConfig,
+    pub(crate) clickhouse: ClickHouseConfig,
     /// Limits, guard-rails and access rules for what routes leave unsaid.
-    pub route_defaults: RouteConfig,
+    pub(crate) route_defaults: RouteConfig,
     /// Pooling allocator sizing.
-    pub sizing: PoolSizing,
+    pub(crate) sizing: PoolSizing,
     /// How long a request waits for a free instance.
-    pub queue_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
     /// Largest request body accepted.
-    pub max_body_size: usize,
+    pub(crate) max_body_size: usize,
     /// How long shutdown waits for requests in flight.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// The admin API.
-    pub admin: AdminConfig,
+    pub(crate) admin: AdminConfig,
     /// Where compiled components are cached; `None` to compile every time.
-    pub compile_cache: Option<PathBuf>,
+    pub(crate) compile_cache: Option<PathBuf>,
     /// Worker threads of the `wasmhouse` binary.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Where API keys come from.
-    pub keys: KeySource,
+    pub(crate) keys: KeySource,
     /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: TrustedProxies,
+    pub(crate) trusted_proxies: TrustedProxies,
     /// Serve `/openapi.json` and `/docs`.
-    pub docs: bool,
+    pub(crate) docs: bool,
     /// The fleet's shared deployments directory; `None` when this host
     /// deploys alone.
-    pub shared_deployments: Option<SharedDeploymentsConfig>,
+    pub(crate) shared_deployments: Option<SharedDeploymentsConfig>,
 }
 
 impl ServeConfig {
@@ -507,8 +501,14 @@ impl ServeConfig {
         }
     }
 
+    /// The admin API's own address, when it has one (else it is served
+    /// under `/admin` on the main listener, if at all).
+    pub fn admin_listen(&self) -> Option<SocketAddr> {
+        self.admin.listen
+    }
+
     /// Replace the routes with those of the manifest at `path`.
-    pub fn with_manifest(mut self, path: PathBuf) -> Result<Self, manifest::ManifestError> {
+    pub(crate) fn with_manifest(mut self, path: PathBuf) -> Result<Self, manifest::ManifestError> {
         self.routes = manifest::load(&path, &self.route_defaults)?;
         self.manifest = Some(path);
         self.fit_sizing();
@@ -516,7 +516,7 @@ impl ServeConfig {
     }
 
     /// Where the routes come from, for the deployer.
-    pub fn route_source(&self) -> RouteSource {
+    pub(crate) fn route_source(&self) -> RouteSource {
         RouteSource {
             routes: self.routes.clone(),
             manifest: self.manifest.clone(),
@@ -687,7 +687,7 @@ impl ClickHouseArgs {
     /// (`http://u:p@h1:8123,http://u:p@h2:8123`; a comma inside a password
     /// is written `%2C`) or hosts (`h1,h2:8124,[::1]`, each on
     /// `CLICKHOUSE_PORT` unless it names a port).
-    pub fn into_config(self) -> Result<ClickHouseConfig, ConfigError> {
+    pub(crate) fn into_config(self) -> Result<ClickHouseConfig, ConfigError> {
         let base = Endpoint {
             scheme: Scheme::Http,
             host: String::new(),

@@ -11,7 +11,7 @@ use hyper::header::{AUTHORIZATION, HeaderValue};
 
 /// The token of an `Authorization: Bearer <token>` value, whatever the
 /// scheme's case; `None` for any other scheme.
-pub fn bearer(value: &HeaderValue) -> Option<&str> {
+pub(crate) fn bearer(value: &HeaderValue) -> Option<&str> {
     let value = value.to_str().ok()?.trim_start();
     let (scheme, token) = value.split_once([' ', '\t'])?;
     scheme
@@ -21,7 +21,7 @@ pub fn bearer(value: &HeaderValue) -> Option<&str> {
 }
 
 /// The bearer token of a request, if it sends one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers.get_all(AUTHORIZATION).iter().find_map(bearer)
 }
 
@@ -29,7 +29,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// (`Authorization` with any scheme, `Cookie`, `X-Anything`): a secret of
 /// the host never reaches a guest, however a client sends it. Returns
 /// whether one was removed.
-pub fn strip_secret(headers: &mut HeaderMap, secret: &str) -> bool {
+pub(crate) fn strip_secret(headers: &mut HeaderMap, secret: &str) -> bool {
     if secret.is_empty() {
         return false;
     }

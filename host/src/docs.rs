@@ -6,15 +6,12 @@ use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 
 use crate::respond::{self, ResponseBody};
 
-/// Where the page is served.
-pub const DOCS_PATH: &str = "/docs";
-
 const PAGE: &str = include_str!("docs/index.html");
 const SCRIPT: &str = include_str!("docs/docs.js");
 const STYLE: &str = include_str!("docs/docs.css");
 
 /// The page itself or one of its assets, for a path under `/docs`.
-pub fn asset(path: &str) -> Option<hyper::Response<ResponseBody>> {
+pub(crate) fn asset(path: &str) -> Option<hyper::Response<ResponseBody>> {
     let (body, content_type) = match path {
         "/docs" | "/docs/" => (PAGE, "text/html; charset=utf-8"),
         "/docs/docs.js" => (SCRIPT, "text/javascript; charset=utf-8"),

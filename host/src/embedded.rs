@@ -7,5 +7,5 @@ pub static BUILTIN_COMPONENT: &[u8] =
 
 /// The adapter: `wasmhouse:clickhouse/query` over outgoing `wasi:http`
 /// (`adapter/`), plugged into route components by `wasmhouse compose`.
-pub static ADAPTER_COMPONENT: &[u8] =
+pub(crate) static ADAPTER_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/wasmhouse_adapter.wasm"));

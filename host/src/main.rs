@@ -129,13 +129,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the control runtime")?
-        .block_on(wasmhouse::server::serve_until_signalled(listener, config))
+        .block_on(wasmhouse::serve_until_signalled(listener, config))
 }
 
 fn compose(args: &ComposeArgs) -> anyhow::Result<()> {
     let guest = match &args.guest {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        None => wasmhouse::embedded::BUILTIN_COMPONENT.to_vec(),
+        None => wasmhouse::BUILTIN_COMPONENT.to_vec(),
     };
     let composed = wasmhouse::compose::compose(&guest)?;
     std::fs::write(&args.output, &composed)

@@ -48,7 +48,7 @@ use crate::runtime::InstanceLimits;
 
 /// Why a manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     /// The file could not be read.
     #[error("reading {path}: {source}")]
     Read {
@@ -77,7 +77,7 @@ pub enum ManifestError {
 
 /// Where a route's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ComponentSource {
+pub(crate) enum ComponentSource {
     /// The seed's routes, built into the binary.
     Builtin,
     /// A component file.
@@ -96,37 +96,37 @@ impl ComponentSource {
 
 /// One route, resolved and validated.
 #[derive(Debug, Clone)]
-pub struct RouteSpec {
+pub(crate) struct RouteSpec {
     /// Its name (unique).
-    pub name: String,
+    pub(crate) name: String,
     /// The path prefix it serves.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Its component.
-    pub source: ComponentSource,
+    pub(crate) source: ComponentSource,
     /// Per-request limits.
-    pub limits: InstanceLimits,
+    pub(crate) limits: InstanceLimits,
     /// Guard-rails for its queries.
-    pub policy: QueryPolicy,
+    pub(crate) policy: QueryPolicy,
     /// API key and rate limits.
-    pub access: AccessRules,
+    pub(crate) access: AccessRules,
 }
 
 /// Where the routes come from, and how to read them again (SIGHUP, the
 /// admin API's reload).
 #[derive(Debug, Clone)]
-pub struct RouteSource {
+pub(crate) struct RouteSource {
     /// The routes at start.
-    pub routes: Vec<RouteSpec>,
+    pub(crate) routes: Vec<RouteSpec>,
     /// The manifest they came from; without one a reload keeps `routes`
     /// (and reads their component files again).
-    pub manifest: Option<PathBuf>,
+    pub(crate) manifest: Option<PathBuf>,
     /// What the manifest leaves unsaid (from flags and environment).
-    pub base: RouteConfig,
+    pub(crate) base: RouteConfig,
 }
 
 impl RouteSource {
     /// The routes as they are now: the manifest read again, or the same routes.
-    pub fn reload(&self) -> Result<Vec<RouteSpec>, ManifestError> {
+    pub(crate) fn reload(&self) -> Result<Vec<RouteSpec>, ManifestError> {
         match &self.manifest {
             Some(path) => load(path, &self.base),
             None => Ok(self.routes.clone()),
@@ -156,7 +156,7 @@ struct RouteEntry {
 /// Read the manifest at `path`: a `wasmhouse.toml`, or a `spin.toml` (its
 /// HTTP triggers and component sources), told apart by the file's content.
 /// `base` (from flags and environment) applies where it is silent.
-pub fn load(path: &Path, base: &RouteConfig) -> Result<Vec<RouteSpec>, ManifestError> {
+pub(crate) fn load(path: &Path, base: &RouteConfig) -> Result<Vec<RouteSpec>, ManifestError> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: display.clone(),
@@ -168,7 +168,7 @@ pub fn load(path: &Path, base: &RouteConfig) -> Result<Vec<RouteSpec>, ManifestE
 
 /// Parse manifest text; relative component paths resolve against `dir`,
 /// and `base` applies where the manifest is silent.
-pub fn parse(
+pub(crate) fn parse(
     text: &str,
     display: &str,
     dir: &Path,
@@ -251,7 +251,7 @@ pub fn parse(
 }
 
 /// `/api/` → `/api`, `api` → `/api`, `` → `/`.
-pub fn normalise_prefix(prefix: &str) -> String {
+pub(crate) fn normalise_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim().trim_end_matches('/');
     if trimmed.is_empty() {
         "/".to_owned()

@@ -20,11 +20,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use wasmhouse_clickhouse::ClickHouseMetrics;
 
 /// The content type of the text exposition format.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A response's status class (`1xx` … `5xx`).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum StatusClass {
+pub(crate) enum StatusClass {
     /// 1xx.
     Informational,
     /// 2xx.
@@ -76,7 +76,7 @@ impl StatusClass {
     non_camel_case_types,
     reason = "label values are Prometheus' snake case"
 )]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     /// It trapped (a panic, an `unreachable`, a bad access, a full table).
     trap,
     /// It ran past its budget.
@@ -105,7 +105,7 @@ impl FaultKind {
     non_camel_case_types,
     reason = "label values are Prometheus' snake case"
 )]
-pub enum DenialKind {
+pub(crate) enum DenialKind {
     /// No API key, or an unknown one (401).
     unauthorized,
     /// A key not allowed on the route (403).
@@ -156,7 +156,7 @@ struct DeployLabels {
 }
 
 /// Every metric the host exposes.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
@@ -179,7 +179,7 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// A registry with the host's metrics and `clickhouse`'s.
-    pub fn new(clickhouse: &ClickHouseMetrics) -> Self {
+    pub(crate) fn new(clickhouse: &ClickHouseMetrics) -> Self {
         let mut registry = Registry::with_prefix("wasmhouse");
         let metrics = Self {
             requests: Family::default(),
@@ -264,7 +264,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut text = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -272,7 +272,7 @@ impl Metrics {
     }
 
     /// The series of one route's deployment, resolved once.
-    pub fn route(&self, route: &str, version: u64) -> Arc<RouteMetrics> {
+    pub(crate) fn route(&self, route: &str, version: u64) -> Arc<RouteMetrics> {
         let version = version.to_string();
         Arc::new(RouteMetrics {
             requests: StatusClass::ALL.map(|status| {
@@ -311,7 +311,7 @@ impl Metrics {
     }
 
     /// Requests that matched no route.
-    pub fn unrouted(&self, status: u16) {
+    pub(crate) fn unrouted(&self, status: u16) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: String::new(),
@@ -322,7 +322,7 @@ impl Metrics {
     }
 
     /// Forget a deployment's series (it left the rollback history).
-    pub fn forget(&self, route: &str, version: u64) {
+    pub(crate) fn forget(&self, route: &str, version: u64) {
         let version = version.to_string();
         for status in StatusClass::ALL {
             self.requests.remove(&RequestLabels {
@@ -335,7 +335,7 @@ impl Metrics {
 
     /// Route `route` now serves `version` with content hash `sha256`,
     /// replacing `previous` (version, hash), from `origin`.
-    pub fn deployed(
+    pub(crate) fn deployed(
         &self,
         route: &str,
         version: u64,
@@ -366,7 +366,7 @@ impl Metrics {
     }
 
     /// A component for `route` was refused.
-    pub fn rejected(&self, route: &str) {
+    pub(crate) fn rejected(&self, route: &str) {
         self.rejected
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
@@ -375,7 +375,7 @@ impl Metrics {
     }
 
     /// A request starts waiting for an instance slot (none was free).
-    pub fn queued(&self) -> QueueWait {
+    pub(crate) fn queued(&self) -> QueueWait {
         self.queue_length.inc();
         QueueWait {
             started: std::time::Instant::now(),
@@ -385,12 +385,12 @@ impl Metrics {
     }
 
     /// No slot came free in time.
-    pub fn shed(&self) {
+    pub(crate) fn shed(&self) {
         self.shed.inc();
     }
 
     /// Hold `permit` as an instance slot, counted in `instances_in_flight`.
-    pub fn slot(&self, permit: OwnedSemaphorePermit) -> InstanceSlot {
+    pub(crate) fn slot(&self, permit: OwnedSemaphorePermit) -> InstanceSlot {
         self.in_flight.inc();
         InstanceSlot {
             _permit: permit,
@@ -401,7 +401,7 @@ impl Metrics {
 
 /// The series of one route's deployment.
 #[derive(Debug)]
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     requests: [Counter; 5],
     duration: Histogram,
     faults: [Counter; 5],
@@ -411,29 +411,29 @@ pub struct RouteMetrics {
 
 impl RouteMetrics {
     /// A response with `status` went out after `seconds`.
-    pub fn answered(&self, status: u16, seconds: f64) {
+    pub(crate) fn answered(&self, status: u16, seconds: f64) {
         self.requests[StatusClass::of(status) as usize].inc();
         self.duration.observe(seconds);
     }
 
     /// The guest failed.
-    pub fn fault(&self, kind: FaultKind) {
+    pub(crate) fn fault(&self, kind: FaultKind) {
         self.faults[kind as usize].inc();
     }
 
     /// A request was turned away by the route's access rules.
-    pub fn denied(&self, kind: DenialKind) {
+    pub(crate) fn denied(&self, kind: DenialKind) {
         self.denials[kind as usize].inc();
     }
 
     /// An instance took `seconds` to create.
-    pub fn instantiated(&self, seconds: f64) {
+    pub(crate) fn instantiated(&self, seconds: f64) {
         self.instantiation.observe(seconds);
     }
 }
 
 /// A request waiting for a slot; the wait is recorded when this is dropped.
-pub struct QueueWait {
+pub(crate) struct QueueWait {
     started: std::time::Instant,
     length: Gauge,
     wait: Histogram,
@@ -447,7 +447,7 @@ impl Drop for QueueWait {
 }
 
 /// An instance slot, held until the guest is done (after its body).
-pub struct InstanceSlot {
+pub(crate) struct InstanceSlot {
     _permit: OwnedSemaphorePermit,
     in_flight: Gauge,
 }
@@ -459,10 +459,10 @@ impl Drop for InstanceSlot {
 }
 
 /// Where the metrics are served.
-pub const METRICS_PATH: &str = "/metrics";
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// `GET /metrics`: the registry in Prometheus' text format.
-pub fn metrics_response(metrics: &Metrics) -> hyper::Response<crate::respond::ResponseBody> {
+pub(crate) fn metrics_response(metrics: &Metrics) -> hyper::Response<crate::respond::ResponseBody> {
     let mut response = hyper::Response::new(crate::respond::full(metrics.encode()));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

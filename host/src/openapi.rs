@@ -11,11 +11,11 @@ use serde_json::{Map, Value, json};
 use crate::access::AccessRules;
 
 /// Where a component describes its routes, below its prefix.
-pub const COMPONENT_DOC_PATH: &str = "/.well-known/openapi.json";
+pub(crate) const COMPONENT_DOC_PATH: &str = "/.well-known/openapi.json";
 /// Where the host serves the merged document.
-pub const OPENAPI_PATH: &str = "/openapi.json";
+pub(crate) const OPENAPI_PATH: &str = "/openapi.json";
 /// Largest component document the host reads.
-pub const MAX_COMPONENT_DOC: usize = 1 << 20;
+pub(crate) const MAX_COMPONENT_DOC: usize = 1 << 20;
 
 /// HTTP methods an OpenAPI path item may hold.
 const METHODS: [&str; 8] = [
@@ -23,23 +23,23 @@ const METHODS: [&str; 8] = [
 ];
 
 /// One route as the document shows it.
-pub struct RouteDoc<'a> {
+pub(crate) struct RouteDoc<'a> {
     /// The route's name (its tag when the component gives none).
-    pub name: &'a str,
+    pub(crate) name: &'a str,
     /// Its path prefix (`/`, `/reports`).
-    pub prefix: &'a str,
+    pub(crate) prefix: &'a str,
     /// The live deployment's version and content hash.
-    pub version: u64,
+    pub(crate) version: u64,
     /// The content hash of the live component.
-    pub sha256: &'a str,
+    pub(crate) sha256: &'a str,
     /// Who may call it.
-    pub access: &'a AccessRules,
+    pub(crate) access: &'a AccessRules,
     /// What the component said about itself, if anything.
-    pub described: Option<&'a Value>,
+    pub(crate) described: Option<&'a Value>,
 }
 
 /// Whether `doc` looks like an OpenAPI 3 document worth merging.
-pub fn is_openapi3(doc: &Value) -> bool {
+pub(crate) fn is_openapi3(doc: &Value) -> bool {
     doc.get("openapi")
         .and_then(Value::as_str)
         .is_some_and(|version| version.starts_with("3."))
@@ -47,7 +47,7 @@ pub fn is_openapi3(doc: &Value) -> bool {
 }
 
 /// The OpenAPI 3 document for `routes`, with the host's own answers.
-pub fn merge(routes: &[RouteDoc<'_>]) -> Value {
+pub(crate) fn merge(routes: &[RouteDoc<'_>]) -> Value {
     let mut paths = Map::new();
     let mut components: Map<String, Value> = host_components();
     let mut tags: Vec<Value> = Vec::new();

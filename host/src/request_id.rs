@@ -9,12 +9,12 @@ use hyper::header::{HeaderName, HeaderValue};
 use crate::respond::ResponseBody;
 
 /// The header requests and responses carry their id in.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The incoming `X-Request-Id`, when it is one wasmhouse can pass on (to the
 /// guest, to ClickHouse's query log, to logs): 1 to 64 letters, digits,
 /// `.`, `_` or `-`.
-pub fn request_id(headers: &hyper::HeaderMap) -> Option<String> {
+pub(crate) fn request_id(headers: &hyper::HeaderMap) -> Option<String> {
     let value = headers.get(REQUEST_ID)?.to_str().ok()?;
     let well_formed = (1..=64).contains(&value.len())
         && value
@@ -24,22 +24,21 @@ pub fn request_id(headers: &hyper::HeaderMap) -> Option<String> {
 }
 
 /// Put `request_id` on `response`.
-pub fn set_request_id(response: &mut hyper::Response<ResponseBody>, request_id: &str) {
+pub(crate) fn set_request_id(response: &mut hyper::Response<ResponseBody>, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
 }
 
 /// Short unique ids for requests: a random per-process prefix and a counter.
-pub struct RequestIds {
+pub(crate) struct RequestIds {
     prefix: u32,
     next: AtomicU64,
 }
 
 impl RequestIds {
     /// Ids with a fresh random prefix.
-    #[expect(clippy::new_without_default, reason = "each call draws a new prefix")]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             prefix: uuid::Uuid::new_v4().as_u128() as u32,
             next: AtomicU64::new(1),
@@ -47,7 +46,7 @@ impl RequestIds {
     }
 
     /// The next id.
-    pub fn next(&self) -> String {
+    pub(crate) fn next(&self) -> String {
         format!(
             "{:08x}-{:x}",
             self.prefix,

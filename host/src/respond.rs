@@ -6,12 +6,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
 /// The body type of every response the server sends.
-pub type ResponseBody = UnsyncBoxBody<Bytes, BodyError>;
+pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BodyError>;
 
 /// Why a response body stopped early.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct BodyError(Box<dyn std::error::Error + Send + Sync>);
+pub(crate) struct BodyError(Box<dyn std::error::Error + Send + Sync>);
 
 impl From<wasmtime_wasi_http::Error> for BodyError {
     fn from(err: wasmtime_wasi_http::Error) -> Self {
@@ -26,14 +26,14 @@ impl From<std::convert::Infallible> for BodyError {
 }
 
 /// A complete body from bytes.
-pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into())
         .map_err(BodyError::from)
         .boxed_unsync()
 }
 
 /// A JSON response.
-pub fn json(status: u16, value: &serde_json::Value) -> hyper::Response<ResponseBody> {
+pub(crate) fn json(status: u16, value: &serde_json::Value) -> hyper::Response<ResponseBody> {
     let mut response = hyper::Response::new(full(value.to_string()));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
@@ -44,7 +44,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> hyper::Response<ResponseB
 }
 
 /// A JSON error: `{"error": message, "kind": kind, "request_id": id}`.
-pub fn error(
+pub(crate) fn error(
     status: u16,
     kind: &str,
     message: &str,
@@ -57,7 +57,7 @@ pub fn error(
 }
 
 /// 503 with `Retry-After`: every instance slot is busy.
-pub fn overloaded(request_id: &str) -> hyper::Response<ResponseBody> {
+pub(crate) fn overloaded(request_id: &str) -> hyper::Response<ResponseBody> {
     let mut response = error(
         503,
         "overloaded",
@@ -72,7 +72,10 @@ pub fn overloaded(request_id: &str) -> hyper::Response<ResponseBody> {
 
 /// The answer to a request a route's access rules turned away: 401 with
 /// `WWW-Authenticate`, 403, or 429 with `Retry-After` and `RateLimit-*`.
-pub fn denied(denied: &crate::access::Denied, request_id: &str) -> hyper::Response<ResponseBody> {
+pub(crate) fn denied(
+    denied: &crate::access::Denied,
+    request_id: &str,
+) -> hyper::Response<ResponseBody> {
     use crate::access::Denied;
     match *denied {
         Denied::Unauthorized => {
@@ -118,7 +121,12 @@ pub fn denied(denied: &crate::access::Denied, request_id: &str) -> hyper::Respon
 /// The `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
 /// headers (the IETF draft's names): `limit` requests per window,
 /// `remaining` left, a full bucket again within `reset` seconds.
-pub fn rate_limit_headers(headers: &mut hyper::HeaderMap, limit: u32, remaining: u32, reset: u64) {
+pub(crate) fn rate_limit_headers(
+    headers: &mut hyper::HeaderMap,
+    limit: u32,
+    remaining: u32,
+    reset: u64,
+) {
     headers.insert("ratelimit-limit", HeaderValue::from(limit));
     headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(reset));
@@ -126,7 +134,7 @@ pub fn rate_limit_headers(headers: &mut hyper::HeaderMap, limit: u32, remaining:
 
 /// At most `max` bytes of `text` (never cutting a character), with `…` when
 /// cut: request text echoed in an error stays short.
-pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub(crate) fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if text.len() <= max {
         return text.into();
     }

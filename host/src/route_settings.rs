@@ -21,23 +21,23 @@ use crate::units::parse_bytes;
 
 /// Everything a route is served with, resolved.
 #[derive(Debug, Clone, Default)]
-pub struct RouteConfig {
+pub(crate) struct RouteConfig {
     /// Per-request limits of its instances.
-    pub limits: InstanceLimits,
+    pub(crate) limits: InstanceLimits,
     /// Guard-rails of its queries.
-    pub policy: QueryPolicy,
+    pub(crate) policy: QueryPolicy,
     /// Its API key and rate limits.
-    pub access: AccessRules,
+    pub(crate) access: AccessRules,
 }
 
 /// A setting whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{setting}: {message}")]
-pub struct SettingError {
+pub(crate) struct SettingError {
     /// The setting, named where its layer came from.
-    pub setting: String,
+    pub(crate) setting: String,
     /// What is wrong with its value.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// One layer of a route's settings, every value optional: a flag or
@@ -45,7 +45,7 @@ pub struct SettingError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 #[command(next_help_heading = "Limits of every route (a manifest may set them per route)")]
-pub struct RouteSettings {
+pub(crate) struct RouteSettings {
     /// Wall-clock budget of one request, ClickHouse time included [default: 30s].
     #[arg(
         long = "request-timeout",
@@ -53,7 +53,7 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_REQUEST_TIMEOUT"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
 
     /// Largest linear memory one instance may use [default: 64MiB].
     #[arg(
@@ -62,13 +62,13 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MEMORY_LIMIT"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
+    pub(crate) memory: Option<String>,
 
     /// `true` (reads only, ClickHouse readonly = 1), `"relaxed"` (readonly
     /// = 2) or `false` (writes); the flag is `--allow-writes`.
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub readonly: Option<ReadOnlySetting>,
+    pub(crate) readonly: Option<ReadOnlySetting>,
 
     /// Most rows one query may return (0: no limit) [default: 0].
     #[arg(
@@ -77,12 +77,12 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MAX_RESULT_ROWS"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_result_rows: Option<u64>,
+    pub(crate) max_result_rows: Option<u64>,
 
     /// Most bytes one query may return (0: no limit).
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_result_bytes: Option<String>,
+    pub(crate) max_result_bytes: Option<String>,
 
     /// Upper bound on one query's run time (0s: the request's budget only)
     /// [default: 0s].
@@ -92,7 +92,7 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MAX_EXECUTION_TIME"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_execution_time: Option<String>,
+    pub(crate) max_execution_time: Option<String>,
 
     /// Most memory one guest query may use on the ClickHouse server
     /// [default: 1GiB].
@@ -102,7 +102,7 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MAX_MEMORY_USAGE"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_memory_usage: Option<String>,
+    pub(crate) max_memory_usage: Option<String>,
 
     /// Most memory the open queries of one request may hold on the server
     /// together [default: twice max-memory-usage].
@@ -112,7 +112,7 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MAX_REQUEST_MEMORY_USAGE"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_request_memory_usage: Option<String>,
+    pub(crate) max_request_memory_usage: Option<String>,
 
     /// Most threads one guest query may use on the ClickHouse server
     /// [default: 4].
@@ -122,7 +122,7 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MAX_THREADS"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_threads: Option<u64>,
+    pub(crate) max_threads: Option<u64>,
 
     /// Most rows one guest query may read [default: 1000000000].
     #[arg(
@@ -131,7 +131,7 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MAX_ROWS_TO_READ"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_rows_to_read: Option<u64>,
+    pub(crate) max_rows_to_read: Option<u64>,
 
     /// Most bytes one guest query may read [default: 100GiB].
     #[arg(
@@ -140,54 +140,54 @@ pub struct RouteSettings {
         value_name = "WASMHOUSE_MAX_BYTES_TO_READ"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_bytes_to_read: Option<String>,
+    pub(crate) max_bytes_to_read: Option<String>,
 
     /// Settings of the `route` class its guests may set (patterns).
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_settings: Option<Vec<String>>,
+    pub(crate) allowed_settings: Option<Vec<String>>,
 
     /// Functions, table functions and engines the catalogue denies or does
     /// not know that its guests may use anyway.
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_functions: Option<Vec<String>>,
+    pub(crate) allowed_functions: Option<Vec<String>>,
 
     /// Callers need an API key.
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<bool>,
+    pub(crate) api_key: Option<bool>,
 
     /// A token bucket per API key (`100/s`).
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit_per_key: Option<String>,
+    pub(crate) rate_limit_per_key: Option<String>,
 
     /// A token bucket per client address.
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit_per_client: Option<String>,
+    pub(crate) rate_limit_per_client: Option<String>,
 
     /// The buckets' size; the rate's count by default.
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit_burst: Option<u32>,
+    pub(crate) rate_limit_burst: Option<u32>,
 
     /// Serve every read from the result cache for this long.
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache_ttl: Option<String>,
+    pub(crate) cache_ttl: Option<String>,
 
     /// Then serve it stale for this long while one refresh runs.
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache_stale: Option<String>,
+    pub(crate) cache_stale: Option<String>,
 }
 
 /// `readonly = true | false | "relaxed"` (also `"strict"` and `"off"`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum ReadOnlySetting {
+pub(crate) enum ReadOnlySetting {
     /// `true` (strict) or `false` (off).
     Flag(bool),
     /// A named level.
@@ -197,7 +197,7 @@ pub enum ReadOnlySetting {
 /// A named read-only level.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ReadOnlyLevel {
+pub(crate) enum ReadOnlyLevel {
     /// ClickHouse readonly = 1.
     Strict,
     /// ClickHouse readonly = 2.
@@ -222,7 +222,7 @@ impl From<ReadOnlySetting> for ReadOnly {
 
 impl RouteSettings {
     /// `self`, with `lower`'s values where `self` is silent.
-    pub fn over(&self, lower: &RouteSettings) -> RouteSettings {
+    pub(crate) fn over(&self, lower: &RouteSettings) -> RouteSettings {
         // Every field is optional and serialised only when set, so merging
         // the two tables merges the layers, whatever fields there are.
         let table = |settings: &RouteSettings| match toml::Value::try_from(settings) {
@@ -239,7 +239,7 @@ impl RouteSettings {
     /// `base` with this layer's values applied, each checked. `key` names a
     /// setting where this layer came from (`WASMHOUSE_MAX_THREADS`,
     /// `route "reports": max_threads`), for the error message.
-    pub fn apply(
+    pub(crate) fn apply(
         &self,
         base: &RouteConfig,
         key: &dyn Fn(&str) -> String,

@@ -139,7 +139,7 @@ impl Server {
     }
 
     /// The request dispatcher (and through it, the deployer).
-    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+    pub(crate) fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
     }
 

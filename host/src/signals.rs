@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::deploy::Deployer;
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown() {
+pub(crate) async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -30,7 +30,7 @@ pub async fn shutdown() {
 }
 
 /// Reload `deployer`'s routes on every SIGHUP, for as long as it lives.
-pub async fn reload_on_sighup(deployer: Arc<Deployer>) {
+pub(crate) async fn reload_on_sighup(deployer: Arc<Deployer>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

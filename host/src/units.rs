@@ -2,7 +2,7 @@
 //! written the same way by flags, the manifest and the help text.
 
 /// Parse a byte size such as `64MiB`, `512 KiB` or `1048576`.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
     let size: bytesize::ByteSize = text
         .trim()
         .parse()
@@ -11,7 +11,7 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 /// `bytes` in the largest binary unit that divides it: `1GiB`, `64MiB`, `1000`.
-pub fn format_bytes(bytes: u64) -> String {
+pub(crate) fn format_bytes(bytes: u64) -> String {
     for (unit, size) in [
         ("TiB", 1u64 << 40),
         ("GiB", 1 << 30),

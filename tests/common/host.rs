@@ -130,8 +130,7 @@ impl HostBuilder {
         let addr = listener.local_addr().expect("local address");
         let config = cli.serve.into_config().expect("a valid configuration");
         let admin = config
-            .admin
-            .listen
+            .admin_listen()
             .map(|addr| std::net::TcpListener::bind(addr).expect("binding the admin port"));
         let admin_addr = admin
             .as_ref()

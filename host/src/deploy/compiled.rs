@@ -16,10 +16,10 @@ use crate::runtime::component::hex_sha256;
 use crate::runtime::{ComponentError, RouteComponent, Runtime};
 
 /// Most compiled components kept.
-pub const MAX_CACHED_COMPONENTS: usize = 64;
+pub(crate) const MAX_CACHED_COMPONENTS: usize = 64;
 
 /// Compiled components by the SHA-256 of their bytes.
-pub struct CompiledComponents {
+pub(crate) struct CompiledComponents {
     compiled: Mutex<LruCache<String, Arc<RouteComponent>>>,
 }
 
@@ -31,7 +31,7 @@ impl Default for CompiledComponents {
 
 impl CompiledComponents {
     /// A cache of at most `capacity` components (at least one).
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
             compiled: Mutex::new(LruCache::new(capacity)),
@@ -40,7 +40,7 @@ impl CompiledComponents {
 
     /// The compiled component for `bytes`, compiling it on first sight.
     /// Slow when it compiles: keep it off the request path.
-    pub fn compile(
+    pub(crate) fn compile(
         &self,
         runtime: &Runtime,
         bytes: &[u8],
@@ -55,7 +55,7 @@ impl CompiledComponents {
     }
 
     /// [`Self::compile`] for a file.
-    pub fn compile_file(
+    pub(crate) fn compile_file(
         &self,
         runtime: &Runtime,
         path: &Path,
@@ -65,16 +65,6 @@ impl CompiledComponents {
             source,
         })?;
         self.compile(runtime, &bytes)
-    }
-
-    /// How many compiled components are kept now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Arc<RouteComponent>>> {

@@ -13,10 +13,10 @@
 //! knows about the others: the watcher follows the table through
 //! [`Deployer::subscribe`].
 
-pub mod compiled;
-pub mod routes;
-pub mod shared;
-pub mod watch;
+pub(crate) mod compiled;
+pub(crate) mod routes;
+pub(crate) mod shared;
+pub(crate) mod watch;
 
 use std::sync::{Arc, OnceLock};
 
@@ -33,7 +33,7 @@ use routes::{Deployment, Route, RouteTable};
 /// Why a deployment, rollback or reload did not happen. The routes in force
 /// are unchanged in every case.
 #[derive(Debug, thiserror::Error)]
-pub enum DeployError {
+pub(crate) enum DeployError {
     /// No route has that name.
     #[error("no route is named {0:?}")]
     NoSuchRoute(String),
@@ -60,7 +60,7 @@ pub enum DeployError {
 }
 
 /// The routes in force and everything that changes them.
-pub struct Deployer {
+pub(crate) struct Deployer {
     runtime: Runtime,
     metrics: Arc<Metrics>,
     compiled: CompiledComponents,
@@ -75,7 +75,7 @@ pub struct Deployer {
 impl Deployer {
     /// Compile the routes of `source` (slow: call it off the async threads)
     /// and put them in force.
-    pub fn new(
+    pub(crate) fn new(
         runtime: Runtime,
         source: RouteSource,
         metrics: Arc<Metrics>,
@@ -96,28 +96,28 @@ impl Deployer {
     }
 
     /// The route table in force now.
-    pub fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+    pub(crate) fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
         self.routes.load()
     }
 
     /// A receiver that changes whenever a new route table is in force.
-    pub fn subscribe(&self) -> notify::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> notify::Receiver<u64> {
         self.changes.subscribe()
     }
 
     /// What the host counts.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
     /// The Wasmtime runtime components are compiled for.
-    pub fn runtime(&self) -> &Runtime {
+    pub(crate) fn runtime(&self) -> &Runtime {
         &self.runtime
     }
 
     /// Compile `bytes` (off the async threads) and make them the live
     /// component of route `name`. An invalid component changes nothing.
-    pub async fn deploy(
+    pub(crate) async fn deploy(
         self: &Arc<Self>,
         name: &str,
         bytes: Vec<u8>,
@@ -132,7 +132,7 @@ impl Deployer {
     /// Like [`Deployer::deploy`], for a route of a table that may have been
     /// replaced meanwhile (by a reload): `Ok(None)`, and nothing deployed,
     /// when `route` is no longer in force.
-    pub async fn deploy_if_live(
+    pub(crate) async fn deploy_if_live(
         self: &Arc<Self>,
         route: &Arc<Route>,
         bytes: Vec<u8>,
@@ -204,7 +204,7 @@ impl Deployer {
     }
 
     /// Put route `name`'s previous component back.
-    pub fn rollback(&self, name: &str) -> Result<Arc<Deployment>, DeployError> {
+    pub(crate) fn rollback(&self, name: &str) -> Result<Arc<Deployment>, DeployError> {
         let route = self.route(name)?;
         let previous = route.current();
         let deployment = route
@@ -231,7 +231,7 @@ impl Deployer {
     /// [`shared`]): its bytes (`bytes` when given, else what the directory
     /// or the route's source holds), then the route's pointer. `None` when
     /// deployments are not shared. The local deployment stands either way.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         name: &str,
         deployment: &Deployment,
@@ -253,7 +253,7 @@ impl Deployer {
 
     /// Re-read the manifest (or the component file without one), compile
     /// what changed, and swap the whole route table in one step.
-    pub async fn reload(self: &Arc<Self>) -> Result<usize, DeployError> {
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<usize, DeployError> {
         let specs = self.source.reload()?;
         let deployer = self.clone();
         let table = tokio::task::spawn_blocking(move || deployer.build_routes(&specs))

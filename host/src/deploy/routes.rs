@@ -16,24 +16,24 @@ use crate::runtime::{InstanceLimits, RouteComponent};
 const HISTORY: usize = 16;
 
 /// One component as deployed on a route.
-pub struct Deployment {
+pub(crate) struct Deployment {
     /// The compiled component.
-    pub component: Arc<RouteComponent>,
+    pub(crate) component: Arc<RouteComponent>,
     /// 1 for the first deployment on the route, then one more per deploy.
-    pub version: u64,
+    pub(crate) version: u64,
     /// When it went live.
-    pub deployed_at: SystemTime,
+    pub(crate) deployed_at: SystemTime,
     /// Where it came from: `builtin`, `file`, `upload`.
-    pub origin: &'static str,
+    pub(crate) origin: &'static str,
     /// Its requests' series (labelled with this version).
-    pub metrics: Arc<RouteMetrics>,
+    pub(crate) metrics: Arc<RouteMetrics>,
     /// The OpenAPI document the component gave, asked for once on first
     /// use (`None` when it describes nothing).
-    pub api_description: tokio::sync::OnceCell<Option<Arc<serde_json::Value>>>,
+    pub(crate) api_description: tokio::sync::OnceCell<Option<Arc<serde_json::Value>>>,
 }
 
 /// A path prefix served by one component, swappable while requests run.
-pub struct Route {
+pub(crate) struct Route {
     name: String,
     prefix: String,
     /// The prefix as a header value, made once rather than per request.
@@ -51,7 +51,11 @@ pub struct Route {
 impl Route {
     /// The route `spec` describes, served by `component` (compiled from
     /// `spec.source`).
-    pub fn new(spec: &RouteSpec, component: Arc<RouteComponent>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        spec: &RouteSpec,
+        component: Arc<RouteComponent>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let origin = match spec.source {
             ComponentSource::Builtin => "builtin",
             ComponentSource::File(_) => "file",
@@ -84,59 +88,59 @@ impl Route {
 
     /// The path prefix, always starting with `/` and without a trailing one
     /// (except the root route `/`).
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// [`Route::prefix`] as a header value.
-    pub fn prefix_header(&self) -> &hyper::header::HeaderValue {
+    pub(crate) fn prefix_header(&self) -> &hyper::header::HeaderValue {
         &self.prefix_header
     }
 
     /// The route's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Limits of the route's instances.
-    pub fn limits(&self) -> InstanceLimits {
+    pub(crate) fn limits(&self) -> InstanceLimits {
         self.limits
     }
 
     /// Guard-rails of the route's queries.
-    pub fn policy(&self) -> &Arc<QueryPolicy> {
+    pub(crate) fn policy(&self) -> &Arc<QueryPolicy> {
         &self.policy
     }
 
     /// Who may call the route, and how often.
-    pub fn access(&self) -> &RouteAccess {
+    pub(crate) fn access(&self) -> &RouteAccess {
         &self.access
     }
 
     /// The path below this route's prefix, starting with `/` (Spin's
     /// `spin-path-info`).
-    pub fn path_info<'a>(&self, path: &'a str) -> &'a str {
+    pub(crate) fn path_info<'a>(&self, path: &'a str) -> &'a str {
         path_below(&self.prefix, path)
     }
 
     /// Where the route's component is loaded from.
-    pub fn source(&self) -> &ComponentSource {
+    pub(crate) fn source(&self) -> &ComponentSource {
         &self.source
     }
 
     /// The component serving this route now. Requests hold on to the one
     /// they started with, so a swap never disturbs them.
-    pub fn component(&self) -> Arc<RouteComponent> {
+    pub(crate) fn component(&self) -> Arc<RouteComponent> {
         self.current.load().component.clone()
     }
 
     /// The live deployment.
-    pub fn current(&self) -> Arc<Deployment> {
+    pub(crate) fn current(&self) -> Arc<Deployment> {
         self.current.load_full()
     }
 
     /// Earlier deployments, newest first.
-    pub fn history(&self) -> Vec<Arc<Deployment>> {
+    pub(crate) fn history(&self) -> Vec<Arc<Deployment>> {
         let mut history = self.lock_history().clone();
         history.reverse();
         history
@@ -145,7 +149,11 @@ impl Route {
     /// Serve new requests with `component` in one atomic step; the one it
     /// replaces is kept for [`Route::rollback`]. Deploying the component
     /// already live changes nothing.
-    pub fn deploy(&self, component: Arc<RouteComponent>, origin: &'static str) -> Arc<Deployment> {
+    pub(crate) fn deploy(
+        &self,
+        component: Arc<RouteComponent>,
+        origin: &'static str,
+    ) -> Arc<Deployment> {
         let mut history = self.lock_history();
         let live = self.current.load_full();
         if live.component.sha256() == component.sha256() {
@@ -167,7 +175,7 @@ impl Route {
     }
 
     /// Put the previous deployment back; `None` when there is none.
-    pub fn rollback(&self) -> Option<Arc<Deployment>> {
+    pub(crate) fn rollback(&self) -> Option<Arc<Deployment>> {
         let mut history = self.lock_history();
         let previous = history.pop()?;
         self.current.store(previous.clone());
@@ -177,7 +185,7 @@ impl Route {
     /// Carry `old`'s deployments over to this route (same name, after a
     /// manifest reload): if the component is unchanged, the live deployment
     /// and its version stay; otherwise this one becomes the next version.
-    pub fn inherit(&self, old: &Route) {
+    pub(crate) fn inherit(&self, old: &Route) {
         let old_current = old.current();
         let mut history = self.lock_history();
         *history = old.lock_history().clone();
@@ -241,29 +249,29 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 /// All routes; the longest matching prefix wins.
 #[derive(Default)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     routes: Vec<Arc<Route>>,
 }
 
 impl RouteTable {
     /// A table of `routes`.
-    pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
+    pub(crate) fn new(mut routes: Vec<Arc<Route>>) -> Self {
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
         Self { routes }
     }
 
     /// The route for `path`: `/api` matches `/api` and `/api/x`, not `/apix`.
-    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
+    pub(crate) fn find(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|route| route.matches(path))
     }
 
     /// Every route, longest prefix first.
-    pub fn routes(&self) -> &[Arc<Route>] {
+    pub(crate) fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 
     /// The route named `name`.
-    pub fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|route| route.name() == name)
     }
 }

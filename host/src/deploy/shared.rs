@@ -54,7 +54,7 @@ use crate::runtime::component::hex_sha256;
 
 /// The origin of deployments that came from the shared directory; they are
 /// never published back.
-pub const ORIGIN: &str = "shared";
+pub(crate) const ORIGIN: &str = "shared";
 
 /// The pointer file in a route's directory.
 const POINTER: &str = "current";
@@ -68,7 +68,7 @@ const ROUTE_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove
 
 /// Why the shared directory could not be written or read.
 #[derive(Debug, thiserror::Error)]
-pub enum SharedError {
+pub(crate) enum SharedError {
     /// A file operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -116,7 +116,7 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
 }
 
 /// The shared directory, as this host reads and writes it.
-pub struct SharedDirectory {
+pub(crate) struct SharedDirectory {
     root: PathBuf,
     poll: Duration,
     /// Per route, the pointer this host last acted on (deployed, published,
@@ -128,7 +128,7 @@ pub struct SharedDirectory {
 
 impl SharedDirectory {
     /// The directory of `config` (created if missing).
-    pub fn new(config: &SharedDeploymentsConfig) -> Result<Self, SharedError> {
+    pub(crate) fn new(config: &SharedDeploymentsConfig) -> Result<Self, SharedError> {
         std::fs::create_dir_all(&config.directory)
             .map_err(io_error("creating", &config.directory))?;
         Ok(Self {
@@ -345,7 +345,7 @@ fn is_sha256(text: &str) -> bool {
 
 /// Follows the shared directory in the background; stops when dropped.
 #[must_use = "following stops when this is dropped"]
-pub struct Following {
+pub(crate) struct Following {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -361,7 +361,7 @@ impl Drop for Following {
 /// when `None`): publish from now on, deploy what the directory names for
 /// each route before returning (bounded), then follow it every poll
 /// interval on the current tokio runtime until the result is dropped.
-pub async fn follow(
+pub(crate) async fn follow(
     deployer: &Arc<Deployer>,
     config: Option<&SharedDeploymentsConfig>,
 ) -> Result<Following, SharedError> {

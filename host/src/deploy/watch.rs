@@ -22,7 +22,7 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Watch the component files of `deployer`'s routes, in the background on
 /// the current tokio runtime, for as long as the deployer lives. Failing to
 /// watch is logged, not fatal: SIGHUP and the admin API still deploy.
-pub fn watch_component_files(deployer: &Arc<Deployer>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn watch_component_files(deployer: &Arc<Deployer>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(deployer);
     let mut changes = deployer.subscribe();
     // The first watch starts now, so a file changed as soon as the host

@@ -16,13 +16,13 @@ use crate::deploy::routes::Route;
 use crate::request_id::REQUEST_ID;
 
 /// Header carrying the path below the route's prefix (Spin's name for it).
-pub const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+pub(crate) const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
 /// Header carrying the prefix of the route that matched.
-pub const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+pub(crate) const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
 
 /// Make `headers`, of a request for `path` on `route`, what its guest
 /// sees: the host's secrets out, the route's facts in.
-pub fn prepare(
+pub(crate) fn prepare(
     headers: &mut HeaderMap,
     route: &Route,
     path: &str,

@@ -37,7 +37,7 @@ const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Everything requests share: the routes, the ClickHouse pool, the slots
 /// instances run in.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     deployer: Arc<Deployer>,
     pool: Arc<ClickHousePool>,
     result_cache: Option<ResultCache>,
@@ -50,7 +50,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Dispatch to `deployer`'s routes, querying through `pool`, letting in
     /// the callers `access` allows.
-    pub fn new(
+    pub(crate) fn new(
         deployer: Arc<Deployer>,
         pool: Arc<ClickHousePool>,
         access: Arc<Access>,
@@ -70,27 +70,27 @@ impl Dispatcher {
     }
 
     /// The routes and what changes them.
-    pub fn deployer(&self) -> &Arc<Deployer> {
+    pub(crate) fn deployer(&self) -> &Arc<Deployer> {
         &self.deployer
     }
 
     /// The configuration served.
-    pub fn config(&self) -> &ServeConfig {
+    pub(crate) fn config(&self) -> &ServeConfig {
         &self.config
     }
 
     /// The ClickHouse servers and connections.
-    pub fn pool(&self) -> &Arc<ClickHousePool> {
+    pub(crate) fn pool(&self) -> &Arc<ClickHousePool> {
         &self.pool
     }
 
     /// API keys and trusted proxies.
-    pub fn access(&self) -> &Arc<Access> {
+    pub(crate) fn access(&self) -> &Arc<Access> {
         &self.access
     }
 
     /// Answer one request on the main listener.
-    pub async fn dispatch(
+    pub(crate) async fn dispatch(
         &self,
         request: hyper::Request<Incoming>,
         peer: SocketAddr,

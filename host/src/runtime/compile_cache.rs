@@ -29,14 +29,14 @@ use wasmtime::error::Context as _;
 
 /// Most bytes of compiled components kept on disk; the least recently used
 /// go first.
-pub const CACHE_LIMIT_BYTES: u64 = 1 << 30;
+pub(crate) const CACHE_LIMIT_BYTES: u64 = 1 << 30;
 
 /// The extension of compiled component files.
 const EXTENSION: &str = "cwasm";
 
 /// A directory of compiled components for one engine's settings.
 #[derive(Debug, Clone)]
-pub struct CompileCache {
+pub(crate) struct CompileCache {
     directory: PathBuf,
     /// Differs between engines whose code is not interchangeable (Wasmtime
     /// version, compiler settings, CPU features).
@@ -46,7 +46,7 @@ pub struct CompileCache {
 impl CompileCache {
     /// Use (creating it, private to this user) `directory` for `engine`'s
     /// compiled components. Refuses a directory others could write to.
-    pub fn open(directory: &Path, engine: &Engine) -> anyhow::Result<Self> {
+    pub(crate) fn open(directory: &Path, engine: &Engine) -> anyhow::Result<Self> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -80,8 +80,9 @@ impl CompileCache {
         })
     }
 
+    #[cfg(test)]
     /// The directory.
-    pub fn directory(&self) -> &Path {
+    pub(crate) fn directory(&self) -> &Path {
         &self.directory
     }
 
@@ -89,7 +90,7 @@ impl CompileCache {
     /// its file when compiled before, else compiled, written and mapped.
     /// Errors are compile errors; trouble with the directory costs only
     /// speed (logged, and the code stays in memory).
-    pub fn component(
+    pub(crate) fn component(
         &self,
         engine: &Engine,
         sha256: &str,

@@ -10,7 +10,7 @@ use super::{RequestState, Runtime};
 
 /// Why a component cannot serve routes. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
-pub enum ComponentError {
+pub(crate) enum ComponentError {
     /// The bytes are not a WebAssembly component (a core module, say).
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
@@ -34,7 +34,7 @@ pub enum ComponentError {
 }
 
 /// A compiled, validated route component, ready to instantiate per request.
-pub struct RouteComponent {
+pub(crate) struct RouteComponent {
     pre: ProxyPre<RequestState>,
     sha256: String,
     size: usize,
@@ -45,7 +45,7 @@ impl RouteComponent {
     /// Compile `bytes` and check that the component exports
     /// `wasi:http/incoming-handler` and imports only what the host provides.
     /// Slow (it compiles): keep it off the request path.
-    pub fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Arc<Self>, ComponentError> {
+    pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Arc<Self>, ComponentError> {
         if wasmparser::Parser::is_core_wasm(bytes) {
             return Err(ComponentError::NotAComponent(
                 "this is a core module; build for wasm32-wasip2 or run `wasm-tools component new`"
@@ -75,41 +75,29 @@ impl RouteComponent {
         }))
     }
 
-    /// Read and compile a component file.
-    pub fn from_file(
-        runtime: &Runtime,
-        path: &std::path::Path,
-    ) -> Result<Arc<Self>, ComponentError> {
-        let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::compile(runtime, &bytes)
-    }
-
     /// The pre-instantiated component.
-    pub fn pre(&self) -> &ProxyPre<RequestState> {
+    pub(crate) fn pre(&self) -> &ProxyPre<RequestState> {
         &self.pre
     }
 
     /// SHA-256 of the component's bytes, hex.
-    pub fn sha256(&self) -> &str {
+    pub(crate) fn sha256(&self) -> &str {
         &self.sha256
     }
 
     /// Size of the component in bytes.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.size
     }
 
     /// When this component was compiled.
-    pub fn loaded_at(&self) -> SystemTime {
+    pub(crate) fn loaded_at(&self) -> SystemTime {
         self.loaded_at
     }
 }
 
 /// Hex SHA-256 of `bytes`.
-pub fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|byte| format!("{byte:02x}"))

@@ -16,17 +16,17 @@ use wasmhouse_clickhouse::OnWait;
 use wasmtime::{StoreContextMut, UpdateDeadline};
 
 /// Ticks of computing after which a guest counts as heavy.
-pub const HEAVY_AFTER_TICKS: u32 = 2;
+pub(crate) const HEAVY_AFTER_TICKS: u32 = 2;
 
 /// The slots heavy guests take turns on.
 #[derive(Clone)]
-pub struct CpuSlots {
+pub(crate) struct CpuSlots {
     slots: Arc<Semaphore>,
 }
 
 impl CpuSlots {
     /// Slots for a runtime with `workers` worker threads.
-    pub fn new(workers: usize) -> Self {
+    pub(crate) fn new(workers: usize) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(workers.saturating_sub(1).max(1))),
         }
@@ -34,14 +34,14 @@ impl CpuSlots {
 
     /// Slots for the current machine's parallelism (tokio's default number of
     /// worker threads).
-    pub fn for_this_machine() -> Self {
+    pub(crate) fn for_this_machine() -> Self {
         Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
     /// The epoch callback for one store: stop the guest at `deadline`, yield
     /// every tick, and make it queue for a slot once it is heavy; and the
     /// store's [`CpuShare`], to give the slot up while the guest waits.
-    pub fn epoch_callback<T>(
+    pub(crate) fn epoch_callback<T>(
         &self,
         deadline: std::time::Instant,
     ) -> (
@@ -88,7 +88,7 @@ impl CpuSlots {
 /// overload, when every guest turns heavy from yielding alone, that was a
 /// standstill until the requests' deadlines.
 #[derive(Debug, Default)]
-pub struct CpuShare {
+pub(crate) struct CpuShare {
     ticks: AtomicU32,
     held: Mutex<Option<OwnedSemaphorePermit>>,
 }

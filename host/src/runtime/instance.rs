@@ -24,18 +24,18 @@ use crate::metrics::{FaultKind, InstanceSlot, RouteMetrics};
 use crate::respond::{self, ResponseBody};
 
 /// A request body as the guest reads it, already capped at the size limit.
-pub type RequestBody = UnsyncBoxBody<bytes::Bytes, wasmtime_wasi_http::Error>;
+pub(crate) type RequestBody = UnsyncBoxBody<bytes::Bytes, wasmtime_wasi_http::Error>;
 
 /// Default wall-clock budget of one request, ClickHouse time included.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Per-request limits of a route's instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InstanceLimits {
+pub(crate) struct InstanceLimits {
     /// Wall-clock budget for the whole request, ClickHouse time included.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Largest linear memory the instance may grow to, in bytes.
-    pub memory_bytes: usize,
+    pub(crate) memory_bytes: usize,
 }
 
 impl Default for InstanceLimits {
@@ -48,22 +48,22 @@ impl Default for InstanceLimits {
 }
 
 /// One request's instance: what it runs under, besides the component.
-pub struct Invocation<'a> {
+pub(crate) struct Invocation<'a> {
     /// Who the instance serves, for logs (the route's name).
-    pub label: &'a str,
+    pub(crate) label: &'a str,
     /// The request's id, for logs and error bodies.
-    pub request_id: &'a str,
+    pub(crate) request_id: &'a str,
     /// The instance's limits.
-    pub limits: InstanceLimits,
+    pub(crate) limits: InstanceLimits,
     /// When the whole request must be done.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// The request's ClickHouse capability.
-    pub query: QueryContext,
+    pub(crate) query: QueryContext,
     /// Its slot among the instances in flight, given back when the guest is
     /// done (after the body is streamed, not when the headers are sent).
-    pub slot: InstanceSlot,
+    pub(crate) slot: InstanceSlot,
     /// Where its faults and instantiation time are counted.
-    pub metrics: Arc<RouteMetrics>,
+    pub(crate) metrics: Arc<RouteMetrics>,
 }
 
 /// How a guest failed to produce a response.
@@ -95,7 +95,7 @@ impl GuestFailure {
 }
 
 /// Serve `request` with a fresh instance of `component`.
-pub async fn run(
+pub(crate) async fn run(
     runtime: &Runtime,
     component: Arc<RouteComponent>,
     invocation: Invocation<'_>,

@@ -9,11 +9,11 @@
 //! - [`instance`]: one request in a fresh instance: its store, memory
 //!   budget, share of the CPU (epoch yields, heavy guests), and its run.
 
-pub mod compile_cache;
-pub mod component;
-pub mod cpu;
+pub(crate) mod compile_cache;
+pub(crate) mod component;
+pub(crate) mod cpu;
 pub mod instance;
-pub mod store;
+pub(crate) mod store;
 
 use std::thread;
 use std::time::Duration;
@@ -22,34 +22,34 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use compile_cache::CompileCache;
-pub use component::{ComponentError, RouteComponent};
-pub use cpu::{CpuShare, CpuSlots};
-pub use instance::{InstanceLimits, Invocation, RequestBody};
-pub use store::RequestState;
+pub(crate) use compile_cache::CompileCache;
+pub(crate) use component::{ComponentError, RouteComponent};
+pub(crate) use cpu::CpuSlots;
+pub(crate) use instance::{InstanceLimits, Invocation};
+pub(crate) use store::RequestState;
 
 /// How often the epoch advances. Guest code yields to other requests at
 /// least this often and its deadline is checked at this granularity.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Default most instances alive at once (the in-flight request limit).
-pub const DEFAULT_MAX_INSTANCES: u32 = 512;
+pub(crate) const DEFAULT_MAX_INSTANCES: u32 = 512;
 /// Default largest linear memory of one instance.
-pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+pub(crate) const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 /// Default bytes of each memory kept resident between instances.
-pub const DEFAULT_KEEP_RESIDENT: usize = 256 << 10;
+pub(crate) const DEFAULT_KEEP_RESIDENT: usize = 256 << 10;
 
 /// Sizing of the pooling allocator, fixed for the life of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolSizing {
+pub(crate) struct PoolSizing {
     /// Most instances alive at once; the in-flight request limit.
-    pub max_instances: u32,
+    pub(crate) max_instances: u32,
     /// Largest linear memory any instance may have, in bytes.
-    pub max_memory_bytes: usize,
+    pub(crate) max_memory_bytes: usize,
     /// Bytes of each memory kept resident between instances: reset with
     /// `memset` rather than returned to the kernel, avoiding `madvise` and
     /// the TLB shoot-downs it causes on every request.
-    pub keep_resident_bytes: usize,
+    pub(crate) keep_resident_bytes: usize,
 }
 
 impl Default for PoolSizing {
@@ -64,10 +64,9 @@ impl Default for PoolSizing {
 
 /// The engine and linker every route component is compiled and linked with.
 #[derive(Clone)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     engine: Engine,
     linker: Linker<RequestState>,
-    sizing: PoolSizing,
     cpu: CpuSlots,
     compile_cache: Option<CompileCache>,
 }
@@ -80,7 +79,7 @@ impl Runtime {
     /// With `compile_cache`, compiled machine code is kept in that directory
     /// (keyed by the component's hash and the engine's settings), so a
     /// restart loads components instead of compiling them.
-    pub fn new(
+    pub(crate) fn new(
         sizing: PoolSizing,
         compile_cache: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
@@ -130,35 +129,29 @@ impl Runtime {
         Ok(Self {
             engine,
             linker,
-            sizing,
             cpu: CpuSlots::for_this_machine(),
             compile_cache,
         })
     }
 
     /// The engine.
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// The linker components are instantiated with.
-    pub fn linker(&self) -> &Linker<RequestState> {
+    pub(crate) fn linker(&self) -> &Linker<RequestState> {
         &self.linker
     }
 
     /// The CPU slots heavy guests share.
-    pub fn cpu(&self) -> &CpuSlots {
+    pub(crate) fn cpu(&self) -> &CpuSlots {
         &self.cpu
-    }
-
-    /// The pooling allocator's sizing.
-    pub fn sizing(&self) -> PoolSizing {
-        self.sizing
     }
 
     /// Compile the component `bytes` (SHA-256 `sha256`), or map it from the
     /// compile cache when it was compiled before.
-    pub fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    pub(crate) fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
         match &self.compile_cache {
             Some(cache) => cache.component(&self.engine, sha256, bytes),
             None => {
@@ -179,7 +172,7 @@ impl Runtime {
 /// 10 MiB more resident for the rest of its life (BENCHMARKS.md). A forced
 /// collection purges them. Harmless where mimalloc is not the allocator
 /// (tests): it then tidies only mimalloc's own unused arenas.
-pub fn release_compile_memory() {
+pub(crate) fn release_compile_memory() {
     // SAFETY: `mi_collect` takes no pointers and may be called from any
     // thread at any time; it only returns mimalloc's free memory.
     #[expect(unsafe_code, reason = "a call into mimalloc's C API")]

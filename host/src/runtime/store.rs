@@ -16,11 +16,11 @@ const STDERR_CAPACITY: usize = 16 * 1024;
 /// Most host resources (HTTP fields, bodies, streams, results, …) one
 /// instance may hold at once. Each costs host memory the instance's memory
 /// limit does not see; a Rust guest needs a few dozen.
-pub const MAX_RESOURCES: usize = 256;
+pub(crate) const MAX_RESOURCES: usize = 256;
 
 /// Largest header set (`fields`) a guest may build, in bytes of the host's
 /// in-memory representation.
-pub const MAX_FIELDS_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_FIELDS_BYTES: usize = 64 * 1024;
 
 /// Most elements all of an instance's tables may have together.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -28,15 +28,15 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// The instance tried to grow its memory past its limit.
 #[derive(Debug, thiserror::Error)]
 #[error("the instance tried to use more than its {limit} bytes of memory")]
-pub struct MemoryLimitExceeded {
+pub(crate) struct MemoryLimitExceeded {
     /// The limit, in bytes.
-    pub limit: usize,
+    pub(crate) limit: usize,
 }
 
 /// One instance's memory budget, counted over all of its linear memories
 /// together (a composed component has several): a per-memory limit would
 /// let four memories use four times the budget.
-pub struct InstanceMemory {
+pub(crate) struct InstanceMemory {
     limit: usize,
     used: usize,
     tables: usize,
@@ -44,7 +44,7 @@ pub struct InstanceMemory {
 
 impl InstanceMemory {
     /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit,
             used: 0,
@@ -88,7 +88,7 @@ impl ResourceLimiter for InstanceMemory {
 /// The data of one request's store: WASI contexts, the resource table, the
 /// memory limiter and the ClickHouse capability. Created per request, dropped
 /// with the instance; nothing in it outlives the request.
-pub struct RequestState {
+pub(crate) struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: GuestHttpPolicy,
@@ -101,7 +101,7 @@ pub struct RequestState {
 impl RequestState {
     /// State for one request with `memory_limit` bytes of linear memory,
     /// querying through `query`.
-    pub fn new(memory_limit: usize, query: QueryContext) -> Self {
+    pub(crate) fn new(memory_limit: usize, query: QueryContext) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No environment, no preopened directories, no sockets: the guest's
         // only way out is its ClickHouse import.
@@ -127,12 +127,12 @@ impl RequestState {
     }
 
     /// What the guest wrote to stderr (a panic message, say), lossily decoded.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.contents()).into_owned()
     }
 
     /// The ClickHouse capability's view of this state.
-    pub fn clickhouse(&mut self) -> ClickHouseView<'_> {
+    pub(crate) fn clickhouse(&mut self) -> ClickHouseView<'_> {
         ClickHouseView {
             ctx: &mut self.query,
             table: &mut self.table,
