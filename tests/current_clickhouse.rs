@@ -3,8 +3,8 @@
 //! ClickHouse 26.9 in-process through `chdb-core` (PyPI), which
 //! `./scripts/test` installs, with exactly the settings the host sends.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 use wasmhouse_clickhouse::QueryPolicy;
@@ -19,44 +19,18 @@ const BUILTIN_QUERIES: &[&str] = &[
 ];
 
 /// Run each query through chdb with `settings`; one line per query:
-/// `OK <first line of the result>` or `ERR <first line of the error>`.
+/// `OK <first row of the result>` or `ERR <first line of the error>`.
 fn run_on_chdb(queries: &[String], settings: &str) -> Vec<String> {
-    let script = r#"
-import sys
-from chdb import session
-s = session.Session()
-settings = sys.stdin.readline().strip()
-for line in sys.stdin:
-    sql = line.rstrip("\n").replace("\\n", "\n")
-    try:
-        result = s.query(sql + (" SETTINGS " + settings if settings else ""), "TabSeparated")
-        print("OK " + (str(result).strip().splitlines() or [""])[0])
-    except Exception as err:
-        print("ERR " + (str(err).strip().splitlines() or [""])[0])
-    sys.stdout.flush()
-"#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 (./scripts/test installs chdb-core for it)");
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{settings}").expect("write settings");
-        for query in queries {
-            writeln!(stdin, "{}", query.replace('\n', "\\n")).expect("write query");
-        }
-    }
-    let output = child.wait_with_output().expect("chdb output");
-    assert!(
-        output.status.success(),
-        "chdb failed; is chdb-core installed (pip install chdb-core)?"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
+    let queries: Vec<String> = queries
+        .iter()
+        .map(|query| match settings {
+            "" => query.clone(),
+            settings => format!("{query} SETTINGS {settings}"),
+        })
+        .collect();
+    common::oracle::answers("chdb", &queries)
+        .iter()
+        .map(common::oracle::summary)
         .collect()
 }
 

@@ -16,6 +16,9 @@ import urllib.request
 
 
 def answer(raw):
+    if not raw.strip():
+        # A statement with no result (KILL, INSERT): done, no rows.
+        return {"names": [], "data": []}
     try:
         doc = json.loads(raw.decode("utf-8", errors="replace"))
     except ValueError as err:

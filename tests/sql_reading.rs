@@ -16,9 +16,6 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -27,48 +24,9 @@ use wasmhouse_clickhouse::lexer::{Token, TokenKind, tokenize};
 
 use common::ClickHouse;
 
-fn repo_file(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
-
-/// Run `script` with `arg`, feeding it `input`; its stdout lines.
-fn python(script: &str, arg: &str, input: String) -> Vec<String> {
-    let mut child = Command::new("python3")
-        .arg(repo_file(script))
-        .arg(arg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 (./scripts/test installs chdb-core for it)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().expect("python output");
-    writer.join().expect("writer").expect("writing queries");
-    assert!(
-        output.status.success(),
-        "{script} {arg} failed; is chdb-core installed (pip install chdb-core)?"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// How `target` (`chdb` or a server's URL) reads each query.
 fn server_readings(target: &str, queries: &[String]) -> Vec<Value> {
-    let input: String = queries
-        .iter()
-        .map(|q| format!("{}\n", Value::String(q.clone())))
-        .collect();
-    let lines = python("tests/sql_oracle.py", target, input);
-    assert_eq!(lines.len(), queries.len(), "{target} answered every query");
-    lines
-        .iter()
-        .map(|line| serde_json::from_str(line).expect("oracle JSON"))
-        .collect()
+    common::oracle::answers(target, queries)
 }
 
 /// A column the lexer predicts: its name and value.
@@ -434,7 +392,7 @@ fn the_lexer_reads_generated_sql_as_both_servers_do() {
 
 /// `(catalog, name)` for every name `target` lists.
 fn catalogued(target: &str) -> Vec<(String, String)> {
-    python("clickhouse/catalog/dump.py", target, String::new())
+    common::oracle::python("clickhouse/catalog/dump.py", target, String::new())
         .into_iter()
         .filter_map(|line| {
             let (catalog, name) = line.split_once('\t')?;

@@ -43,7 +43,7 @@ use bindings::wasi::io::streams::{OutputStream, StreamError};
 use wasmhouse_clickhouse::QueryError;
 use wasmhouse_clickhouse::QueryPolicy;
 use wasmhouse_clickhouse::params::BindMode;
-use wasmhouse_clickhouse::response::{DEFAULT_HOLD_BACK, HoldBack};
+use wasmhouse_clickhouse::response::{DEFAULT_HOLD_BACK, HoldBack, Next};
 
 use config::Settings;
 use request::ResponseBody;
@@ -69,7 +69,6 @@ impl Guest for Adapter {
             state: RefCell::new(RowsState {
                 body: Some(body),
                 held: HoldBack::new(DEFAULT_HOLD_BACK),
-                done: false,
             }),
         }))
     }
@@ -124,40 +123,32 @@ struct Rows {
 struct RowsState {
     body: Option<ResponseBody>,
     held: HoldBack<Vec<u8>>,
-    done: bool,
 }
 
 impl GuestRows for Rows {
     fn next(&self) -> Result<Option<Vec<u8>>, query::Error> {
         let mut state = self.state.borrow_mut();
         loop {
-            let ready = if state.done {
-                state.held.pop_any()
-            } else {
-                state.held.pop_ready()
-            };
-            if let Some(chunk) = ready {
-                return Ok(Some(chunk));
+            match state.held.step() {
+                Next::Chunk(chunk) => return Ok(Some(chunk)),
+                Next::Done => return Ok(None),
+                Next::Read => {}
             }
-            if state.done {
-                return Ok(None);
-            }
+            // A failed result has no body left: it is over.
             let Some(body) = state.body.as_mut() else {
                 return Ok(None);
             };
             match body.read() {
                 Ok(Some(chunk)) => state.held.push(chunk),
                 Ok(None) => {
-                    state.done = true;
                     state.body = None;
-                    if let Err(exception) = state.held.finish() {
+                    if let Err(exception) = state.held.end() {
                         return Err(to_wit(self.policy.classify(exception)));
                     }
                 }
                 Err(err) => {
                     state.held.clear();
                     state.body = None;
-                    state.done = true;
                     return Err(err);
                 }
             }
@@ -180,31 +171,17 @@ impl GuestRows for Rows {
     }
 }
 
-fn write_all(out: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
-    while !bytes.is_empty() {
-        let room = out.check_write()?;
-        if room == 0 {
-            out.subscribe().block();
-            continue;
-        }
-        let n = bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        out.write(&bytes[..n])?;
-        bytes = &bytes[n..];
+fn write_all(out: &OutputStream, bytes: &[u8]) -> Result<(), StreamError> {
+    // WASI's own blocking write takes at most 4096 bytes a call.
+    for piece in bytes.chunks(4096) {
+        out.blocking_write_and_flush(piece)?;
     }
-    out.blocking_flush()
+    Ok(())
 }
 
 /// The WIT form of a failure the shared rules report.
 fn to_wit(err: QueryError) -> query::Error {
-    match err {
-        QueryError::Server { code, message } => {
-            query::Error::Server(query::ServerError { code, message })
-        }
-        QueryError::Unavailable(why) => query::Error::Unavailable(why),
-        QueryError::Refused(why) => query::Error::Refused(why),
-        QueryError::InvalidParameter(why) => query::Error::InvalidParameter(why),
-        QueryError::Timeout => query::Error::Timeout,
-    }
+    wasmhouse_clickhouse::wit_error!(err, query)
 }
 
 // Exported on wasm32 only: a native build (tests, `cargo build --workspace`)

@@ -36,3 +36,21 @@ impl From<ServerException> for QueryError {
         }
     }
 }
+
+/// `$err`, a [`QueryError`], as the WIT `error` variant of the bindings
+/// module `$wit` (`query`): the host's bindings and the adapter's are
+/// generated apart, with the same shape, and this is the one mapping.
+#[macro_export]
+macro_rules! wit_error {
+    ($err:expr, $($wit:ident)::+) => {
+        match $err {
+            $crate::QueryError::Server { code, message } => {
+                $($wit)::+::Error::Server($($wit)::+::ServerError { code, message })
+            }
+            $crate::QueryError::Unavailable(why) => $($wit)::+::Error::Unavailable(why),
+            $crate::QueryError::Refused(why) => $($wit)::+::Error::Refused(why),
+            $crate::QueryError::InvalidParameter(why) => $($wit)::+::Error::InvalidParameter(why),
+            $crate::QueryError::Timeout => $($wit)::+::Error::Timeout,
+        }
+    };
+}

@@ -123,6 +123,21 @@ pub struct HoldBack<C> {
     held: VecDeque<C>,
     held_len: usize,
     limit: usize,
+    /// The server's body ended (and was not an exception).
+    ended: bool,
+}
+
+/// What the reader of a held-back result does next: the one loop of the
+/// host's streamed results (async) and the adapter's (blocking).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<C> {
+    /// Hand this chunk on: it is data.
+    Chunk(C),
+    /// Read more from the server, then [`HoldBack::push`] it, or call
+    /// [`HoldBack::end`] at the end of its body.
+    Read,
+    /// The result is complete.
+    Done,
 }
 
 impl<C: AsRef<[u8]>> HoldBack<C> {
@@ -132,7 +147,30 @@ impl<C: AsRef<[u8]>> HoldBack<C> {
             held: VecDeque::new(),
             held_len: 0,
             limit,
+            ended: false,
         }
+    }
+
+    /// What to do next: hand on a chunk known to be data, read more, or
+    /// nothing (the result is complete).
+    pub fn step(&mut self) -> Next<C> {
+        let ready = if self.ended {
+            self.pop_any()
+        } else {
+            self.pop_ready()
+        };
+        match ready {
+            Some(chunk) => Next::Chunk(chunk),
+            None if self.ended => Next::Done,
+            None => Next::Read,
+        }
+    }
+
+    /// The server's body ended: the exception its tail ends with, if any;
+    /// otherwise what is held is data, for [`HoldBack::step`].
+    pub fn end(&mut self) -> Result<(), ServerException> {
+        self.ended = true;
+        self.finish()
     }
 
     /// Add a chunk that just arrived.
@@ -281,5 +319,24 @@ mod tests {
         let exception = hold.finish().expect_err("exception");
         assert_eq!(exception.code, 395);
         assert_eq!(hold.pop_any(), None);
+    }
+
+    #[test]
+    fn step_hands_on_data_reads_more_and_ends() {
+        let mut held = HoldBack::new(4);
+        assert_eq!(held.step(), Next::Read);
+        held.push(b"abc".to_vec());
+        assert_eq!(held.step(), Next::Read, "not enough after it yet");
+        held.push(b"defgh".to_vec());
+        assert_eq!(held.step(), Next::Chunk(b"abc".to_vec()));
+        assert_eq!(held.step(), Next::Read);
+        assert_eq!(held.end(), Ok(()));
+        assert_eq!(held.step(), Next::Chunk(b"defgh".to_vec()));
+        assert_eq!(held.step(), Next::Done);
+        let mut failing = HoldBack::new(1 << 10);
+        failing.push(b"1\n".to_vec());
+        failing.push(b"Code: 241. DB::Exception: Memory limit exceeded".to_vec());
+        assert!(failing.end().is_err());
+        assert_eq!(failing.step(), Next::Done, "an exception is never data");
     }
 }

@@ -284,16 +284,10 @@ fn send(response: Response, out: ResponseOutparam) {
 }
 
 /// Write all of `bytes` to `stream`, waiting for room as needed.
-pub fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
-    while !bytes.is_empty() {
-        let room = stream.check_write()?;
-        if room == 0 {
-            stream.subscribe().block();
-            continue;
-        }
-        let n = bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        stream.write(&bytes[..n])?;
-        bytes = &bytes[n..];
+pub fn write_all(stream: &OutputStream, bytes: &[u8]) -> Result<(), StreamError> {
+    // WASI's own blocking write takes at most 4096 bytes a call.
+    for piece in bytes.chunks(4096) {
+        stream.blocking_write_and_flush(piece)?;
     }
-    stream.blocking_flush()
+    Ok(())
 }

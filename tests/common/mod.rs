@@ -9,6 +9,7 @@ pub mod clickhouse;
 pub mod deploys;
 pub mod guests;
 pub mod host;
+pub mod oracle;
 pub mod seed;
 
 pub use clickhouse::ClickHouse;

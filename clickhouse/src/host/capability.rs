@@ -184,15 +184,7 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl From<QueryError> for query::Error {
     fn from(err: QueryError) -> Self {
-        match err {
-            QueryError::Server { code, message } => {
-                query::Error::Server(query::ServerError { code, message })
-            }
-            QueryError::Unavailable(why) => query::Error::Unavailable(why),
-            QueryError::Refused(why) => query::Error::Refused(why),
-            QueryError::InvalidParameter(why) => query::Error::InvalidParameter(why),
-            QueryError::Timeout => query::Error::Timeout,
-        }
+        crate::wit_error!(err, query)
     }
 }
 

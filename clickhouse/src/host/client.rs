@@ -29,7 +29,7 @@ use super::transport::{is_retryable, read_error_body, unavailable};
 use crate::error::QueryError;
 use crate::params::BindMode;
 use crate::policy::{Admitted, QueryPolicy, ReadOnly, classify_error_body};
-use crate::response::{DEFAULT_HOLD_BACK, HoldBack, truncate};
+use crate::response::{DEFAULT_HOLD_BACK, HoldBack, Next, truncate};
 use crate::statement::StatementKind;
 
 /// A query as the guest asked for it.
@@ -621,7 +621,6 @@ pub(crate) struct LiveRows {
     /// The result's tail, held until it is known not to be an exception
     /// ClickHouse appended after `200 OK`.
     held: HoldBack<Bytes>,
-    body_done: bool,
     failed: bool,
     guard: QueryGuard,
     deadline: Instant,
@@ -692,7 +691,6 @@ impl LiveRows {
         Self {
             body: Box::pin(response.bytes_stream()),
             held: HoldBack::new(DEFAULT_HOLD_BACK),
-            body_done: false,
             failed: false,
             guard,
             deadline,
@@ -711,16 +709,10 @@ impl LiveRows {
             return Err(QueryError::Unavailable("the result already failed".into()));
         }
         loop {
-            let ready = if self.body_done {
-                self.held.pop_any()
-            } else {
-                self.held.pop_ready()
-            };
-            if let Some(chunk) = ready {
-                return Ok(Some(chunk));
-            }
-            if self.body_done {
-                return Ok(None);
+            match self.held.step() {
+                Next::Chunk(chunk) => return Ok(Some(chunk)),
+                Next::Done => return Ok(None),
+                Next::Read => {}
             }
             match tokio::time::timeout_at(self.deadline, self.body.next()).await {
                 Err(_) => return Err(self.fail(QueryError::Timeout)),
@@ -733,9 +725,8 @@ impl LiveRows {
                     return Err(self.fail(err));
                 }
                 Ok(None) => {
-                    self.body_done = true;
                     self.guard.finished();
-                    if let Err(exception) = self.held.finish() {
+                    if let Err(exception) = self.held.end() {
                         let err = self.policy.classify(exception);
                         return Err(self.fail(err));
                     }
