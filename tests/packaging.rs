@@ -193,15 +193,7 @@ async fn container_serves_simple_query() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let simple = get(&format!("{base}/concurrent/simple-query")).await;
-    assert_eq!(simple.status, 200, "{}", simple.text);
-    assert_eq!(simple.json["query"], "SELECT 1 AS value");
-    assert_eq!(simple.json["result"], serde_json::json!([{ "value": 1 }]));
-    assert!(
-        simple.json["elapsed_ms"]
-            .as_f64()
-            .is_some_and(|ms| ms >= 0.0)
-    );
+    common::seed::assert_simple_query(&base).await;
     let status = get(&format!("{base}/clickhouse-status")).await;
     assert_eq!(status.status, 200, "{}", status.text);
     assert_eq!(status.json["port"], clickhouse.http_port());

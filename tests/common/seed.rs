@@ -17,15 +17,7 @@ pub async fn assert_routes(base: &str, clickhouse: &ClickHouse) {
     assert_eq!(status.json["host"], "127.0.0.1");
     assert_eq!(status.json["port"], clickhouse.http_port());
 
-    let simple = get(&url("/concurrent/simple-query")).await;
-    assert_eq!(simple.status, 200, "{}", simple.text);
-    assert_eq!(simple.json["query"], "SELECT 1 AS value");
-    assert_eq!(simple.json["result"], serde_json::json!([{ "value": 1 }]));
-    assert!(
-        simple.json["elapsed_ms"]
-            .as_f64()
-            .is_some_and(|ms| ms >= 0.0)
-    );
+    assert_simple_query(base).await;
 
     let heavy = get(&url("/concurrent/heavy-query")).await;
     assert_eq!(heavy.status, 200, "{}", heavy.text);
@@ -70,6 +62,19 @@ pub async fn assert_routes(base: &str, clickhouse: &ClickHouse) {
     let wrong_method = super::send(super::client().post(url("/health"))).await;
     assert_eq!(wrong_method.status, 405);
     assert_eq!(wrong_method.json["kind"], "method_not_allowed");
+}
+
+/// `/concurrent/simple-query` answers `SELECT 1`'s row.
+pub async fn assert_simple_query(base: &str) {
+    let simple = get(&format!("{base}/concurrent/simple-query")).await;
+    assert_eq!(simple.status, 200, "{}", simple.text);
+    assert_eq!(simple.json["query"], "SELECT 1 AS value");
+    assert_eq!(simple.json["result"], serde_json::json!([{ "value": 1 }]));
+    assert!(
+        simple.json["elapsed_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms >= 0.0)
+    );
 }
 
 /// Bad `delay` values are 422 with a JSON error; a missing one means 1.
