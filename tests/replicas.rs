@@ -272,3 +272,55 @@ async fn a_read_on_a_dead_replica_goes_to_the_other_before_any_health_check() {
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_may_mix_https_and_http_and_one_may_die_under_load() {
+    let certs = common::certs::Certs::generate();
+    let mut secure = ClickHouse::start_with(common::clickhouse::Setup {
+        https: Some(common::clickhouse::Https {
+            cert: certs.path("server.crt"),
+            key: certs.path("server.key"),
+            client_ca: None,
+        }),
+        ..Default::default()
+    });
+    let plain = ClickHouse::start();
+    let tls_port = secure.https_port().expect("an https port");
+    let host = HostBuilder::without_clickhouse()
+        .env(
+            "CLICKHOUSE_URL",
+            format!(
+                "https://127.0.0.1:{tls_port},http://127.0.0.1:{}",
+                plain.http_port()
+            ),
+        )
+        .env("CLICKHOUSE_CA_CERT", certs.path("ca.crt"))
+        .env(
+            "CLICKHOUSE_HEALTH_INTERVAL",
+            format!("{}ms", HEALTH_INTERVAL.as_millis()),
+        )
+        .start_in_process();
+    let load = Load::start(&host, 4);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let both = load.restart_counts();
+    assert_eq!(both.failed.load(Ordering::Relaxed), 0, "reads failed with both up");
+    assert!(
+        replica_metric(&host, "queries_total", tls_port).await > 0.0,
+        "no query went to the https replica"
+    );
+    assert!(replica_metric(&host, "queries_total", plain.http_port()).await > 0.0);
+    // Kill the https one: once a health check has run, nothing fails.
+    secure.stop();
+    tokio::time::sleep(HEALTH_INTERVAL * 2).await;
+    load.restart_counts();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = load.stop().await;
+    let (sent, failed) = (
+        after.sent.load(Ordering::Relaxed),
+        after.failed.load(Ordering::Relaxed),
+    );
+    assert!(sent > 10, "only {sent} requests in 2 s");
+    assert_eq!(failed, 0, "{failed} of {sent} reads failed with the https replica down");
+    assert_eq!(replica_metric(&host, "healthy", tls_port).await, 0.0);
+}
+

@@ -1,7 +1,7 @@
 //! Where ClickHouse is, from the component's environment, read with the same
 //! rules as the host (`wasmhouse_clickhouse::Endpoint`).
 
-use wasmhouse_clickhouse::{Endpoint, QueryPolicy, ReadOnly};
+use wasmhouse_clickhouse::{Endpoint, QueryPolicy, ReadOnly, Scheme};
 
 use crate::bindings::wasi::cli::environment::get_environment;
 
@@ -26,18 +26,27 @@ impl Settings {
                 .filter(|value| !value.is_empty())
         };
         let defaults = Endpoint::default();
+        // As on the host: CLICKHOUSE_SECURE=true means HTTPS, on port 8443
+        // unless CLICKHOUSE_PORT says otherwise (TLS is the platform's).
+        let secure = var("CLICKHOUSE_SECURE")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let (scheme, default_port) = if secure {
+            (Scheme::Https, wasmhouse_clickhouse::endpoint::DEFAULT_HTTPS_PORT)
+        } else {
+            (defaults.scheme, defaults.port)
+        };
         let mut endpoint = Endpoint {
             host: var("CLICKHOUSE_HOST").unwrap_or_default(),
             port: match var("CLICKHOUSE_PORT") {
                 Some(port) => port
                     .parse()
                     .map_err(|_| format!("CLICKHOUSE_PORT={port:?} is not a port number"))?,
-                None => defaults.port,
+                None => default_port,
             },
             user: var("CLICKHOUSE_USER").unwrap_or(defaults.user),
             password: var("CLICKHOUSE_PASSWORD").unwrap_or_default(),
             database: var("CLICKHOUSE_DATABASE").unwrap_or(defaults.database),
-            scheme: defaults.scheme,
+            scheme,
         };
         if let Some(text) = var("CLICKHOUSE_URL") {
             endpoint

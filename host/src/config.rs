@@ -14,6 +14,7 @@ use wasmhouse_clickhouse::host::config::{
     DEFAULT_CACHE_BYTES, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
     DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_SIZE,
 };
+use wasmhouse_clickhouse::host::tls::TlsFiles;
 use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint, Scheme};
 
 use crate::access::{KeySource, TrustedProxies};
@@ -316,14 +317,49 @@ pub(crate) struct ClickHouseArgs {
     )]
     pub(crate) host: String,
 
-    /// Server HTTP port.
+    /// Server HTTP port [default: 8123, or 8443 with CLICKHOUSE_SECURE].
     #[arg(
         long = "clickhouse-port",
         env = "CLICKHOUSE_PORT",
-        value_name = "CLICKHOUSE_PORT",
-        default_value_t = wasmhouse_clickhouse::endpoint::DEFAULT_HTTP_PORT
+        value_name = "CLICKHOUSE_PORT"
     )]
-    pub(crate) port: u16,
+    pub(crate) port: Option<u16>,
+
+    /// Reach the servers of CLICKHOUSE_HOST over HTTPS (an `https://` URL
+    /// says so itself). Certificates are always verified.
+    #[arg(
+        long = "clickhouse-secure",
+        env = "CLICKHOUSE_SECURE",
+        value_name = "CLICKHOUSE_SECURE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "false"
+    )]
+    pub(crate) secure: bool,
+
+    /// A PEM bundle of the CAs to trust for HTTPS instead of the system's
+    /// (a private CA).
+    #[arg(
+        long = "clickhouse-ca-cert",
+        env = "CLICKHOUSE_CA_CERT",
+        value_name = "CLICKHOUSE_CA_CERT"
+    )]
+    pub(crate) ca_cert: Option<PathBuf>,
+
+    /// A client certificate (PEM) for servers that require one (mutual TLS).
+    #[arg(
+        long = "clickhouse-client-cert",
+        env = "CLICKHOUSE_CLIENT_CERT",
+        value_name = "CLICKHOUSE_CLIENT_CERT"
+    )]
+    pub(crate) client_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long = "clickhouse-client-cert-key",
+        env = "CLICKHOUSE_CLIENT_CERT_KEY",
+        value_name = "CLICKHOUSE_CLIENT_CERT_KEY"
+    )]
+    pub(crate) client_cert_key: Option<PathBuf>,
 
     /// User name.
     #[arg(
@@ -688,10 +724,19 @@ impl ClickHouseArgs {
     /// is written `%2C`) or hosts (`h1,h2:8124,[::1]`, each on
     /// `CLICKHOUSE_PORT` unless it names a port).
     pub(crate) fn into_config(self) -> Result<ClickHouseConfig, ConfigError> {
+        let scheme = if self.secure {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        let default_port = match scheme {
+            Scheme::Https => wasmhouse_clickhouse::endpoint::DEFAULT_HTTPS_PORT,
+            Scheme::Http => wasmhouse_clickhouse::endpoint::DEFAULT_HTTP_PORT,
+        };
         let base = Endpoint {
-            scheme: Scheme::Http,
+            scheme,
             host: String::new(),
-            port: self.port,
+            port: self.port.unwrap_or(default_port),
             user: self.user,
             password: self.password,
             database: self.database,
@@ -713,12 +758,6 @@ impl ClickHouseArgs {
                     endpoint.apply_url(url).map_err(|err| {
                         config_error("CLICKHOUSE_URL", format!("server {}: {err}", index + 1))
                     })?;
-                    if endpoint.scheme == Scheme::Https {
-                        return Err(config_error(
-                            "CLICKHOUSE_URL",
-                            "https is not supported by the host yet; use http:// (or a TLS-terminating proxy on loopback)",
-                        ));
-                    }
                     endpoints.push(endpoint);
                 }
             }
@@ -769,6 +808,22 @@ impl ClickHouseArgs {
             pool_idle_timeout: self.pool_idle_timeout,
             connect_timeout: self.connect_timeout,
             cache_bytes: self.cache_size as u64,
+            tls: {
+                let files = TlsFiles {
+                    ca_cert: self.ca_cert,
+                    client_cert: self.client_cert,
+                    client_key: self.client_cert_key,
+                };
+                // Read now, so a bad file stops start-up with its variable.
+                wasmhouse_clickhouse::host::tls::client_config(&files).map_err(|err| {
+                    let message = err.to_string();
+                    let (variable, rest) = message
+                        .split_once(": ")
+                        .unwrap_or(("CLICKHOUSE_CLIENT_CERT", message.as_str()));
+                    config_error(variable, rest)
+                })?;
+                files
+            },
         })
     }
 }

@@ -60,6 +60,8 @@ struct ComposeArgs {
 fn main() -> ExitCode {
     // Must happen before anything reads the environment on another thread.
     prepare_environment();
+    // Every HTTP client of the process (ClickHouse, OTLP, `load`) uses rustls.
+    wasmhouse_clickhouse::host::tls::install_crypto_provider();
     let cli = Cli::parse();
     let format = cli.log_format;
     let result = match cli.command {

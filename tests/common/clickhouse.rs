@@ -18,6 +18,20 @@ pub struct ClickHouse {
     interserver_port: u16,
     /// The `default` user's password, when the configuration sets one.
     default_password: Option<String>,
+    /// HTTPS: the port, and the server's certificate and key files.
+    https: Option<(u16, Https)>,
+}
+
+/// An HTTPS port for the server: its certificate and key (PEM files), and
+/// the CA whose client certificates it then requires, if any.
+#[derive(Debug, Clone)]
+pub struct Https {
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Require a client certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A server's extra configuration: files for `users.d/` and `config.d/`
@@ -31,6 +45,8 @@ pub struct Setup<'a> {
     /// The password the `users` file gives `default`: the harness's own
     /// queries send it.
     pub default_password: Option<&'a str>,
+    /// Serve HTTPS too.
+    pub https: Option<Https>,
 }
 
 impl ClickHouse {
@@ -88,12 +104,16 @@ impl ClickHouse {
             tcp_port: 0,
             interserver_port: 0,
             default_password: setup.default_password.map(str::to_owned),
+            https: setup.https.map(|https| (0, https)),
         };
         // Free ports can be taken between choosing and binding them; try again.
         for attempt in 1..=5 {
             server.http_port = free_port();
             server.tcp_port = free_port();
             server.interserver_port = free_port();
+            if let Some((port, _)) = &mut server.https {
+                *port = free_port();
+            }
             match server.launch() {
                 Ok(()) => return server,
                 Err(why) if attempt < 5 => {
@@ -142,6 +162,11 @@ impl ClickHouse {
                 Err(why) => panic!("clickhouse-server did not restart: {why}"),
             }
         }
+    }
+
+    /// The HTTPS port, when it serves one.
+    pub fn https_port(&self) -> Option<u16> {
+        self.https.as_ref().map(|(port, _)| *port)
     }
 
     /// The TCP (native protocol) port.
@@ -217,6 +242,24 @@ impl ClickHouse {
         }
     }
 
+    /// The HTTPS port's arguments (18.16's OpenSSL settings).
+    fn https_args(&self) -> Vec<String> {
+        let Some((port, https)) = &self.https else {
+            return Vec::new();
+        };
+        let mut args = vec![
+            format!("--https_port={port}"),
+            format!("--openSSL.server.certificateFile={}", https.cert.display()),
+            format!("--openSSL.server.privateKeyFile={}", https.key.display()),
+            "--openSSL.server.dhParamsFile=".to_owned(),
+        ];
+        if let Some(ca) = &https.client_ca {
+            args.push("--openSSL.server.verificationMode=strict".to_owned());
+            args.push(format!("--openSSL.server.caConfig={}", ca.display()));
+        }
+        args
+    }
+
     fn launch(&mut self) -> Result<(), String> {
         let root = self.dir.path();
         let path = |sub: &str| format!("{}/{sub}", root.display());
@@ -233,6 +276,7 @@ impl ClickHouse {
             .arg(format!("--http_port={}", self.http_port))
             .arg(format!("--tcp_port={}", self.tcp_port))
             .arg(format!("--interserver_http_port={}", self.interserver_port))
+            .args(self.https_args())
             .arg("--listen_host=127.0.0.1")
             .arg("--logger.console=1")
             .arg(format!("--logger.log={}", path("clickhouse.log")))

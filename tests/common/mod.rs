@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod certs;
 pub mod clickhouse;
 pub mod deploys;
 pub mod guests;
@@ -45,6 +46,8 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
 
 /// A client that never goes through a proxy.
 pub fn client() -> reqwest::Client {
+    // reqwest's rustls needs a provider (the host installs the same one).
+    wasmhouse_clickhouse::host::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_secs(60))

@@ -27,27 +27,21 @@ pub struct Canceller {
 }
 
 impl Canceller {
-    /// A canceller for the server at `base_url`, logging in with `authorization`.
+    /// A canceller for the server at `base_url`, logging in with
+    /// `authorization`, on connections of its own (`client`).
     pub fn new(
         base_url: reqwest::Url,
         authorization: HeaderValue,
-        connect_timeout: Duration,
+        client: reqwest::Client,
         metrics: Arc<ClickHouseMetrics>,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(CANCEL_TIMEOUT)
-            .pool_max_idle_per_host(1)
-            .http1_only()
-            .no_proxy()
-            .build()?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             client,
             url: base_url,
             authorization,
             in_flight: Arc::new(Semaphore::new(MAX_CANCELLATIONS_IN_FLIGHT)),
             metrics,
-        })
+        }
     }
 
     /// A guard that cancels query `query_id` when dropped unfinished.
@@ -77,6 +71,7 @@ impl Canceller {
             .client
             .post(self.url.clone())
             .header(AUTHORIZATION, self.authorization.clone())
+            .timeout(CANCEL_TIMEOUT)
             .body(sql);
         let metrics = self.metrics.clone();
         runtime.spawn(async move {

@@ -25,6 +25,7 @@ use super::cancel::QueryGuard;
 use super::config::{ClickHouseConfig, PoolError};
 use super::metrics::ClickHouseMetrics;
 use super::replicas::{self, InFlight, Replica, Replicas, ServerInfo};
+use super::tls;
 use super::transport::{is_retryable, read_error_body, unavailable};
 use crate::error::QueryError;
 use crate::params::BindMode;
@@ -73,6 +74,8 @@ pub struct ClickHousePool {
     replicas: Replicas,
     permits: Arc<Semaphore>,
     metrics: Arc<ClickHouseMetrics>,
+    /// Every connection's TLS configuration (for `https://` servers).
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// Why one attempt at a query failed.
@@ -100,17 +103,19 @@ impl ClickHousePool {
     /// Build the pool. No connection is opened until the first query, so a
     /// host can start while ClickHouse is still down.
     pub fn new(config: ClickHouseConfig) -> Result<Self, PoolError> {
+        let tls = tls::client_config(&config.tls)?;
         // Fail at start-up, not on the first query, if the client cannot be built.
-        build_client(&config)?;
+        http_client(&config, &tls, config.pool_max_size)?;
         let metrics = Arc::new(ClickHouseMetrics::default());
         metrics
             .capacity
             .set(i64::try_from(config.pool_max_size.max(1)).unwrap_or(i64::MAX));
-        let replicas = Replicas::new(&config, &metrics)?;
+        let replicas = Replicas::new(&config, &tls, &metrics)?;
         Ok(Self {
             metrics,
             clients: thread_local::ThreadLocal::new(),
             permits: Arc::new(Semaphore::new(config.pool_max_size.max(1))),
+            tls,
             config,
             replicas,
         })
@@ -140,7 +145,7 @@ impl ClickHousePool {
         }
         Some(tokio::spawn(replicas::check_health(
             self.replicas.all().to_vec(),
-            build_client(&self.config).ok()?,
+            http_client(&self.config, &self.tls, 1).ok()?,
             self.config.health_interval,
             self.config.connect_timeout.max(Duration::from_secs(1)),
             self.config.max_replica_delay,
@@ -479,7 +484,8 @@ impl ClickHousePool {
     fn client(&self) -> &reqwest::Client {
         self.clients.get_or(|| {
             // Built once successfully in `new`; the same settings cannot fail now.
-            build_client(&self.config).unwrap_or_else(|_| reqwest::Client::new())
+            http_client(&self.config, &self.tls, self.config.pool_max_size)
+                .unwrap_or_else(|_| reqwest::Client::new())
         })
     }
 }
@@ -488,9 +494,16 @@ fn no_server() -> QueryError {
     QueryError::Unavailable("no ClickHouse server is configured".into())
 }
 
-fn build_client(config: &ClickHouseConfig) -> Result<reqwest::Client, reqwest::Error> {
+/// An HTTP client for ClickHouse, keeping up to `max_idle` connections per
+/// server: plain HTTP, or HTTPS with the host's one TLS configuration.
+pub(crate) fn http_client(
+    config: &ClickHouseConfig,
+    tls: &Arc<rustls::ClientConfig>,
+    max_idle: usize,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
-        .pool_max_idle_per_host(config.pool_max_size)
+        .tls_backend_preconfigured(rustls::ClientConfig::clone(tls))
+        .pool_max_idle_per_host(max_idle)
         .pool_idle_timeout(config.pool_idle_timeout)
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::tls::{TlsError, TlsFiles};
 use crate::endpoint::Endpoint;
 
 /// Default time between two health checks of every replica.
@@ -39,6 +40,8 @@ pub struct ClickHouseConfig {
     pub connect_timeout: Duration,
     /// Bytes the result cache may hold; 0 turns it off.
     pub cache_bytes: u64,
+    /// Private CAs and client certificates for `https://` servers.
+    pub tls: TlsFiles,
 }
 
 impl ClickHouseConfig {
@@ -52,6 +55,7 @@ impl ClickHouseConfig {
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            tls: TlsFiles::default(),
         }
     }
 
@@ -72,11 +76,9 @@ pub enum PoolError {
     /// Host and port do not make a URL.
     #[error("{0} is not a valid ClickHouse address: {1}")]
     Address(String, url::ParseError),
-    /// The host speaks plain HTTP only.
-    #[error(
-        "https is not supported by the host; reach ClickHouse over http (a TLS-terminating proxy on loopback, for example)"
-    )]
-    Https,
+    /// The TLS configuration cannot be built.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// No server is configured.
     #[error("no ClickHouse server is configured")]
     NoEndpoint,

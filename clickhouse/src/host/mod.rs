@@ -13,6 +13,8 @@
 //!   own, bounded).
 //! - [`config`]: what the pool is built from.
 //! - [`transport`]: transport failures, retries and error bodies.
+//! - [`tls`]: HTTPS to ClickHouse: the roots, client certificates, and
+//!   TLS failures in words.
 //! - [`capability`]: `wasmhouse:clickhouse/query` for guests, on top.
 //! - [`metrics`]: what all of it counts, for the host's Prometheus registry.
 
@@ -23,6 +25,7 @@ pub mod config;
 pub mod metrics;
 pub mod replicas;
 pub mod result_cache;
+pub mod tls;
 pub mod transport;
 
 pub use capability::{CacheReport, ClickHouseView, OnWait, QueryContext, add_to_linker};

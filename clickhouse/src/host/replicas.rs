@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 use super::cancel::Canceller;
 use super::config::{ClickHouseConfig, PoolError};
 use super::metrics::{ClickHouseMetrics, ReplicaLabels};
-use crate::endpoint::{Endpoint, Scheme};
+use crate::endpoint::Endpoint;
 
 /// What the server can do and what wasmhouse's account there may change,
 /// learnt once from the server itself.
@@ -87,11 +87,9 @@ impl Replica {
     fn new(
         endpoint: Endpoint,
         config: &ClickHouseConfig,
+        tls: &Arc<rustls::ClientConfig>,
         metrics: &Arc<ClickHouseMetrics>,
     ) -> Result<Self, PoolError> {
-        if endpoint.scheme == Scheme::Https {
-            return Err(PoolError::Https);
-        }
         let address = endpoint.base_url();
         let base_url =
             reqwest::Url::parse(&address).map_err(|err| PoolError::Address(address, err))?;
@@ -104,9 +102,9 @@ impl Replica {
         let canceller = Arc::new(Canceller::new(
             base_url.clone(),
             authorization.clone(),
-            config.connect_timeout,
+            super::client::http_client(config, tls, 1)?,
             metrics.clone(),
-        )?);
+        ));
         let labels = ReplicaLabels {
             replica: endpoint.authority(),
         };
@@ -213,6 +211,7 @@ pub(crate) struct Replicas {
 impl Replicas {
     pub(crate) fn new(
         config: &ClickHouseConfig,
+        tls: &Arc<rustls::ClientConfig>,
         metrics: &Arc<ClickHouseMetrics>,
     ) -> Result<Self, PoolError> {
         if config.endpoints.is_empty() {
@@ -221,7 +220,7 @@ impl Replicas {
         let list = config
             .endpoints
             .iter()
-            .map(|endpoint| Replica::new(endpoint.clone(), config, metrics).map(Arc::new))
+            .map(|endpoint| Replica::new(endpoint.clone(), config, tls, metrics).map(Arc::new))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             list,
@@ -367,7 +366,8 @@ mod tests {
                 ..Endpoint::default()
             })
             .collect();
-        Replicas::new(&config, &Arc::new(ClickHouseMetrics::default())).expect("replicas")
+        let tls = crate::host::tls::client_config(&Default::default()).expect("TLS");
+        Replicas::new(&config, &tls, &Arc::new(ClickHouseMetrics::default())).expect("replicas")
     }
 
     #[test]

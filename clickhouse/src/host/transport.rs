@@ -39,6 +39,10 @@ pub fn is_retryable(err: &reqwest::Error) -> bool {
 /// The details (URL, settings, query id) go to the host's log only.
 pub fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
     let err = err.without_url();
+    if let Some(words) = super::tls::describe(&err) {
+        tracing::warn!(query_id, tls = words, error = %chain(&err), "ClickHouse's TLS handshake failed");
+        return QueryError::Unavailable("cannot connect to ClickHouse (the TLS handshake failed)".into());
+    }
     let mut detail = err.to_string();
     let mut source = std::error::Error::source(&err);
     let mut reason = None;
@@ -65,6 +69,17 @@ pub fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
     } else {
         format!("lost the connection to ClickHouse ({reason})")
     })
+}
+
+/// `err` with its causes, for the log.
+fn chain(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// An error body, capped: ClickHouse error texts are short, and a broken
