@@ -150,49 +150,13 @@ async fn container_serves_simple_query() {
         return;
     };
     let clickhouse = ClickHouse::start();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let output = run(Command::new("docker").args([
-        "run",
-        "--detach",
-        "--rm",
-        "--network",
-        "host",
-        // The image's own check, run more often than its 10 s so the test
-        // need not wait as long.
-        "--health-interval",
-        "1s",
-        "--env",
-        &format!("WASMHOUSE_LISTEN={listen}"),
-        "--env",
-        "CLICKHOUSE_HOST=127.0.0.1",
-        "--env",
-        &format!("CLICKHOUSE_PORT={}", clickhouse.http_port()),
+    let port = clickhouse.http_port().to_string();
+    let (container, base) = run_container(
         &image,
-    ]));
-    assert!(output.status.success(), "docker run: {}", text(&output));
-    let container = Container {
-        id: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-    };
-
-    let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let answer = common::client()
-            .get(format!("{base}/health"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        if answer.is_ok_and(|response| response.status() == 200) {
-            break;
-        }
-        assert!(
-            container.running() && Instant::now() < deadline,
-            "the container did not answer /health within 60 s; its log:\n{}",
-            container.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
+        &[("CLICKHOUSE_HOST", "127.0.0.1"), ("CLICKHOUSE_PORT", &port)],
+        &[],
+    )
+    .await;
     common::seed::assert_simple_query(&base).await;
     let status = get(&format!("{base}/clickhouse-status")).await;
     assert_eq!(status.status, 200, "{}", status.text);
@@ -266,6 +230,97 @@ async fn container_serves_simple_query() {
     std::io::Read::read_to_string(wait.stdout.as_mut().expect("piped"), &mut status)
         .expect("docker wait's output");
     assert_eq!(status.trim(), "0", "exit status after SIGTERM");
+}
+
+/// `image` run with `env` (and extra `docker run` arguments), answering
+/// `/health`: the container and its base URL.
+async fn run_container(image: &str, env: &[(&str, &str)], extra: &[&str]) -> (Container, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "run".to_owned(),
+        "--detach".into(),
+        "--rm".into(),
+        "--network".into(),
+        "host".into(),
+        // The image's own check, run more often than its 10 s so the test
+        // need not wait as long.
+        "--health-interval".into(),
+        "1s".into(),
+        "--env".into(),
+        format!("WASMHOUSE_LISTEN={listen}"),
+    ];
+    for (name, value) in env {
+        args.extend(["--env".to_owned(), format!("{name}={value}")]);
+    }
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    args.push(image.to_owned());
+    let output = run(Command::new("docker").args(&args));
+    assert!(output.status.success(), "docker run: {}", text(&output));
+    let container = Container {
+        id: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+    };
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = common::client()
+            .get(format!("{base}/health"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if answer.is_ok_and(|response| response.status() == 200) {
+            break;
+        }
+        assert!(
+            container.running() && Instant::now() < deadline,
+            "the container did not answer /health within 60 s; its log:\n{}",
+            container.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (container, base)
+}
+
+#[tokio::test]
+async fn container_reaches_clickhouse_over_https() {
+    let Some(image) = std::env::var("WASMHOUSE_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
+    else {
+        eprintln!("skipped: set WASMHOUSE_IMAGE to run the container test");
+        return;
+    };
+    let certs = common::certs::Certs::generate();
+    // The container runs as nobody: let it read the test's files.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(certs.dir(), std::fs::Permissions::from_mode(0o755))
+        .expect("certificate directory mode");
+    std::fs::set_permissions(certs.path("ca.crt"), std::fs::Permissions::from_mode(0o644))
+        .expect("CA mode");
+    let clickhouse = ClickHouse::start_with(common::clickhouse::Setup {
+        https: Some(common::clickhouse::Https {
+            cert: certs.path("server.crt"),
+            key: certs.path("server.key"),
+            client_ca: None,
+        }),
+        ..Default::default()
+    });
+    // An address, not a name: a scratch image resolves nothing itself.
+    let url = format!(
+        "https://127.0.0.1:{}",
+        clickhouse.https_port().expect("https")
+    );
+    let mount = format!("{}:/etc/wasmhouse/tls:ro", certs.dir().display());
+    let (container, base) = run_container(
+        &image,
+        &[
+            ("CLICKHOUSE_URL", &url),
+            ("CLICKHOUSE_CA_CERT", "/etc/wasmhouse/tls/ca.crt"),
+        ],
+        &["--volume", &mount],
+    )
+    .await;
+    let reply = get(&format!("{base}/concurrent/simple-query")).await;
+    assert_eq!(reply.status, 200, "{}: {}", reply.text, container.logs());
 }
 
 /// Whether `child` exited within `timeout` (killed if not).

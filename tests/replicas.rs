@@ -303,7 +303,11 @@ async fn replicas_may_mix_https_and_http_and_one_may_die_under_load() {
     let load = Load::start(&host, 4);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let both = load.restart_counts();
-    assert_eq!(both.failed.load(Ordering::Relaxed), 0, "reads failed with both up");
+    assert_eq!(
+        both.failed.load(Ordering::Relaxed),
+        0,
+        "reads failed with both up"
+    );
     assert!(
         replica_metric(&host, "queries_total", tls_port).await > 0.0,
         "no query went to the https replica"
@@ -320,7 +324,9 @@ async fn replicas_may_mix_https_and_http_and_one_may_die_under_load() {
         after.failed.load(Ordering::Relaxed),
     );
     assert!(sent > 10, "only {sent} requests in 2 s");
-    assert_eq!(failed, 0, "{failed} of {sent} reads failed with the https replica down");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} reads failed with the https replica down"
+    );
     assert_eq!(replica_metric(&host, "healthy", tls_port).await, 0.0);
 }
-

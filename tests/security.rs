@@ -731,6 +731,7 @@ fn dedicated_clickhouse() -> (ClickHouse, &'static str) {
         users: Some(&users),
         config: Some(include_str!("../deploy/clickhouse/wasmhouse-server.xml")),
         default_password: Some(default_password),
+        ..Default::default()
     });
     for setup in [
         "CREATE DATABASE analytics",

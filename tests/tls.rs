@@ -63,9 +63,7 @@ async fn the_seed_routes_run_over_https_with_a_private_ca() {
         assert_eq!(get(&host.url("/concurrent/simple-query")).await.status, 200);
     }
     let connections: u64 = clickhouse
-        .query(
-            "SELECT value FROM system.events WHERE event = 'HTTPConnection' FORMAT TabSeparated",
-        )
+        .query("SELECT value FROM system.events WHERE event = 'HTTPConnection' FORMAT TabSeparated")
         .trim()
         .parse()
         .unwrap_or(0);
@@ -87,35 +85,52 @@ async fn the_seed_routes_run_over_https_with_a_private_ca() {
 async fn assert_unavailable(host: &common::Wasmhouse) {
     let reply = get(&host.url("/concurrent/simple-query")).await;
     assert_eq!(reply.status, 503, "{}", reply.text);
-    assert_eq!(reply.json["kind"], "clickhouse_unavailable", "{}", reply.text);
-    assert!(!reply.text.contains("rustls") && !reply.text.contains("https://"), "{}", reply.text);
+    assert_eq!(
+        reply.json["kind"], "clickhouse_unavailable",
+        "{}",
+        reply.text
+    );
+    assert!(
+        !reply.text.contains("rustls") && !reply.text.contains("https://"),
+        "{}",
+        reply.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_tls_failure_is_a_503_and_the_log_names_its_cause() {
     let certs = Certs::generate();
     let clickhouse = https_server(&certs, "server", false);
-    let (tls_port, http_port) = (clickhouse.https_port().expect("https"), clickhouse.http_port());
+    let (tls_port, http_port) = (
+        clickhouse.https_port().expect("https"),
+        clickhouse.http_port(),
+    );
     let timeout = Duration::from_secs(10);
 
     // The system's roots do not know the test CA.
     let untrusted = host(&format!("https://localhost:{tls_port}"), &[]);
     assert_unavailable(&untrusted).await;
-    untrusted.wait_for_log("not signed by a trusted CA", timeout).await;
+    untrusted
+        .wait_for_log("not signed by a trusted CA", timeout)
+        .await;
     // Nor does another CA.
     let wrong_ca = host(
         &format!("https://localhost:{tls_port}"),
         &[("CLICKHOUSE_CA_CERT", path(&certs, "other-ca.crt"))],
     );
     assert_unavailable(&wrong_ca).await;
-    wrong_ca.wait_for_log("not signed by a trusted CA", timeout).await;
+    wrong_ca
+        .wait_for_log("not signed by a trusted CA", timeout)
+        .await;
     // A plain HTTP port named https://.
     let plain = host(
         &format!("https://localhost:{http_port}"),
         &[("CLICKHOUSE_CA_CERT", path(&certs, "ca.crt"))],
     );
     assert_unavailable(&plain).await;
-    plain.wait_for_log("does not speak TLS on this port", timeout).await;
+    plain
+        .wait_for_log("does not speak TLS on this port", timeout)
+        .await;
     // The TLS port named http://: the server answers no HTTP.
     let reverse = host(&format!("http://localhost:{tls_port}"), &[]);
     let reply = get(&reverse.url("/concurrent/simple-query")).await;
@@ -131,18 +146,26 @@ async fn every_tls_failure_is_a_503_and_the_log_names_its_cause() {
     // A certificate for another name.
     let elsewhere = https_server(&certs, "wrong-name", false);
     let wrong_name = host(
-        &format!("https://localhost:{}", elsewhere.https_port().expect("https")),
+        &format!(
+            "https://localhost:{}",
+            elsewhere.https_port().expect("https")
+        ),
         &[("CLICKHOUSE_CA_CERT", path(&certs, "ca.crt"))],
     );
     assert_unavailable(&wrong_name).await;
-    wrong_name.wait_for_log("not for this host name", timeout).await;
+    wrong_name
+        .wait_for_log("not for this host name", timeout)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_requires_client_certificates_is_reached_with_one() {
     let certs = Certs::generate();
     let clickhouse = https_server(&certs, "server", true);
-    let url = format!("https://localhost:{}", clickhouse.https_port().expect("https"));
+    let url = format!(
+        "https://localhost:{}",
+        clickhouse.https_port().expect("https")
+    );
     let without = host(&url, &[("CLICKHOUSE_CA_CERT", path(&certs, "ca.crt"))]);
     assert_unavailable(&without).await;
     without

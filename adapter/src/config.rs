@@ -28,10 +28,14 @@ impl Settings {
         let defaults = Endpoint::default();
         // As on the host: CLICKHOUSE_SECURE=true means HTTPS, on port 8443
         // unless CLICKHOUSE_PORT says otherwise (TLS is the platform's).
-        let secure = var("CLICKHOUSE_SECURE")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let secure = var("CLICKHOUSE_SECURE").is_some_and(|v| {
+            matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
         let (scheme, default_port) = if secure {
-            (Scheme::Https, wasmhouse_clickhouse::endpoint::DEFAULT_HTTPS_PORT)
+            (
+                Scheme::Https,
+                wasmhouse_clickhouse::endpoint::DEFAULT_HTTPS_PORT,
+            )
         } else {
             (defaults.scheme, defaults.port)
         };

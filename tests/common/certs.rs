@@ -20,13 +20,31 @@ impl Certs {
         let certs = Self { dir };
         for ca in ["ca", "other-ca"] {
             certs.openssl(&[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                &format!("/CN=wasmhouse test {ca}"), "-keyout", &format!("{ca}.key"), "-out",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=wasmhouse test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
                 &format!("{ca}.crt"),
             ]);
         }
-        certs.signed("server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1");
-        certs.signed("wrong-name", "elsewhere.example", "subjectAltName=DNS:elsewhere.example");
+        certs.signed(
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        );
+        certs.signed(
+            "wrong-name",
+            "elsewhere.example",
+            "subjectAltName=DNS:elsewhere.example",
+        );
         certs.signed("client", "wasmhouse", "extendedKeyUsage=clientAuth");
         certs
     }
@@ -35,13 +53,31 @@ impl Certs {
     /// with `extension` (rustls takes no v1 certificates).
     fn signed(&self, name: &str, common_name: &str, extension: &str) {
         self.openssl(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={common_name}"),
-            "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"),
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={common_name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
         ]);
         let mut args = vec![
-            "x509".to_owned(), "-req".into(), "-in".into(), format!("{name}.csr"), "-CA".into(),
-            "ca.crt".into(), "-CAkey".into(), "ca.key".into(), "-CAcreateserial".into(),
-            "-days".into(), "2".into(), "-out".into(), format!("{name}.crt"),
+            "x509".to_owned(),
+            "-req".into(),
+            "-in".into(),
+            format!("{name}.csr"),
+            "-CA".into(),
+            "ca.crt".into(),
+            "-CAkey".into(),
+            "ca.key".into(),
+            "-CAcreateserial".into(),
+            "-days".into(),
+            "2".into(),
+            "-out".into(),
+            format!("{name}.crt"),
         ];
         let ext = format!("{name}.ext");
         std::fs::write(self.dir.path().join(&ext), format!("{extension}\n"))

@@ -47,7 +47,9 @@ pub enum TlsError {
         why: String,
     },
     /// A certificate without its key, or the reverse.
-    #[error("CLICKHOUSE_CLIENT_CERT and CLICKHOUSE_CLIENT_CERT_KEY go together: set both or neither")]
+    #[error(
+        "CLICKHOUSE_CLIENT_CERT and CLICKHOUSE_CLIENT_CERT_KEY go together: set both or neither"
+    )]
     HalfAClientCertificate,
     /// rustls refused the material (a key that does not fit the certificate, say).
     #[error("{variable}: {why}")]
@@ -110,7 +112,10 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsE
     Ok(Arc::new(config))
 }
 
-fn read_certs(variable: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn read_certs(
+    variable: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bad = |why: String| TlsError::File {
         variable,
         path: path.display().to_string(),
@@ -121,7 +126,9 @@ fn read_certs(variable: &'static str, path: &Path) -> Result<Vec<CertificateDer<
         .collect::<Result<_, _>>()
         .map_err(|err| bad(format!("not PEM certificates: {err}")))?;
     if certs.is_empty() {
-        return Err(bad("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()));
+        return Err(bad(
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+        ));
     }
     Ok(certs)
 }
@@ -133,7 +140,8 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         why,
     };
     let pem = std::fs::read(path).map_err(|err| bad(err.to_string()))?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| bad(format!("no PEM private key in it: {err}")))
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|err| bad(format!("no PEM private key in it: {err}")))
 }
 
 /// A TLS failure behind a transport error, in words for the host's log (the
@@ -148,7 +156,9 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> Option<&'static str>
                         "the server's certificate is not signed by a trusted CA (set CLICKHOUSE_CA_CERT to its CA)"
                     }
                     rustls::CertificateError::Expired => "the server's certificate has expired",
-                    rustls::CertificateError::NotValidYet => "the server's certificate is not valid yet",
+                    rustls::CertificateError::NotValidYet => {
+                        "the server's certificate is not valid yet"
+                    }
                     rustls::CertificateError::NotValidForName
                     | rustls::CertificateError::NotValidForNameContext { .. } => {
                         "the server's certificate is not for this host name (use the name it was issued for)"

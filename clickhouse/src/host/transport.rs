@@ -41,7 +41,9 @@ pub fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
     let err = err.without_url();
     if let Some(words) = super::tls::describe(&err) {
         tracing::warn!(query_id, tls = words, error = %chain(&err), "ClickHouse's TLS handshake failed");
-        return QueryError::Unavailable("cannot connect to ClickHouse (the TLS handshake failed)".into());
+        return QueryError::Unavailable(
+            "cannot connect to ClickHouse (the TLS handshake failed)".into(),
+        );
     }
     let mut detail = err.to_string();
     let mut source = std::error::Error::source(&err);
