@@ -11,8 +11,11 @@
 //! | `GET /stream/numbers?n=N` | `N` rows of `system.numbers`, streamed as JSON lines |
 //! | `GET /.well-known/openapi.json` | none: this table as an OpenAPI document |
 //!
-//! Paths are matched below the route's prefix (`spin-path-info`), so the
-//! component serves the same routes mounted anywhere, here or on Spin.
+//! The routes are declared with the SDK's router: it matches paths below the
+//! route's prefix (`spin-path-info`, so the component serves the same routes
+//! mounted anywhere, here or on Spin), checks `delay` and `n` (422 naming
+//! the parameter and its rule), answers 404 and 405, and describes all of it
+//! at `/.well-known/openapi.json`.
 //! Every query works under the host's strict read-only default (ClickHouse
 //! `readonly = 1`), which refuses table functions on older servers: numbers
 //! come from the `system.numbers` table, not the `numbers()` function.
@@ -22,9 +25,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde_json::json;
+use wasmhouse_sdk::Response;
 use wasmhouse_sdk::bindings::wasi::random::random::get_random_bytes;
 use wasmhouse_sdk::clickhouse::{self, Query};
-use wasmhouse_sdk::{Handler, Request, Response};
+use wasmhouse_sdk::router::{Call, Param, Route, Router};
 
 const SIMPLE_QUERY: &str = "SELECT 1 AS value";
 const HEAVY_QUERY: &str =
@@ -32,49 +36,135 @@ const HEAVY_QUERY: &str =
 const ISOLATION_QUERY: &str = "SELECT sleep({delay:Float64}) AS slept";
 /// `sleep()` refuses more than 3 s per call, and so does this route.
 const MAX_DELAY_S: f64 = 3.0;
+/// Most rows `/stream/numbers` streams (well below the host's default cap
+/// on rows read per query).
+const MAX_STREAM_ROWS: u64 = 100_000_000;
 
-struct Routes;
-
-impl Handler for Routes {
-    fn handle(request: Request) -> Response {
-        let path = request.path_info();
-        let route: fn(&Request) -> Response = match path.as_str() {
-            "/health" => health,
-            OPENAPI_PATH => openapi,
-            "/clickhouse-status" => clickhouse_status,
-            "/concurrent/simple-query" => |_| timed_query(SIMPLE_QUERY),
-            "/concurrent/heavy-query" => |_| timed_query(HEAVY_QUERY),
-            "/concurrent/test-isolation" => test_isolation,
-            "/stream/numbers" => stream_numbers,
-            path => return Response::error(404, "not_found", &format!("no route for {path}")),
-        };
-        if !matches!(request.method(), "GET" | "HEAD") {
-            let message = format!("use GET for {path}, not {}", request.method());
-            return Response::error(405, "method_not_allowed", &message)
-                .with_header("allow", "GET, HEAD");
+/// The routes, their parameters and their description, declared once.
+fn routes() -> Router {
+    let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let mut router = Router::new("wasmhouse built-in routes", "1.0.0")
+        .description("The FastAPI + clickhouse-connect seed service's routes, each answered by a fresh WebAssembly instance.")
+        .tag("service", "Liveness and the ClickHouse connection")
+        .tag("queries", "Queries that show throughput and isolation")
+        .tag("streaming", "Results streamed straight from ClickHouse");
+    if let Ok(serde_json::Value::Object(schemas)) = serde_json::from_str(SCHEMAS) {
+        for (name, schema) in schemas {
+            router = router.schema(&name, schema);
         }
-        route(&request)
     }
+    router
+        .route(
+            Route::get("/health", health)
+                .tag("service")
+                .operation_id("health")
+                .summary("Liveness: answers without touching ClickHouse")
+                .json_response(200, "The service is up", schema("Health"), json!({ "status": "healthy" })),
+        )
+        .route(
+            Route::get("/clickhouse-status", clickhouse_status)
+                .tag("service")
+                .operation_id("clickhouseStatus")
+                .summary("ClickHouse's version, or why it cannot be reached")
+                .description("Runs `SELECT version()`, and lists every ClickHouse server the host may send queries to, with its health.")
+                .json_response(
+                    200,
+                    "Connected",
+                    schema("ClickHouseStatus"),
+                    json!({ "status": "connected", "version": "18.16.1", "host": "127.0.0.1", "port": 8123 }),
+                )
+                .json_response(
+                    503,
+                    "ClickHouse cannot be reached",
+                    json!({
+                        "type": "object",
+                        "required": ["status", "error"],
+                        "properties": {
+                            "status": { "type": "string", "enum": ["disconnected"] },
+                            "error": { "type": "string" },
+                            "replicas": { "type": "array", "items": schema("Replica") }
+                        }
+                    }),
+                    json!({ "status": "disconnected", "error": "ClickHouse unavailable: cannot connect to ClickHouse (connection refused)" }),
+                ),
+        )
+        .route(
+            Route::get("/concurrent/simple-query", |_| timed_query(SIMPLE_QUERY))
+                .tag("queries")
+                .operation_id("simpleQuery")
+                .summary("SELECT 1, with ClickHouse's time")
+                .json_response(
+                    200,
+                    "The query's rows",
+                    schema("QueryResult"),
+                    json!({ "query": SIMPLE_QUERY, "result": [{ "value": 1 }], "elapsed_ms": 0.8 }),
+                )
+                .queries_clickhouse(),
+        )
+        .route(
+            Route::get("/concurrent/heavy-query", |_| timed_query(HEAVY_QUERY))
+                .tag("queries")
+                .operation_id("heavyQuery")
+                .summary("count() and sum() over ten million numbers")
+                .json_response(
+                    200,
+                    "The query's rows",
+                    schema("QueryResult"),
+                    json!({ "query": HEAVY_QUERY, "result": [{ "c": 10_000_000, "s": 49_999_995_000_000_u64 }], "elapsed_ms": 25.0 }),
+                )
+                .queries_clickhouse(),
+        )
+        .route(
+            Route::get("/concurrent/test-isolation", test_isolation)
+                .tag("queries")
+                .operation_id("testIsolation")
+                .summary("Sleep in ClickHouse; shows that every request gets a fresh instance")
+                .query(
+                    Param::float("delay")
+                        .range(0, MAX_DELAY_S)
+                        .default(1)
+                        .describe("Seconds to sleep in ClickHouse, from 0 to 3"),
+                )
+                .json_response(
+                    200,
+                    "Which instance served the request, and when",
+                    schema("Isolation"),
+                    json!({ "request_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "instance_id": "9f86d081884c7d65", "instance_requests": 1, "delay": 1, "started_at": "2026-01-01T00:00:00.000Z", "finished_at": "2026-01-01T00:00:01.002Z", "elapsed_s": 1.002 }),
+                )
+                .queries_clickhouse(),
+        )
+        .route(
+            Route::get("/stream/numbers", stream_numbers)
+                .tag("streaming")
+                .operation_id("streamNumbers")
+                .summary("Stream n rows of system.numbers as JSON lines")
+                .query(
+                    Param::uint("n")
+                        .max(MAX_STREAM_ROWS as f64)
+                        .default(1000)
+                        .describe("How many rows, up to 100,000,000"),
+                )
+                .response(
+                    200,
+                    json!({
+                        "description": "One JSON object per line",
+                        "content": { "application/x-ndjson": { "schema": { "type": "string" }, "example": "{\"number\":\"0\"}\n{\"number\":\"1\"}\n" } }
+                    }),
+                )
+                .queries_clickhouse(),
+        )
 }
 
-wasmhouse_sdk::serve!(Routes);
+wasmhouse_sdk::serve_router!(routes);
 
-/// Where a wasmhouse component describes its routes (the host gathers these
-/// into its `/openapi.json`).
-const OPENAPI_PATH: &str = "/.well-known/openapi.json";
+/// The response bodies' schemas, for the OpenAPI document.
+const SCHEMAS: &str = include_str!("schemas.json");
 
-/// This component's routes, parameters and error bodies, as OpenAPI 3.
-const OPENAPI: &str = include_str!("openapi.json");
-
-fn openapi(_: &Request) -> Response {
-    Response::json_raw(200, OPENAPI.to_owned())
-}
-
-fn health(_: &Request) -> Response {
+fn health(_: Call) -> Response {
     Response::json(200, &json!({ "status": "healthy" }))
 }
 
-fn clickhouse_status(_: &Request) -> Response {
+fn clickhouse_status(_: Call) -> Response {
     let endpoint = clickhouse::endpoint();
     let replicas: Vec<_> = clickhouse::replicas()
         .into_iter()
@@ -133,11 +223,8 @@ fn timed_query(sql: &str) -> Response {
 /// Sleep in ClickHouse for `delay` seconds and report which request and
 /// which instance did it: run many at once to see that every request gets a
 /// fresh instance and none waits for another.
-fn test_isolation(request: &Request) -> Response {
-    let delay = match parse_delay(request.query_param("delay").as_deref()) {
-        Ok(delay) => delay,
-        Err(message) => return Response::error(422, "invalid_parameter", &message),
-    };
+fn test_isolation(call: Call) -> Response {
+    let delay = call.float("delay");
     let served = INSTANCE_REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
     let started_at = SystemTime::now();
     let started = Instant::now();
@@ -159,46 +246,14 @@ fn test_isolation(request: &Request) -> Response {
     )
 }
 
-/// Most rows `/stream/numbers` streams (well below the host's default cap
-/// on rows read per query).
-const MAX_STREAM_ROWS: u64 = 100_000_000;
-
 /// Stream `n` rows straight from ClickHouse to the client as JSON lines: the
 /// rows never pass through guest memory, and memory stays flat at any size.
-fn stream_numbers(request: &Request) -> Response {
-    let n = match request.query_param("n") {
-        None => 1_000,
-        Some(raw) => match raw.parse::<u64>() {
-            Ok(n) if n <= MAX_STREAM_ROWS => n,
-            _ => {
-                return Response::error(
-                    422,
-                    "invalid_parameter",
-                    &format!(
-                        "query parameter n must be a whole number up to {MAX_STREAM_ROWS}, got {raw:?}"
-                    ),
-                );
-            }
-        },
-    };
-    // `n` is a parsed integer, so formatting it into the SQL is safe; LIMIT
-    // takes no typed placeholder on servers before 19.11.
-    let query = Query::new(format!("SELECT number FROM system.numbers LIMIT {n}"));
+fn stream_numbers(call: Call) -> Response {
+    let n = call.uint("n");
+    let query = Query::new("SELECT number FROM system.numbers LIMIT {n:UInt64}").param("n", n);
     match query.run() {
         Ok(rows) => Response::rows(200, "application/x-ndjson", rows),
         Err(err) => Response::from_query_error(&err),
-    }
-}
-
-/// `delay` as seconds: missing means 1; anything but a number in 0..=3 is
-/// the client's mistake.
-fn parse_delay(raw: Option<&str>) -> Result<f64, String> {
-    let Some(raw) = raw else { return Ok(1.0) };
-    match raw.trim().parse::<f64>() {
-        Ok(delay) if (0.0..=MAX_DELAY_S).contains(&delay) => Ok(delay),
-        _ => Err(format!(
-            "query parameter delay must be a number of seconds from 0 to {MAX_DELAY_S}, got {raw:?}"
-        )),
     }
 }
 
@@ -237,28 +292,4 @@ fn number(value: f64) -> serde_json::Value {
 
 fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_delay;
-
-    #[test]
-    fn delay_defaults_to_one_second() {
-        assert_eq!(parse_delay(None), Ok(1.0));
-    }
-
-    #[test]
-    fn delay_accepts_numbers_in_range() {
-        assert_eq!(parse_delay(Some("0")), Ok(0.0));
-        assert_eq!(parse_delay(Some("2.5")), Ok(2.5));
-        assert_eq!(parse_delay(Some("3")), Ok(3.0));
-    }
-
-    #[test]
-    fn delay_rejects_everything_else() {
-        for bad in ["abc", "-1", "4", "1;DROP TABLE x", "", "NaN", "inf", "1e9"] {
-            assert!(parse_delay(Some(bad)).is_err(), "{bad:?} was accepted");
-        }
-    }
 }

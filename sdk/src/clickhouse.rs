@@ -162,16 +162,17 @@ impl Rows {
     }
 }
 
-/// The HTTP status that fits a failed query: 502 when ClickHouse refused it,
-/// 503 when it is unreachable, 504 on timeout, 403 for a policy refusal and
-/// 500 for a bad parameter (a bug in the route, not the client's fault).
+/// The HTTP status that fits a failed query: 502 when ClickHouse refused it
+/// (or the route's SQL and parameters do not match), 503 when it is
+/// unreachable, 504 on timeout, 403 for a policy refusal, and 422 for a
+/// value that is not of its placeholder's type (the client's input).
 pub fn status_for(err: &Error) -> u16 {
     match err {
         Error::Server(_) => 502,
         Error::Unavailable(_) => 503,
         Error::Timeout => 504,
         Error::Refused(_) => 403,
-        Error::InvalidParameter(_) => 500,
+        Error::InvalidParameter(_) => 422,
     }
 }
 

@@ -212,7 +212,7 @@ impl Response {
 
     /// The JSON error response that fits a failed query: 502 when ClickHouse
     /// refused it, 503 when ClickHouse is unreachable, 504 on timeout, 403 for
-    /// a policy refusal and 500 for a bad parameter (a bug in the route).
+    /// a policy refusal and 422 for a value not of its placeholder's type.
     pub fn from_query_error(err: &query::Error) -> Self {
         Self::error(status_for(err), kind_for(err), &describe(err))
     }

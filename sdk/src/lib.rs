@@ -2,23 +2,31 @@
 //!
 //! A route component is a `wasi:http` handler built for `wasm32-wasip2` that
 //! may query ClickHouse through the `wasmhouse:clickhouse/query` import. This
-//! crate hides the generated bindings behind a small, synchronous API:
+//! crate hides the generated bindings behind a small, synchronous API, with
+//! a [`router`] that matches, validates and describes routes:
 //!
 //! ```no_run
-//! use wasmhouse_sdk::{Request, Response, clickhouse::Query};
+//! use wasmhouse_sdk::router::{Call, Param, Route, Router};
+//! use wasmhouse_sdk::{Response, clickhouse::Query};
 //!
-//! struct Routes;
+//! fn routes() -> Router {
+//!     Router::new("numbers", "1.0.0").route(
+//!         Route::get("/numbers", numbers)
+//!             .query(Param::uint("n").range(1, 100).default(10))
+//!             .queries_clickhouse(),
+//!     )
+//! }
 //!
-//! impl wasmhouse_sdk::Handler for Routes {
-//!     fn handle(request: Request) -> Response {
-//!         match Query::new("SELECT 1 AS value").json_array() {
-//!             Ok(rows) => Response::json_raw(200, rows),
-//!             Err(err) => Response::from_query_error(&err),
-//!         }
+//! fn numbers(call: Call) -> Response {
+//!     let query = Query::new("SELECT number FROM system.numbers LIMIT {n:UInt32}")
+//!         .param("n", call.uint("n"));
+//!     match query.json_array() {
+//!         Ok(rows) => Response::json_raw(200, rows),
+//!         Err(err) => Response::from_query_error(&err),
 //!     }
 //! }
 //!
-//! wasmhouse_sdk::serve!(Routes);
+//! wasmhouse_sdk::serve_router!(routes);
 //! ```
 //!
 //! # Layout
@@ -26,11 +34,15 @@
 //! - [`http`]: the [`Handler`] trait and [`serve!`], the request a handler
 //!   receives and the response it returns, including responses streamed
 //!   straight from a ClickHouse result.
+//! - [`router`]: routes declared with typed parameters: 404, 405 and 422
+//!   answered for them, and their OpenAPI document at
+//!   `/.well-known/openapi.json`.
 //! - [`clickhouse`]: building and running queries, reading their rows.
 //! - [`bindings`]: the raw WIT bindings, for what the helpers do not cover.
 
 pub mod clickhouse;
 pub mod http;
+pub mod router;
 
 pub use http::{Body, Handler, Request, Response};
 
