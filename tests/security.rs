@@ -766,6 +766,9 @@ async fn a_dedicated_user_cannot_read_databases_it_was_not_given() {
     // Nor as `default` without its password, nor through a test cluster.
     let (status, body) = clickhouse.query_as("default", "", "SELECT 1");
     assert_ne!(status, 200, "{body}");
+    // Nor as Debian's `readonly` user, which had no password either.
+    let (status, body) = clickhouse.query_as("readonly", "", "SELECT * FROM secret.keys");
+    assert_ne!(status, 200, "{body}");
     let (status, body) =
         clickhouse.query_as("wasmhouse", password, "SELECT count() FROM system.clusters");
     assert_eq!((status, body.trim()), (200, "0"), "{body}");
@@ -1053,4 +1056,53 @@ async fn a_requests_open_results_share_one_server_memory_budget() {
         "{}",
         open.text
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misconfigured_account_is_a_503_and_the_log_says_what_to_check() {
+    let (clickhouse, _) = dedicated_clickhouse();
+    for (what, password, database) in [
+        ("a wrong password", "not the password", "analytics"),
+        (
+            "a database the account may not use",
+            DEDICATED_PASSWORD,
+            "default",
+        ),
+        (
+            "a database that does not exist",
+            DEDICATED_PASSWORD,
+            "nowhere",
+        ),
+    ] {
+        let host = HostBuilder::new(&clickhouse)
+            .env("CLICKHOUSE_USER", "wasmhouse")
+            .env("CLICKHOUSE_PASSWORD", password)
+            .env("CLICKHOUSE_DATABASE", database)
+            .start();
+        let reply = get(&host.url("/concurrent/simple-query")).await;
+        assert_eq!(reply.status, 503, "{what}: {}", reply.text);
+        assert_eq!(
+            reply.json["kind"], "clickhouse_unavailable",
+            "{what}: {}",
+            reply.text
+        );
+        assert!(
+            !reply.text.contains("wasmhouse@") && !reply.text.contains(password),
+            "{what}: {}",
+            reply.text
+        );
+        host.wait_for_log(
+            "check CLICKHOUSE_USER, CLICKHOUSE_PASSWORD and CLICKHOUSE_DATABASE",
+            Duration::from_secs(10),
+        )
+        .await;
+        // With one server, its status says so too.
+        let status = get(&host.url("/clickhouse-status")).await;
+        assert_eq!(status.status, 503, "{what}: {}", status.text);
+        assert_eq!(
+            status.json["replicas"][0]["healthy"], false,
+            "{what}: {}",
+            status.text
+        );
+    }
 }

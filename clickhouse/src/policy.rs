@@ -132,6 +132,10 @@ mod codes {
     pub const TOO_MANY_ROWS_OR_BYTES: u32 = 396;
     pub const MEMORY_LIMIT_EXCEEDED: u32 = 241;
     pub const ACCESS_DENIED: u32 = 497;
+    pub const UNKNOWN_USER: u32 = 192;
+    pub const WRONG_PASSWORD: u32 = 193;
+    pub const REQUIRED_PASSWORD: u32 = 194;
+    pub const AUTHENTICATION_FAILED: u32 = 516;
 }
 
 /// A guest's query that passed the checks that do not depend on the server:
@@ -366,6 +370,14 @@ impl QueryPolicy {
             }
             codes::DATABASE_ACCESS_DENIED | codes::ACCESS_DENIED => {
                 because("ClickHouse denies wasmhouse's user access")
+            }
+            // The host's account, not the guest's query: no server to use
+            // (and no account name in the message).
+            codes::UNKNOWN_USER
+            | codes::WRONG_PASSWORD
+            | codes::REQUIRED_PASSWORD
+            | codes::AUTHENTICATION_FAILED => {
+                QueryError::Unavailable("ClickHouse refuses wasmhouse's account".into())
             }
             _ => exception.into(),
         }

@@ -171,9 +171,10 @@ impl ClickHousePool {
                 };
                 // The host's own query: none of a route's settings.
                 let policy = Arc::new(QueryPolicy::default());
-                let mut rows = self
+                let sent = self
                     .send(replica, &request, request.sql, &[], &policy, None, deadline)
-                    .await?;
+                    .await;
+                let mut rows = sent.map_err(|failed| self.first_query_failed(replica, failed))?;
                 let mut text = Vec::new();
                 while let Some(chunk) = rows.next_chunk().await? {
                     text.extend_from_slice(&chunk);
@@ -206,6 +207,32 @@ impl ClickHousePool {
             .into());
         }
         Ok(info)
+    }
+
+    /// The host's first query to `replica` failed: a server error there is
+    /// the account's or the configuration's (a wrong password, a database
+    /// the account may not use or that does not exist, a read-only
+    /// profile), which no guest can fix: logged with what to check, and a
+    /// 503 for the guests.
+    fn first_query_failed(&self, replica: &Replica, failed: Failed) -> Failed {
+        // The server answered, and said no (a transport failure is not this).
+        if failed.before_response || failed.unreachable || failed.err == QueryError::Timeout {
+            return failed;
+        }
+        let endpoint = replica.endpoint();
+        tracing::error!(
+            replica = replica.label(),
+            user = endpoint.user,
+            database = endpoint.database,
+            error = %failed.err,
+            "ClickHouse refused wasmhouse's first query: check CLICKHOUSE_USER, CLICKHOUSE_PASSWORD and CLICKHOUSE_DATABASE (a database the account may read, that exists), and that the account's profile has readonly = 0 (deploy/clickhouse/wasmhouse-user.xml)"
+        );
+        let why = "ClickHouse refuses wasmhouse's account (see the host log)";
+        replica.set_healthy(false, why);
+        Failed {
+            err: QueryError::Unavailable(why.into()),
+            ..failed
+        }
     }
 
     /// Run a guest's query under `policy`, giving up at `deadline`. Returns
@@ -246,21 +273,23 @@ impl ClickHousePool {
             .execute_on(first, request, admitted, policy, deadline)
             .await
         {
-            Ok(rows) => return Ok(rows),
+            Ok(rows) => {
+                // Alone, a server has no health checks: an answer is one.
+                if !first.is_healthy() && self.replicas.all().len() == 1 {
+                    first.set_healthy(true, "");
+                }
+                return Ok(rows);
+            }
             Err(failed) => failed,
         };
+        if failed.unreachable {
+            first.set_healthy(false, &failed.err.to_string());
+        }
         if !(failed.before_response && admitted.kind() == StatementKind::Read) {
             return Err(failed.err);
         }
         let second = match self.replicas.pick(Some(first)) {
             Some(other) => {
-                if failed.unreachable {
-                    let why = match &failed.err {
-                        QueryError::Unavailable(why) => why.clone(),
-                        other => other.to_string(),
-                    };
-                    first.set_healthy(false, &why);
-                }
                 self.metrics.failovers.inc();
                 tracing::debug!(from = first.label(), to = other.label(), error = %failed.err, "sending the read to another replica");
                 other

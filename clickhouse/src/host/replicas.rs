@@ -297,7 +297,7 @@ async fn probe(
         .get(ping)
         .send()
         .await
-        .map_err(|err| format!("/ping: {}", err.without_url()))?;
+        .map_err(|err| format!("/ping: {}", super::transport::explain(&err)))?;
     if !answer.status().is_success() {
         return Err(format!("/ping answered {}", answer.status()));
     }
@@ -330,7 +330,7 @@ async fn query(client: &reqwest::Client, replica: &Replica, sql: &str) -> Result
         .body(format!("{sql} FORMAT TabSeparated"))
         .send()
         .await
-        .map_err(|err| format!("{sql}: {}", err.without_url()))?;
+        .map_err(|err| format!("{sql}: {}", super::transport::explain(&err)))?;
     let status = response.status();
     let text = response
         .text()

@@ -170,13 +170,20 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> Option<&'static str>
                     "the server does not speak TLS on this port (is it the plain http port? use http:// or the https port)"
                 }
                 rustls::Error::AlertReceived(alert) => match alert {
-                    rustls::AlertDescription::CertificateRequired
-                    | rustls::AlertDescription::HandshakeFailure
-                    | rustls::AlertDescription::BadCertificate
-                    | rustls::AlertDescription::UnknownCA => {
-                        "the server refused the TLS handshake (does it require a client certificate? set CLICKHOUSE_CLIENT_CERT and CLICKHOUSE_CLIENT_CERT_KEY)"
+                    rustls::AlertDescription::CertificateRequired => {
+                        "the server requires a client certificate: set CLICKHOUSE_CLIENT_CERT and CLICKHOUSE_CLIENT_CERT_KEY"
                     }
-                    _ => "the server ended the TLS handshake",
+                    rustls::AlertDescription::UnknownCA
+                    | rustls::AlertDescription::BadCertificate
+                    | rustls::AlertDescription::CertificateUnknown => {
+                        "the server does not accept the client certificate (is it signed by a CA the server trusts?), or wants one: check CLICKHOUSE_CLIENT_CERT and CLICKHOUSE_CLIENT_CERT_KEY"
+                    }
+                    rustls::AlertDescription::CertificateExpired => {
+                        "the server says the client certificate has expired"
+                    }
+                    _ => {
+                        "the server ended the TLS handshake (does it require a client certificate? set CLICKHOUSE_CLIENT_CERT and CLICKHOUSE_CLIENT_CERT_KEY)"
+                    }
                 },
                 _ => "the TLS handshake failed",
             });

@@ -7,7 +7,8 @@ use crate::error::QueryError;
 /// Whether a send failed in a way a second attempt on a new connection can
 /// fix: the connection was refused or reset before a response arrived.
 pub fn is_retryable(err: &reqwest::Error) -> bool {
-    if err.is_timeout() {
+    // A handshake that failed (an unknown CA, a wrong name) fails again.
+    if err.is_timeout() || super::tls::describe(err).is_some() {
         return false;
     }
     if err.is_connect() {
@@ -38,13 +39,21 @@ pub fn is_retryable(err: &reqwest::Error) -> bool {
 /// The guest's view of a transport failure: what happened, in a few words.
 /// The details (URL, settings, query id) go to the host's log only.
 pub fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
-    let err = err.without_url();
     if let Some(words) = super::tls::describe(&err) {
+        let err = err.without_url();
         tracing::warn!(query_id, tls = words, error = %chain(&err), "ClickHouse's TLS handshake failed");
         return QueryError::Unavailable(
             "cannot connect to ClickHouse (the TLS handshake failed)".into(),
         );
     }
+    if let Some(hint) = plain_http_hint(&err) {
+        let err = err.without_url();
+        tracing::warn!(query_id, hint, error = %chain(&err), "ClickHouse request failed");
+        return QueryError::Unavailable(
+            "lost the connection to ClickHouse (connection reset)".into(),
+        );
+    }
+    let err = err.without_url();
     let mut detail = err.to_string();
     let mut source = std::error::Error::source(&err);
     let mut reason = None;
@@ -73,10 +82,41 @@ pub fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
     })
 }
 
-/// `err` with its causes, for the log.
-fn chain(err: &reqwest::Error) -> String {
+/// A transport failure in words, for the host's log and a replica's
+/// status: the TLS cause when there is one, a hint when plain HTTP met a TLS
+/// port, otherwise the error with its causes (never the URL).
+pub fn explain(err: &reqwest::Error) -> String {
+    if let Some(words) = super::tls::describe(err) {
+        return words.to_owned();
+    }
     let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), "ClickHouse");
+    }
     let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    match plain_http_hint(err) {
+        Some(hint) => format!("{text} ({hint})"),
+        None => text,
+    }
+}
+
+/// A plain `http://` request whose connection the server closed before
+/// answering: what a TLS port does with one.
+fn plain_http_hint(err: &reqwest::Error) -> Option<&'static str> {
+    let plain = err.url().is_some_and(|url| url.scheme() == "http");
+    (plain && is_retryable(err) && !err.is_connect()).then_some(
+        "the server closed the connection without answering: is it an HTTPS port? use https:// or CLICKHOUSE_SECURE=true",
+    )
+}
+
+/// `err` with its causes, for the log.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
     while let Some(cause) = source {
         text = format!("{text}: {cause}");
         source = cause.source();
