@@ -189,6 +189,7 @@ async fn javascript_seed_guest_passes_the_route_tests_on_the_host() {
     let base = host.url("");
     common::seed::assert_routes(&base, &clickhouse).await;
     common::seed::assert_client_errors(&base).await;
+    common::seed::assert_router(&base).await;
     let isolation = get(&host.url("/concurrent/test-isolation?delay=0")).await;
     assert_eq!(isolation.json["instance_requests"], 1, "{}", isolation.text);
     clickhouse.stop();

@@ -59,6 +59,7 @@ async fn bad_delays_are_client_errors() {
     let clickhouse = ClickHouse::start();
     let host = Wasmhouse::start_in_process(&clickhouse);
     common::seed::assert_client_errors(&host.url("")).await;
+    common::seed::assert_router(&host.url("")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,10 +30,17 @@ pub fn javascript_seed() -> PathBuf {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
-        let source = root.join("guest-js/seed.js");
         let output = root.join("target/js/seed-js.wasm");
         let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        if modified(&output).is_some() && modified(&output) >= modified(&source) {
+        // The seed imports the router and the glue beside it: any of them newer
+        // than the component means a rebuild.
+        let newest_source = std::fs::read_dir(root.join("guest-js"))
+            .expect("guest-js/")
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "js"))
+            .filter_map(|path| modified(&path))
+            .max();
+        if modified(&output).is_some() && modified(&output) >= newest_source {
             return output;
         }
         let componentize = root.join("tests/portability/node_modules/.bin/componentize-js");

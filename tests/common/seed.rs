@@ -118,3 +118,38 @@ pub async fn assert_clickhouse_down(base: &str) {
     }
     assert_eq!(get(&format!("{base}/health")).await.status, 200);
 }
+
+/// What a route component written with a router (the Rust SDK's or the
+/// JavaScript one) answers beyond the routes themselves: 404 and 405 (with
+/// `Allow`) as JSON, a 422 naming the parameter and its rule, and an OpenAPI
+/// document generated from the same declarations.
+pub async fn assert_router(base: &str) {
+    let missing = get(&format!("{base}/no/such/route")).await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    assert_eq!(missing.json["kind"], "not_found", "{}", missing.text);
+
+    let post = super::send(super::client().post(format!("{base}/health"))).await;
+    assert_eq!(post.status, 405, "{}", post.text);
+    assert_eq!(post.json["kind"], "method_not_allowed", "{}", post.text);
+    let allow = post.headers.get("allow").and_then(|v| v.to_str().ok());
+    assert!(allow.is_some_and(|a| a.contains("GET")), "Allow: {allow:?}");
+
+    let bad = get(&format!("{base}/concurrent/test-isolation?delay=9")).await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(bad.json["parameter"], "delay", "{}", bad.text);
+    assert!(
+        bad.json["rule"].as_str().is_some_and(|r| r.contains('3')),
+        "{}",
+        bad.text
+    );
+
+    let doc = get(&format!("{base}/openapi.json")).await;
+    assert_eq!(doc.status, 200, "{}", doc.text);
+    let delay = &doc.json["paths"]["/concurrent/test-isolation"]["get"]["parameters"][0];
+    assert_eq!(delay["name"], "delay", "{}", doc.text);
+    assert_eq!(delay["in"], "query");
+    assert_eq!(delay["schema"]["type"], "number", "{delay}");
+    assert_eq!(delay["schema"]["maximum"], 3, "{delay}");
+    let n = &doc.json["paths"]["/stream/numbers"]["get"]["parameters"][0];
+    assert_eq!(n["schema"]["type"], "integer", "{n}");
+}
