@@ -99,10 +99,38 @@ PY
   rm -f "$out"
 }
 
+# wrk against $3 for $1 s with $2 connections (optional header $4) while
+# process $5 serves it: prints "req/s non-2xx cpu-µs-per-request p50-ms", the CPU
+# being that process's user + system time over the run (/proc/PID/stat).
+wrk_cpu() {
+  local out; out="$(mktemp)"
+  local before; before="$(proc_cpu_ticks "$5")"
+  wrk -t"$(( $2 < 2 ? 1 : 2 ))" -c"$2" -d"$1s" --latency ${4:+-H "$4"} "$3" > "$out" 2>&1 || true
+  local after; after="$(proc_cpu_ticks "$5")"
+  python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+total = re.search(r"(\d+) requests in", text)
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+ticks = int(sys.argv[3]) - int(sys.argv[2])
+count = int(total.group(1)) if total else 0
+cpu_us = ticks / int(sys.argv[4]) * 1e6 / count if count else 0
+p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)\b", text)
+scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+p50_ms = float(p50.group(1)) * scale[p50.group(2)] if p50 else 0
+print(f"{float(rps.group(1)) if rps else 0:.0f} {bad.group(1) if bad else 0} {cpu_us:.1f} {p50_ms:.3f}")
+PY
+  rm -f "$out"
+}
+
+# utime + stime of process $1, in clock ticks.
+proc_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # Start a throwaway ClickHouse (benchmarks) with everything under $1, on free
 # loopback ports; sets CH_PORT and CH_PID. The caller stops it.
 start_scratch_clickhouse() {
-  local dir="$1"
+  local dir="$1"; shift  # further arguments: more server settings (--https_port=…)
   ensure_clickhouse_installed
   CH_PORT="$(free_port)"
   mkdir -p "$dir"
@@ -110,7 +138,7 @@ start_scratch_clickhouse() {
     --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/uf/" \
     --format_schema_path="$dir/fs/" --http_port="$CH_PORT" --tcp_port="$(free_port)" \
     --interserver_http_port="$(free_port)" --listen_host=127.0.0.1 --logger.console=1 \
-    --logger.log="$dir/log" --logger.errorlog="$dir/err") > "$dir.log" 2>&1 &
+    --logger.log="$dir/log" --logger.errorlog="$dir/err" "$@") > "$dir.log" 2>&1 &
   CH_PID=$!
   for _ in $(seq 1 300); do ping_clickhouse "$CH_PORT" && return; sleep 0.1; done
   die "ClickHouse did not start (see $dir.log)"
