@@ -26,7 +26,7 @@ use super::config::{ClickHouseConfig, PoolError};
 use super::metrics::ClickHouseMetrics;
 use super::replicas::{self, InFlight, Replica, Replicas, ServerInfo};
 use super::tls;
-use super::transport::{is_retryable, read_error_body, unavailable};
+use super::transport::{self, is_retryable, read_error_body, unavailable};
 use crate::error::QueryError;
 use crate::params::BindMode;
 use crate::policy::{Admitted, QueryPolicy, ReadOnly, classify_error_body};
@@ -105,7 +105,7 @@ impl ClickHousePool {
     pub fn new(config: ClickHouseConfig) -> Result<Self, PoolError> {
         let tls = tls::client_config(&config.tls)?;
         // Fail at start-up, not on the first query, if the client cannot be built.
-        http_client(&config, &tls, config.pool_max_size)?;
+        transport::http_client(&config, &tls, config.pool_max_size)?;
         let metrics = Arc::new(ClickHouseMetrics::default());
         metrics
             .capacity
@@ -145,7 +145,7 @@ impl ClickHousePool {
         }
         Some(tokio::spawn(replicas::check_health(
             self.replicas.all().to_vec(),
-            http_client(&self.config, &self.tls, 1).ok()?,
+            transport::http_client(&self.config, &self.tls, 1).ok()?,
             self.config.health_interval,
             self.config.connect_timeout.max(Duration::from_secs(1)),
             self.config.max_replica_delay,
@@ -513,7 +513,7 @@ impl ClickHousePool {
     fn client(&self) -> &reqwest::Client {
         self.clients.get_or(|| {
             // Built once successfully in `new`; the same settings cannot fail now.
-            http_client(&self.config, &self.tls, self.config.pool_max_size)
+            transport::http_client(&self.config, &self.tls, self.config.pool_max_size)
                 .unwrap_or_else(|_| reqwest::Client::new())
         })
     }
@@ -521,25 +521,6 @@ impl ClickHousePool {
 
 fn no_server() -> QueryError {
     QueryError::Unavailable("no ClickHouse server is configured".into())
-}
-
-/// An HTTP client for ClickHouse, keeping up to `max_idle` connections per
-/// server: plain HTTP, or HTTPS with the host's one TLS configuration.
-pub(crate) fn http_client(
-    config: &ClickHouseConfig,
-    tls: &Arc<rustls::ClientConfig>,
-    max_idle: usize,
-) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(rustls::ClientConfig::clone(tls))
-        .pool_max_idle_per_host(max_idle)
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .http1_only()
-        // Proxy variables in the environment must not reroute database traffic.
-        .no_proxy()
-        .build()
 }
 
 /// Output formats are names (`JSONEachRow`, `TabSeparated`, …); anything

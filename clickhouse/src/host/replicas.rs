@@ -102,7 +102,7 @@ impl Replica {
         let canceller = Arc::new(Canceller::new(
             base_url.clone(),
             authorization.clone(),
-            super::client::http_client(config, tls, 1)?,
+            super::transport::http_client(config, tls, 1)?,
             metrics.clone(),
         ));
         let labels = ReplicaLabels {

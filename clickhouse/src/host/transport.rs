@@ -1,4 +1,4 @@
-//! What the HTTP transport to ClickHouse can do wrong, in the words a guest
+//! The HTTP client to ClickHouse, and what it can do wrong in the words a guest
 //! may see: the details (URLs with settings and query ids) stay in the
 //! host's log.
 
@@ -137,4 +137,23 @@ pub async fn read_error_body(mut response: reqwest::Response) -> String {
         }
     }
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// An HTTP client for ClickHouse, keeping up to `max_idle` connections per
+/// server: plain HTTP, or HTTPS with the host's one TLS configuration.
+pub(crate) fn http_client(
+    config: &super::config::ClickHouseConfig,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    max_idle: usize,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls::ClientConfig::clone(tls))
+        .pool_max_idle_per_host(max_idle)
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .http1_only()
+        // Proxy variables in the environment must not reroute database traffic.
+        .no_proxy()
+        .build()
 }
