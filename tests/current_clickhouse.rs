@@ -8,14 +8,26 @@ mod common;
 use std::time::Duration;
 
 use wasmhouse_clickhouse::QueryPolicy;
+use wasmhouse_clickhouse::params::BindMode;
 
 /// The queries of the built-in routes (`guest/src/lib.rs`).
-const BUILTIN_QUERIES: &[&str] = &[
-    "SELECT 1 AS value",
-    "SELECT version() AS version",
-    "SELECT count() AS c, sum(number) AS s FROM (SELECT number FROM system.numbers LIMIT 10000000)",
-    "SELECT sleep(0.1) AS slept",
-    "SELECT number FROM system.numbers LIMIT 1000",
+/// The built-in guest's queries as it sends them, with the parameters it
+/// binds (`guest/src/lib.rs`; the test below guards against drift).
+const BUILTIN_QUERIES: &[(&str, &[(&str, &str)])] = &[
+    ("SELECT 1 AS value", &[]),
+    ("SELECT version() AS version", &[]),
+    (
+        "SELECT count() AS c, sum(number) AS s FROM (SELECT number FROM system.numbers LIMIT 10000000)",
+        &[],
+    ),
+    (
+        "SELECT sleep({delay:Float64}) AS slept",
+        &[("delay", "0.1")],
+    ),
+    (
+        "SELECT number FROM system.numbers LIMIT {n:UInt64}",
+        &[("n", "1000")],
+    ),
 ];
 
 /// Run each query through chdb with `settings`; one line per query:
@@ -54,23 +66,24 @@ fn host_settings() -> String {
 #[test]
 fn builtin_queries_pass_the_strict_default_on_current_clickhouse() {
     let guest = include_str!("../guest/src/lib.rs");
-    // Guard against drift: the list above is the guest's.
-    for query in [
-        "SELECT 1 AS value",
-        "FROM system.numbers LIMIT 10000000",
-        "FROM system.numbers LIMIT {n}",
-    ] {
-        assert!(
-            guest.contains(query),
-            "guest/src/lib.rs no longer has {query:?}"
-        );
-    }
     let policy = QueryPolicy::default();
-    let queries: Vec<String> = BUILTIN_QUERIES.iter().map(|q| (*q).to_owned()).collect();
-    for query in &queries {
-        policy
-            .admit(query, &[], &[])
-            .unwrap_or_else(|err| panic!("the host refuses {query:?}: {err}"));
+    let mut queries = Vec::new();
+    for (sql, params) in BUILTIN_QUERIES {
+        // Guard against drift: the list above is the guest's.
+        assert!(
+            guest.contains(sql),
+            "guest/src/lib.rs no longer has {sql:?}"
+        );
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        // What the host sends for it: bound (as for a server that takes no
+        // parameters beside the SQL) and checked again.
+        let (_, prepared) = policy
+            .check(sql, &params, &[], BindMode::Inline)
+            .unwrap_or_else(|err| panic!("the host refuses {sql:?}: {err}"));
+        queries.push(prepared.sql);
     }
     let settings = host_settings();
     assert!(settings.contains("readonly = 1"), "{settings}");

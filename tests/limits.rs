@@ -396,7 +396,7 @@ async fn typed_parameters_arrive_as_data() {
         ("Float64", "1e400"),
     ] {
         let reply = echo(ty, bad).await;
-        assert_eq!(reply.status, 500, "{ty} {bad:?}: {}", reply.text);
+        assert_eq!(reply.status, 422, "{ty} {bad:?}: {}", reply.text);
         assert_eq!(reply.json["kind"], "invalid_parameter", "{ty} {bad:?}");
     }
 }
