@@ -243,6 +243,45 @@ impl Response {
     pub fn status(&self) -> u16 {
         self.status
     }
+
+    /// A header's value, if the response has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The body parsed as JSON, when it is bytes already in memory (error
+    /// answers, [`Response::json`]): for tests.
+    pub fn json_body(&self) -> Option<serde_json::Value> {
+        match &self.body {
+            Body::Bytes(bytes) => serde_json::from_slice(bytes).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Status, headers and the body (as text when it is bytes in memory): what
+/// a failed test assertion shows.
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, String)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value).into_owned()))
+            .collect();
+        let body = match &self.body {
+            Body::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Body::Rows(_) => "(a ClickHouse result)".to_owned(),
+            Body::Stream(_) => "(streamed)".to_owned(),
+        };
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &headers)
+            .field("body", &body)
+            .finish()
+    }
 }
 
 /// Run `H` on one incoming request and send its response. Used by [`crate::serve!`].

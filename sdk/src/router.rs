@@ -670,39 +670,34 @@ impl Route {
         self.method == method || (self.method == "GET" && method == "HEAD")
     }
 
-    fn call(&self, request: Request, path: Vec<(String, String)>) -> Response {
+    /// The parameters checked against their rules: from the path's
+    /// segments (already decoded) and the query string.
+    fn validate(
+        &self,
+        path: &[(String, String)],
+        query_string: &str,
+    ) -> Result<BTreeMap<String, Value>, Response> {
         let mut values = BTreeMap::new();
-        for param in &self.path_params {
-            let raw = path
-                .iter()
-                .find(|(name, _)| *name == param.name)
-                .map(|(_, v)| v.as_str());
-            match param.check(raw) {
-                Ok(Some(value)) => {
-                    values.insert(param.name.clone(), value);
+        let query: Vec<(String, String)> = form_urlencoded::parse(query_string.as_bytes())
+            .into_owned()
+            .collect();
+        let sources = [(&self.path_params, path), (&self.query_params, &query[..])];
+        for (params, given) in sources {
+            for param in params {
+                let raw = given
+                    .iter()
+                    .find(|(name, _)| *name == param.name)
+                    .map(|(_, v)| v.as_str());
+                match param.check(raw) {
+                    Ok(Some(value)) => {
+                        values.insert(param.name.clone(), value);
+                    }
+                    Ok(None) => {}
+                    Err(rule) => return Err(invalid(&param.name, &rule)),
                 }
-                Ok(None) => {}
-                Err(rule) => return invalid(&param.name, &rule),
             }
         }
-        let query: Vec<(String, String)> =
-            form_urlencoded::parse(request.query_string().as_bytes())
-                .into_owned()
-                .collect();
-        for param in &self.query_params {
-            let raw = query
-                .iter()
-                .find(|(name, _)| *name == param.name)
-                .map(|(_, v)| v.as_str());
-            match param.check(raw) {
-                Ok(Some(value)) => {
-                    values.insert(param.name.clone(), value);
-                }
-                Ok(None) => {}
-                Err(rule) => return invalid(&param.name, &rule),
-            }
-        }
-        (self.handler)(Call { request, values })
+        Ok(values)
     }
 
     fn openapi(&self) -> Value {
@@ -783,6 +778,26 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// What [`Router::check`] found for a request.
+#[derive(Debug)]
+pub struct Checked<'r> {
+    pattern: &'r str,
+    values: BTreeMap<String, Value>,
+}
+
+impl Checked<'_> {
+    /// The pattern of the route the request reaches (`/events/{user}`).
+    pub fn pattern(&self) -> &str {
+        self.pattern
+    }
+
+    /// A parameter's checked value (with its default applied), as the
+    /// handler would get it.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+}
+
 /// A component's routes: matching, validation and its OpenAPI document.
 pub struct Router {
     title: String,
@@ -834,18 +849,44 @@ impl Router {
     /// parameters checked; 404, 405 or 422 otherwise.
     pub fn handle(&self, request: Request) -> Response {
         let path = request.path_info();
-        let method = request.method().to_owned();
-        if path == OPENAPI_PATH && matches!(method.as_str(), "GET" | "HEAD") {
+        if path == OPENAPI_PATH && matches!(request.method(), "GET" | "HEAD") {
             return Response::json(200, &self.openapi());
         }
+        let checked = self
+            .find(request.method(), &path)
+            .and_then(|(route, params)| {
+                Ok((route, route.validate(&params, request.query_string())?))
+            });
+        match checked {
+            Ok((route, values)) => (route.handler)(Call { request, values }),
+            Err(response) => response,
+        }
+    }
+
+    /// What a request for `target` (a path below the component's prefix,
+    /// with its query string) with `method` would reach, without running
+    /// the handler: the route's pattern and its parameters checked, or the
+    /// 404, 405 or 422 it would get. For a route project's own tests, which
+    /// run natively (`cargo test`), where no request object exists.
+    pub fn check(&self, method: &str, target: &str) -> Result<Checked<'_>, Response> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (route, params) = self.find(method, path)?;
+        Ok(Checked {
+            pattern: &route.pattern,
+            values: route.validate(&params, query)?,
+        })
+    }
+
+    /// The route serving `method` on `path`, with the path's parameters.
+    fn find(&self, method: &str, path: &str) -> Result<(&Route, Vec<(String, String)>), Response> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut allowed: Vec<&str> = Vec::new();
         for route in &self.routes {
             let Some(params) = route.matches(&segments) else {
                 continue;
             };
-            if route.serves(&method) {
-                return route.call(request, params);
+            if route.serves(method) {
+                return Ok((route, params));
             }
             allowed.push(route.method);
             if route.method == "GET" {
@@ -853,15 +894,19 @@ impl Router {
             }
         }
         if allowed.is_empty() {
-            return Response::error(404, "not_found", &format!("no route for {path}"));
+            return Err(Response::error(
+                404,
+                "not_found",
+                &format!("no route for {path}"),
+            ));
         }
         let allow = allowed.join(", ");
-        Response::error(
+        Err(Response::error(
             405,
             "method_not_allowed",
             &format!("{path} takes {allow}, not {method}"),
         )
-        .with_header("allow", &allow)
+        .with_header("allow", &allow))
     }
 
     /// The routes as an OpenAPI 3 document, paths below the component's
@@ -1052,5 +1097,39 @@ mod tests {
         assert_eq!(events["parameters"][0]["in"], "path");
         assert_eq!(events["parameters"][0]["required"], true);
         assert!(doc["components"]["schemas"]["Error"]["properties"]["parameter"].is_object());
+    }
+
+    #[test]
+    fn check_answers_what_a_request_would_reach() {
+        let ok = |_: Call| Response::error(200, "ok", "");
+        let router = Router::new("t", "1")
+            .route(Route::get("/top", ok).query(Param::uint("limit").range(1, 10).default(5)))
+            .route(Route::get("/events/{user}", ok))
+            .route(Route::post("/events/{user}", ok));
+        let top = router.check("GET", "/top?limit=7").expect("reaches /top");
+        assert_eq!(top.pattern(), "/top");
+        assert_eq!(top.value("limit"), Some(&json!(7)));
+        let default = router.check("HEAD", "/top").expect("HEAD serves GET");
+        assert_eq!(default.value("limit"), Some(&json!(5)));
+
+        let too_many = router
+            .check("GET", "/top?limit=11")
+            .expect_err("limit > 10");
+        assert_eq!(too_many.status(), 422);
+        let body = too_many.json_body().expect("JSON");
+        assert_eq!(body["parameter"], "limit");
+        assert_eq!(body["rule"], "must be at most 10");
+
+        let user = router
+            .check("GET", "/events/J%C3%BCrgen%20K")
+            .expect("decoded");
+        assert_eq!(user.value("user"), Some(&json!("Jürgen K")));
+        assert_eq!(
+            router.check("GET", "/nowhere").expect_err("404").status(),
+            404
+        );
+        let wrong = router.check("DELETE", "/events/x").expect_err("405");
+        assert_eq!(wrong.status(), 405);
+        assert_eq!(wrong.header("Allow"), Some("GET, HEAD, POST"));
     }
 }
