@@ -127,6 +127,20 @@ pub struct ServeArgs {
     #[arg(long, env = "WASMHOUSE_MANIFEST", value_name = "WASMHOUSE_MANIFEST")]
     pub(crate) manifest: Option<PathBuf>,
 
+    /// One log line per request (method, path without the query string,
+    /// status, time to the response headers, request id, route and
+    /// version); on in `wasmhouse dev`.
+    #[arg(
+        long = "access-log",
+        env = "WASMHOUSE_ACCESS_LOG",
+        value_name = "WASMHOUSE_ACCESS_LOG",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub(crate) access_log: bool,
+
     #[command(flatten)]
     pub(crate) clickhouse: ClickHouseArgs,
 
@@ -508,6 +522,8 @@ pub struct ServeConfig {
     pub(crate) trusted_proxies: TrustedProxies,
     /// Serve `/openapi.json` and `/docs`.
     pub(crate) docs: bool,
+    /// Log one line per request.
+    pub(crate) access_log: bool,
     /// The fleet's shared deployments directory; `None` when this host
     /// deploys alone.
     pub(crate) shared_deployments: Option<SharedDeploymentsConfig>,
@@ -533,6 +549,7 @@ impl ServeConfig {
             keys: KeySource::default(),
             trusted_proxies: TrustedProxies::default(),
             docs: true,
+            access_log: false,
             shared_deployments: None,
         }
     }
@@ -695,6 +712,7 @@ impl ServeArgs {
                 None => TrustedProxies::default(),
             },
             docs: self.access.docs,
+            access_log: self.access_log,
             shared_deployments: self.shared.into_config()?,
         };
         // Keys are read now, so a broken file stops start-up with its name.

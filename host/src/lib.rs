@@ -54,6 +54,8 @@
 //! - [`load`]: `wasmhouse load`, a small load generator.
 //! - [`healthcheck`]: `wasmhouse healthcheck`, the container's health probe.
 //! - [`compose`]: `wasmhouse compose`, the adapter plugged into a component.
+//! - [`project`]: `wasmhouse new`, `build` and `dev`: route projects, their
+//!   templates (compiled in), their builds and the development loop.
 
 mod access;
 mod admin;
@@ -77,6 +79,7 @@ mod units;
 pub mod compose;
 pub mod healthcheck;
 pub mod load;
+pub mod project;
 pub mod telemetry;
 
 pub use config::{ServeArgs, ServeConfig};

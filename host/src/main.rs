@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use wasmhouse::ServeArgs;
 use wasmhouse::healthcheck::{self, HealthcheckArgs};
 use wasmhouse::load::{self, LoadArgs};
+use wasmhouse::project;
 
 /// Serve HTTP APIs over ClickHouse with route logic as WebAssembly components.
 /// Every request allocates a store, resource tables and buffers and frees
@@ -46,6 +47,13 @@ enum Command {
     /// GET /health on the local server: exit 0 on a 2xx answer, 1 otherwise
     /// (a container HEALTHCHECK without curl).
     Healthcheck(HealthcheckArgs),
+    /// Write a new route project (Rust or JavaScript) into a directory.
+    New(project::NewArgs),
+    /// Build the route project here; its component's path is the last line.
+    Build(project::BuildArgs),
+    /// Build the route project, serve it with a local ClickHouse (unless
+    /// one is configured) and rebuild and swap it on every save.
+    Dev(Box<project::DevArgs>),
 }
 
 #[derive(clap::Args)]
@@ -68,6 +76,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => with_telemetry(format, || serve(*args)),
         Command::Compose(args) => with_telemetry(format, || compose(&args)),
         Command::Load(args) => with_telemetry(format, || load(&args)),
+        Command::New(args) => project::new_project(&args),
+        Command::Build(args) => project::build(&args),
+        Command::Dev(args) => with_telemetry(format, || project::dev(*args)),
         // No telemetry: a probe run every few seconds exports no spans and
         // prints one line, nothing else.
         Command::Healthcheck(args) => return healthcheck(&args),

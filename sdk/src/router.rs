@@ -778,6 +778,9 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A path's parameters by name, percent-decoded, before their rules.
+type PathValues = Vec<(String, String)>;
+
 /// What [`Router::check`] found for a request.
 #[derive(Debug)]
 pub struct Checked<'r> {
@@ -878,7 +881,7 @@ impl Router {
     }
 
     /// The route serving `method` on `path`, with the path's parameters.
-    fn find(&self, method: &str, path: &str) -> Result<(&Route, Vec<(String, String)>), Response> {
+    fn find(&self, method: &str, path: &str) -> Result<(&Route, PathValues), Response> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut allowed: Vec<&str> = Vec::new();
         for route in &self.routes {

@@ -89,11 +89,50 @@ impl Dispatcher {
         &self.access
     }
 
-    /// Answer one request on the main listener.
+    /// Answer one request on the main listener, with its access-log line
+    /// when that is on.
     pub(crate) async fn dispatch(
         &self,
         request: hyper::Request<Incoming>,
         peer: SocketAddr,
+    ) -> hyper::Response<ResponseBody> {
+        if !self.config.access_log {
+            return self.answer(request, peer, &mut None).await;
+        }
+        let started = std::time::Instant::now();
+        let method = request.method().clone();
+        // The path only: query strings carry parameter values, which may be
+        // personal data or secrets.
+        let path = crate::respond::shorten(request.uri().path(), 200).into_owned();
+        let mut served = None;
+        let response = self.answer(request, peer, &mut served).await;
+        let request_id = response
+            .headers()
+            .get(crate::request_id::REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("-");
+        // Answers no route gave (404, /docs, /metrics) have no route fields.
+        tracing::info!(
+            target: "wasmhouse::access",
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
+            request_id = %request_id,
+            route = served.as_ref().map(|(route, _)| route.as_str()),
+            version = served.as_ref().map(|(_, version)| *version),
+            "request"
+        );
+        response
+    }
+
+    /// Answer one request; `served` gets the route and version that
+    /// answered it, when one did.
+    async fn answer(
+        &self,
+        request: hyper::Request<Incoming>,
+        peer: SocketAddr,
+        served: &mut Option<(String, u64)>,
     ) -> hyper::Response<ResponseBody> {
         let admin = &self.config.admin;
         let path = request.uri().path();
@@ -128,6 +167,9 @@ impl Dispatcher {
             return response;
         };
         let deployment = route.current();
+        if self.config.access_log {
+            *served = Some((route.name().to_owned(), deployment.version));
+        }
         // Created with what is known up front: a log layer formats a span's
         // fields when it is created and again on every `record`, so the
         // fields only exporters read are recorded only when exporting.

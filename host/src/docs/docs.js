@@ -31,11 +31,21 @@ function keyInput() {
 }
 
 async function tryOperation(path, method, operation, form, answer) {
-  const url = new URL(path, window.location.origin);
-  for (const input of form.querySelectorAll("input[data-in]")) {
-    if (input.value === "") continue;
-    if (input.dataset.in === "query") url.searchParams.set(input.name, input.value);
-    if (input.dataset.in === "path") url.pathname = url.pathname.replace(`{${input.name}}`, encodeURIComponent(input.value));
+  // Path parameters go into the template before it becomes a URL: URL
+  // parsing would percent-encode the braces of {name} first.
+  const inputs = [...form.querySelectorAll("input[data-in]")];
+  let filled = path;
+  for (const input of inputs) {
+    if (input.dataset.in === "path") filled = filled.replaceAll(`{${input.name}}`, encodeURIComponent(input.value));
+  }
+  const missing = filled.match(/\{([^}]+)\}/) || (inputs.some((i) => i.dataset.in === "path" && i.value === "") && [null, "a path parameter"]);
+  if (missing) {
+    answer.replaceChildren(element("span", { class: "status bad" }, `Fill in ${missing[1]} first: it is part of the path.`));
+    return;
+  }
+  const url = new URL(filled, window.location.origin);
+  for (const input of inputs) {
+    if (input.value !== "" && input.dataset.in === "query") url.searchParams.set(input.name, input.value);
   }
   const headers = {};
   const key = keyInput().value.trim();
