@@ -27,6 +27,11 @@ fn main() {
         "adapter",
         ".cargo/config.toml",
         "Cargo.lock",
+        // What `wasmhouse new` writes (include_dir! does not see new files).
+        "host/templates",
+        "guest-js/router.js",
+        "guest-js/wasmhouse.js",
+        "tests/portability/package.json",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
