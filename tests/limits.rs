@@ -340,6 +340,95 @@ component = "{guest}"
     assert_eq!(get(&host.url("/writer/write")).await.status, 200);
 }
 
+/// Parameters where ClickHouse 18.16 takes only certain literals: counts
+/// after `LIMIT` and `OFFSET`, the list after `IN`, arrays as function
+/// arguments; a bad value is the client's 422, a broken query the route's
+/// 5xx.
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_work_in_limit_in_lists_and_arrays_on_18_16() {
+    let clickhouse = ClickHouse::start();
+    let host = hostile_in_process(&clickhouse, &[]);
+    let sql = |q: &str, params: &[(&str, &str)]| {
+        let mut pairs = vec![("q".to_owned(), q.to_owned())];
+        pairs.extend(
+            params
+                .iter()
+                .map(|(n, v)| (format!("param.{n}"), (*v).to_owned())),
+        );
+        let url = reqwest::Url::parse_with_params(&host.url("/sql"), &pairs).expect("URL");
+        async move { get(url.as_str()).await }
+    };
+    let rows = |reply: &common::Reply| -> Vec<String> {
+        reply.json["result"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no result: {}", reply.text))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let page = sql(
+        "SELECT number FROM system.numbers LIMIT {n:UInt32} OFFSET {o:UInt64}",
+        &[("n", "3"), ("o", "5")],
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(rows(&page), ["5", "6", "7"]);
+    let comma = sql(
+        "SELECT number FROM system.numbers LIMIT {o:UInt8}, {n:UInt8}",
+        &[("o", "2"), ("n", "2")],
+    )
+    .await;
+    assert_eq!(rows(&comma), ["2", "3"], "{}", comma.text);
+
+    let listed = sql(
+        "SELECT number FROM (SELECT number FROM system.numbers LIMIT 10) WHERE number IN {ids:Array(UInt32)} ORDER BY number",
+        &[("ids", "[7, 1, 3]")],
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(rows(&listed), ["1", "3", "7"]);
+    let not_listed = sql(
+        "SELECT count() FROM (SELECT number FROM system.numbers LIMIT 10) WHERE toString(number) NOT IN {s:Array(String)}",
+        &[("s", "['1', 'x\\'y']")],
+    )
+    .await;
+    assert_eq!(rows(&not_listed), ["9"], "{}", not_listed.text);
+    let has = sql(
+        "SELECT number FROM (SELECT number FROM system.numbers LIMIT 10) WHERE has({ids:Array(UInt64)}, number)",
+        &[("ids", "[2, 4]")],
+    )
+    .await;
+    assert_eq!(rows(&has), ["2", "4"], "{}", has.text);
+
+    for (q, params) in [
+        (
+            "SELECT number FROM system.numbers LIMIT {n:UInt32}",
+            [("n", "-1")],
+        ),
+        (
+            "SELECT number FROM system.numbers LIMIT {n:UInt32}",
+            [("n", "3 OFFSET 0")],
+        ),
+        (
+            "SELECT 1 WHERE 1 IN {ids:Array(UInt8)}",
+            [("ids", "[1, 300]")],
+        ),
+        (
+            "SELECT 1 WHERE 1 IN {ids:Array(UInt8)}",
+            [("ids", "[1) OR (1")],
+        ),
+        ("SELECT 1 WHERE 1 IN {ids:Array(UInt8)}", [("ids", "[]")]),
+    ] {
+        let reply = sql(q, &params).await;
+        assert_eq!(reply.status, 422, "{q} {params:?}: {}", reply.text);
+        assert_eq!(reply.json["kind"], "invalid_parameter", "{}", reply.text);
+    }
+    // The route's own mistake (no value for its placeholder) is not the
+    // client's.
+    let missing = sql("SELECT number FROM system.numbers LIMIT {n:UInt32}", &[]).await;
+    assert!(missing.status >= 500, "{}", missing.text);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn typed_parameters_arrive_as_data() {
     let clickhouse = ClickHouse::start();

@@ -12,7 +12,10 @@
 //!   no byte of the input is ever copied into the SQL unescaped;
 //! - in both, `Identifier` values are substituted as quoted names (they are
 //!   structure, not data), and integers after `LIMIT`, `OFFSET` or `TOP` as
-//!   plain numbers, which every server accepts there (18.16 refuses a `CAST`).
+//!   plain numbers, which every server accepts there (18.16 refuses a `CAST`);
+//! - on older servers an array right after `IN` (`x IN {ids:Array(UInt32)}`)
+//!   becomes the list `(1, 2, 3)`, which is what 18.16 takes there (it
+//!   refuses an array); newer servers take the `param_` array itself.
 //!
 //! Placeholders are the [`crate::lexer`]'s tokens, so a `{` inside a string
 //! or comment is never one. The bound text is what the statement check reads
@@ -182,11 +185,19 @@ pub fn bind_tokens(
             ))
         })?;
         let plain = in_limit_clause(tokens, at) && ty.is_number();
+        let list = mode == BindMode::Inline
+            && matches!(ty, ParamType::Array(_))
+            && at
+                .checked_sub(1)
+                .and_then(|i| tokens.get(i))
+                .is_some_and(|t| t.is_word("in"));
         // Identifiers are structure, not data: even in server mode they are
         // substituted, as quoted names, so every server version reads them
         // the same way (and the statement check sees them).
         let form = if plain {
             Form::Plain
+        } else if list {
+            Form::List
         } else if mode == BindMode::Inline || ty == ParamType::Identifier {
             Form::Literal
         } else {
@@ -225,6 +236,10 @@ pub fn bind_tokens(
                     }
                     Form::Literal => {
                         write_sql(ty, raw, &mut text).map_err(invalid)?;
+                        entry.insert(Some(text))
+                    }
+                    Form::List => {
+                        write_list(ty, raw, &mut text).map_err(invalid)?;
                         entry.insert(Some(text))
                     }
                     Form::Param => {
@@ -583,6 +598,8 @@ enum Form {
     /// ClickHouse's escaped text form of `param_<name>` values: top-level
     /// strings bare, `\N`, `[a,b]` with quoted strings inside.
     Param,
+    /// An array's items as the list after `IN`: `(1, 2)`, `('a')`.
+    List,
 }
 
 /// Check `raw` as a `ty` and write it as a typed SQL expression.
@@ -607,6 +624,32 @@ fn write_sql(ty: &ParamType, raw: &str, out: &mut String) -> Result<(), String> 
     Ok(())
 }
 
+/// Check the array `raw` and write its items as the parenthesised list an
+/// `IN` takes: `[1, 2]` as `(1, 2)`. Each item is a literal, checked and
+/// re-rendered like an array's; ClickHouse converts them to the type of the
+/// left-hand side, as it does any literal list.
+fn write_list(ty: &ParamType, raw: &str, out: &mut String) -> Result<(), String> {
+    let ParamType::Array(element) = ty else {
+        return Err("only an array makes a list".into());
+    };
+    let mut array = String::new();
+    let rest = write_array(element, raw, Form::Literal, &mut array)?;
+    if !rest.trim().is_empty() {
+        return Err("text after the array".into());
+    }
+    let items = array
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .ok_or("expected [item, item, …]")?;
+    if items.is_empty() {
+        return Err("an empty list cannot follow IN on this server; send at least one item".into());
+    }
+    out.push('(');
+    out.push_str(items);
+    out.push(')');
+    Ok(())
+}
+
 /// Check `raw` as a `ty` and write it in `form`, re-rendered from what was
 /// parsed. `quoted` says `raw` was a quoted array item (the string `'NULL'`
 /// is text, not NULL); `top_level` that it is not inside an array. Recurses
@@ -628,7 +671,7 @@ fn write_value(
         ParamType::Nullable(inner) => {
             if !quoted && (raw == "\\N" || raw.eq_ignore_ascii_case("null")) {
                 out.push_str(match form {
-                    Form::Literal | Form::Plain => "NULL",
+                    Form::Literal | Form::Plain | Form::List => "NULL",
                     Form::Param => "\\N",
                 });
             } else {
@@ -708,7 +751,7 @@ fn write_array<'a>(
     }
     let nested = array_element(element);
     let separator = match form {
-        Form::Literal | Form::Plain => ", ",
+        Form::Literal | Form::Plain | Form::List => ", ",
         Form::Param => ",",
     };
     let mut first = true;
@@ -1046,6 +1089,42 @@ mod tests {
 
     fn inline(sql: &str, pairs: &[(&str, &str)]) -> Result<String, BindError> {
         bind(sql, &params(pairs), BindMode::Inline).map(|bound| bound.sql)
+    }
+
+    #[test]
+    fn arrays_after_in_are_lists_on_older_servers() {
+        let sql = "SELECT n FROM t WHERE n IN {ids:Array(UInt32)} AND s NOT IN {s:Array(String)}";
+        assert_eq!(
+            inline(sql, &[("ids", "[1, 3]"), ("s", r"['a', 'b\'c']")]).unwrap(),
+            r"SELECT n FROM t WHERE n IN (1, 3) AND s NOT IN ('a', 'b\'c')"
+        );
+        assert_eq!(
+            inline("SELECT 1 WHERE n IN {ids:Array(UInt8)}", &[("ids", "[7]")]).unwrap(),
+            "SELECT 1 WHERE n IN (7)"
+        );
+        // Checked as an array's items are.
+        let bad = inline(
+            "SELECT 1 WHERE n IN {ids:Array(UInt8)}",
+            &[("ids", "[1, 300]")],
+        );
+        assert_eq!(bad.unwrap_err().fault, BindFault::Value);
+        let empty = inline("SELECT 1 WHERE n IN {ids:Array(UInt8)}", &[("ids", "[]")]);
+        assert_eq!(empty.unwrap_err().fault, BindFault::Value);
+        // Elsewhere an array stays an array; newer servers get the array.
+        assert_eq!(
+            inline("SELECT has({ids:Array(UInt8)}, 1)", &[("ids", "[1]")]).unwrap(),
+            "SELECT has(CAST([1] AS Array(UInt8)), 1)"
+        );
+        let server = server(
+            "SELECT 1 WHERE n IN {ids:Array(UInt8)}",
+            &[("ids", "[1, 2]")],
+        )
+        .unwrap();
+        assert_eq!(server.sql, "SELECT 1 WHERE n IN {ids:Array(UInt8)}");
+        assert_eq!(
+            server.url_params,
+            [("param_ids".to_owned(), "[1,2]".to_owned())]
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
     let mut child = Command::new("cargo")
         .current_dir(dir)
         .args(["build", "--release", "--target", WASM_TARGET])
+        // The manifest names target/ here: a CARGO_TARGET_DIR set for other
+        // projects must not move the component elsewhere.
+        .args(["--target-dir", "target"])
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
