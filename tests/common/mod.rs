@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod browser;
 pub mod certs;
 pub mod clickhouse;
 pub mod deploys;

@@ -34,14 +34,14 @@ async function tryOperation(path, method, operation, form, answer) {
   // Path parameters go into the template before it becomes a URL: URL
   // parsing would percent-encode the braces of {name} first.
   const inputs = [...form.querySelectorAll("input[data-in]")];
+  const empty = inputs.find((input) => input.dataset.in === "path" && input.value === "");
+  if (empty) {
+    answer.replaceChildren(element("span", { class: "status bad" }, `Fill in ${empty.name} first: it is part of the path.`));
+    return;
+  }
   let filled = path;
   for (const input of inputs) {
     if (input.dataset.in === "path") filled = filled.replaceAll(`{${input.name}}`, encodeURIComponent(input.value));
-  }
-  const missing = filled.match(/\{([^}]+)\}/) || (inputs.some((i) => i.dataset.in === "path" && i.value === "") && [null, "a path parameter"]);
-  if (missing) {
-    answer.replaceChildren(element("span", { class: "status bad" }, `Fill in ${missing[1]} first: it is part of the path.`));
-    return;
   }
   const url = new URL(filled, window.location.origin);
   for (const input of inputs) {
