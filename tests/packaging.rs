@@ -55,8 +55,13 @@ fn text(output: &Output) -> String {
 // wasmhouse healthcheck
 
 fn healthcheck(args: &[&str], listen: Option<&str>) -> (bool, String) {
+    healthcheck_with(args, listen, &[])
+}
+
+fn healthcheck_with(args: &[&str], listen: Option<&str>, env: &[(&str, &Path)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhouse"));
     command.arg("healthcheck").args(args);
+    command.envs(env.iter().copied());
     match listen {
         Some(listen) => command.env("WASMHOUSE_LISTEN", listen),
         None => command.env_remove("WASMHOUSE_LISTEN"),
@@ -99,6 +104,24 @@ fn healthcheck_exits_zero_only_for_a_healthy_server() {
     let (healthy, line) = healthcheck(&["--timeout", "1s"], Some(&closed));
     assert!(!healthy, "{line}");
     assert!(line.contains("no answer"), "{line}");
+}
+
+/// A scratch image has no CA store: the health check (plain HTTP to the
+/// server itself) must not need one.
+#[test]
+fn healthcheck_needs_no_system_ca_store() {
+    let host: Wasmhouse = HostBuilder::without_clickhouse().start();
+    let addr = host.addr().to_string();
+    let empty = tempfile::tempdir().expect("temporary directory");
+    let no_certs = empty.path().join("none.pem");
+    std::fs::write(&no_certs, "").expect("empty CA file");
+    // What rustls-native-certs reads instead of /etc/ssl when set.
+    let env = [
+        ("SSL_CERT_FILE", no_certs.as_path()),
+        ("SSL_CERT_DIR", empty.path()),
+    ];
+    let (healthy, line) = healthcheck_with(&[], Some(&addr), &env);
+    assert!(healthy, "{line}");
 }
 
 // ---------------------------------------------------------------------------

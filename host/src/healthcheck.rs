@@ -102,10 +102,9 @@ pub async fn check(url: &str, timeout: Duration) -> Result<Healthy, HealthcheckE
         url: url.to_owned(),
         reason: error_chain(&err),
     };
-    // A proxy from the environment must not stand between a server and its
-    // own health check.
-    let client = reqwest::Client::builder()
-        .no_proxy()
+    // No proxy from the environment between a server and its own health
+    // check, and no need for a system CA store (a scratch image has none).
+    let client = wasmhouse_clickhouse::host::tls::web_client_builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()

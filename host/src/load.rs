@@ -405,13 +405,12 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     for (name, value) in &args.headers {
         headers.append(name.clone(), value.clone());
     }
-    let client = reqwest::Client::builder()
+    let client = wasmhouse_clickhouse::host::tls::web_client_builder()
         .timeout(args.timeout)
         .pool_max_idle_per_host(usize::try_from(plan.workers).unwrap_or(usize::MAX))
         .default_headers(headers)
-        // Only the URL given: no proxy from the environment, and a redirect
-        // is counted as its status rather than followed elsewhere.
-        .no_proxy()
+        // Only the URL given: a redirect is counted as its status rather
+        // than followed elsewhere.
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the HTTP client")?;

@@ -161,8 +161,7 @@ impl ExportClient {
             .thread_name("wasmhouse-otlp")
             .enable_all()
             .build()?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        let client = wasmhouse_clickhouse::host::tls::web_client_builder()
             .timeout(Duration::from_secs(10))
             .build()?;
         Ok(Self { client, runtime })

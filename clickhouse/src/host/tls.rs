@@ -71,27 +71,20 @@ pub fn install_crypto_provider() {
 /// The client configuration for every HTTPS connection to ClickHouse.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    match &files.ca_cert {
+    let roots = match &files.ca_cert {
         Some(path) => {
-            let certs = read_certs("CLICKHOUSE_CA_CERT", path)?;
-            for cert in certs {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in read_certs("CLICKHOUSE_CA_CERT", path)? {
                 roots.add(cert).map_err(|err| TlsError::File {
                     variable: "CLICKHOUSE_CA_CERT",
                     path: path.display().to_string(),
                     why: format!("not a CA certificate rustls accepts: {err}"),
                 })?;
             }
+            roots
         }
-        None => {
-            let system = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(system.certs);
-            if added == 0 {
-                // No system store (a scratch container): Mozilla's roots.
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-        }
-    }
+        None => default_roots(),
+    };
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
     let mut config = match (&files.client_cert, &files.client_key) {
         (None, None) => builder.with_no_client_auth(),
@@ -110,6 +103,33 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsE
     // ClickHouse's HTTP interface is HTTP/1.1.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The system's roots, or Mozilla's compiled in where the system has none
+/// (a scratch container has no `/etc/ssl/certs`).
+fn default_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(system.certs);
+    if added == 0 {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
+}
+
+/// A client builder for the host's HTTP requests that are not to ClickHouse
+/// (its own health check, `wasmhouse load`, OTLP export): HTTPS verified
+/// against the same default roots, so it builds in a scratch container too
+/// (reqwest's own default refuses to build without a system store, even for
+/// a plain `http://` URL), and no proxy from the environment.
+pub fn web_client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(default_roots())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .no_proxy()
 }
 
 fn read_certs(
