@@ -8,6 +8,11 @@
 #
 #   bench/ab.sh /tmp/wh-before target/release/wasmhouse
 #   BENCH_DURATION=6 BENCH_ROUNDS=5 bench/ab.sh A B
+#   BENCH_ARGS_B=--access-log bench/ab.sh target/release/wasmhouse target/release/wasmhouse
+#
+# BENCH_ARGS_A and BENCH_ARGS_B are extra `serve` flags for each side (the
+# cost of a flag: the same binary twice). The wasmhouse processes log at
+# RUST_LOG=info to a file, as a server would.
 #
 # Build each binary in release mode first (a git worktree for the old commit).
 # Starts its own clickhouse-server on free loopback ports; load goes only to
@@ -27,10 +32,11 @@ trap 'kill "${PIDS[@]}" "$CH_PID" 2>/dev/null || true; wait 2>/dev/null || true;
 ensure_wrk
 start_scratch_clickhouse "$WORK/ch"
 
-# start NAME BINARY: serve the built-in routes; sets URL_<NAME> and PID_<NAME>.
+# start NAME BINARY [FLAGS]: serve the built-in routes; sets URL_<NAME> and PID_<NAME>.
 start() {
-  CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" RUST_LOG=warn \
-    "$2" serve --listen 127.0.0.1:0 > "$WORK/$1.out" 2>&1 &
+  # shellcheck disable=SC2086 # the flags are words
+  CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" RUST_LOG=info \
+    "$2" serve --listen 127.0.0.1:0 ${3:-} > "$WORK/$1.out" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 1 600); do grep -q "^wasmhouse listening on" "$WORK/$1.out" && break; sleep 0.1; done
@@ -39,8 +45,8 @@ start() {
   printf -v "URL_$1" '%s' "$url"
   printf -v "PID_$1" '%s' "$pid"
 }
-start A "$A"
-start B "$B"
+start A "$A" "${BENCH_ARGS_A:-}"
+start B "$B" "${BENCH_ARGS_B:-}"
 
 CASES=(/health /concurrent/simple-query)
 say "warming up"
@@ -62,10 +68,10 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$RESULTS" "$A" "$B" "$CONNECTIONS" "$DURATION" <<'PY'
+python3 - "$RESULTS" "$A" "$B" "$CONNECTIONS" "$DURATION" "${BENCH_ARGS_A:-}" "${BENCH_ARGS_B:-}" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-print(f"\nA = {sys.argv[2]}, B = {sys.argv[3]}; wrk -t2 -c{sys.argv[4]} -d{sys.argv[5]}s, rounds alternating\n")
+print(f"\nA = {sys.argv[2]} {sys.argv[6]}, B = {sys.argv[3]} {sys.argv[7]}; wrk -t2 -c{sys.argv[4]} -d{sys.argv[5]}s, rounds alternating\n")
 print("| case | A req/s | B req/s | B/A | A CPU µs/req | B CPU µs/req | B/A |")
 print("|---|---|---|---|---|---|---|")
 for path in dict.fromkeys(r[0] for r in rows):
