@@ -129,6 +129,12 @@ impl Request {
 
     /// Read the whole request body, up to [`MAX_BODY_BYTES`].
     pub fn body(self) -> Result<Vec<u8>, String> {
+        self.read_body()
+    }
+
+    /// [`Request::body`] without giving the request up (the body can be
+    /// read once).
+    pub(crate) fn read_body(&self) -> Result<Vec<u8>, String> {
         let body = self
             .inner
             .consume()

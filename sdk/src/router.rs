@@ -501,6 +501,8 @@ pub struct Route {
     responses: BTreeMap<u16, Value>,
     body: Option<Value>,
     queries: bool,
+    strict: bool,
+    params_in_body: bool,
 }
 
 impl Route {
@@ -536,6 +538,8 @@ impl Route {
             responses: BTreeMap::new(),
             body: None,
             queries: false,
+            strict: false,
+            params_in_body: false,
         }
     }
 
@@ -646,6 +650,22 @@ impl Route {
         self
     }
 
+    /// A parameter it does not declare is a 422 naming it, rather than
+    /// ignored (a misspelt optional parameter would otherwise go unseen).
+    pub fn reject_unknown(mut self) -> Self {
+        self.strict = true;
+        self
+    }
+
+    /// Its [`Route::query`] parameters come as the fields of a JSON object
+    /// in the body instead of the query string (a POST of the same
+    /// parameters): numbers, booleans and strings, checked by the same
+    /// rules; `null` is absent. Described as the request body.
+    pub fn params_in_json_body(mut self) -> Self {
+        self.params_in_body = true;
+        self
+    }
+
     /// The path parameters of `path`'s segments, percent-decoded, if the
     /// pattern matches.
     fn matches(&self, segments: &[&str]) -> Option<Vec<(String, String)>> {
@@ -671,16 +691,39 @@ impl Route {
     }
 
     /// The parameters checked against their rules: from the path's
-    /// segments (already decoded) and the query string.
+    /// segments (already decoded) and the query string, or the JSON body's
+    /// fields ([`Route::params_in_json_body`]; `body` reads it).
     fn validate(
         &self,
         path: &[(String, String)],
         query_string: &str,
+        body: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<BTreeMap<String, Value>, Response> {
         let mut values = BTreeMap::new();
-        let query: Vec<(String, String)> = form_urlencoded::parse(query_string.as_bytes())
-            .into_owned()
-            .collect();
+        let query: Vec<(String, String)> = if self.params_in_body {
+            let bytes = body().map_err(|why| invalid("body", &why))?;
+            body_fields(&bytes)?
+        } else {
+            form_urlencoded::parse(query_string.as_bytes())
+                .into_owned()
+                .collect()
+        };
+        if self.strict
+            && let Some((unknown, _)) = query
+                .iter()
+                .find(|(name, _)| !self.query_params.iter().any(|p| p.name == *name))
+        {
+            let known: Vec<&str> = self.query_params.iter().map(|p| p.name.as_str()).collect();
+            let rule = if known.is_empty() {
+                "is not a parameter of this route (it takes none)".to_owned()
+            } else {
+                format!(
+                    "is not a parameter of this route (it takes {})",
+                    known.join(", ")
+                )
+            };
+            return Err(invalid(unknown, &rule));
+        }
         let sources = [(&self.path_params, path), (&self.query_params, &query[..])];
         for (params, given) in sources {
             for param in params {
@@ -719,16 +762,47 @@ impl Route {
         if let Some(description) = &self.description {
             operation.insert("description".into(), json!(description));
         }
+        let in_query: &[Param] = if self.params_in_body {
+            &[]
+        } else {
+            &self.query_params
+        };
         let parameters: Vec<Value> = self
             .path_params
             .iter()
             .map(|p| p.openapi("path"))
-            .chain(self.query_params.iter().map(|p| p.openapi("query")))
+            .chain(in_query.iter().map(|p| p.openapi("query")))
             .collect();
         if !parameters.is_empty() {
             operation.insert("parameters".into(), json!(parameters));
         }
-        if let Some(schema) = &self.body {
+        if self.params_in_body {
+            let mut properties = Map::new();
+            let mut required = Vec::new();
+            for param in &self.query_params {
+                let mut schema = param.openapi("query")["schema"].clone();
+                if let (Some(description), Value::Object(fields)) =
+                    (&param.description, &mut schema)
+                {
+                    fields.insert("description".into(), json!(description));
+                }
+                properties.insert(param.name.clone(), schema);
+                if param.required && param.default.is_none() {
+                    required.push(param.name.clone());
+                }
+            }
+            let mut schema = json!({ "type": "object", "properties": properties });
+            if !required.is_empty() {
+                schema["required"] = json!(required);
+            }
+            if self.strict {
+                schema["additionalProperties"] = json!(false);
+            }
+            operation.insert(
+                "requestBody".into(),
+                json!({ "required": !required.is_empty(), "content": { "application/json": { "schema": schema } } }),
+            );
+        } else if let Some(schema) = &self.body {
             operation.insert(
                 "requestBody".into(),
                 json!({ "required": true, "content": { "application/json": { "schema": schema } } }),
@@ -743,7 +817,7 @@ impl Route {
             responses.insert("200".into(), json!({ "description": "Answered" }));
         }
         responses.insert("405".into(), standard("MethodNotAllowed"));
-        if !parameters.is_empty() || self.body.is_some() {
+        if !parameters.is_empty() || self.body.is_some() || self.params_in_body {
             responses.insert("422".into(), standard("InvalidParameter"));
         }
         if self.queries {
@@ -758,6 +832,30 @@ impl Route {
         operation.insert("responses".into(), Value::Object(responses));
         Value::Object(operation)
     }
+}
+
+/// A JSON object body's fields as parameter text: strings as they are,
+/// numbers and booleans written out, `null` absent; anything else a 422.
+fn body_fields(bytes: &[u8]) -> Result<Vec<(String, String)>, Response> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let object: Map<String, Value> = serde_json::from_slice(bytes)
+        .map_err(|err| invalid("body", &format!("must be a JSON object: {err}")))?;
+    let mut fields = Vec::with_capacity(object.len());
+    for (name, value) in object {
+        let text = match value {
+            Value::Null => continue,
+            Value::String(text) => text,
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(_) | Value::Object(_) => {
+                return Err(invalid(&name, "must be a string, a number or a boolean"));
+            }
+        };
+        fields.push((name, text));
+    }
+    Ok(fields)
 }
 
 /// `%XX` decoded; `None` when the result is not UTF-8 or an escape is broken.
@@ -858,7 +956,9 @@ impl Router {
         let checked = self
             .find(request.method(), &path)
             .and_then(|(route, params)| {
-                Ok((route, route.validate(&params, request.query_string())?))
+                let values =
+                    route.validate(&params, request.query_string(), || request.read_body())?;
+                Ok((route, values))
             });
         match checked {
             Ok((route, values)) => (route.handler)(Call { request, values }),
@@ -872,11 +972,22 @@ impl Router {
     /// 404, 405 or 422 it would get. For a route project's own tests, which
     /// run natively (`cargo test`), where no request object exists.
     pub fn check(&self, method: &str, target: &str) -> Result<Checked<'_>, Response> {
+        self.check_with_body(method, target, b"")
+    }
+
+    /// [`Router::check`] for a request with `body` (the parameters of a
+    /// [`Route::params_in_json_body`] route).
+    pub fn check_with_body(
+        &self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Result<Checked<'_>, Response> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let (route, params) = self.find(method, path)?;
         Ok(Checked {
             pattern: &route.pattern,
-            values: route.validate(&params, query)?,
+            values: route.validate(&params, query, || Ok(body.to_vec()))?,
         })
     }
 
@@ -1134,5 +1245,85 @@ mod tests {
         let wrong = router.check("DELETE", "/events/x").expect_err("405");
         assert_eq!(wrong.status(), 405);
         assert_eq!(wrong.header("Allow"), Some("GET, HEAD, POST"));
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_where_asked() {
+        let ok = |_: Call| Response::error(200, "ok", "");
+        let limit = || Param::uint("limit").default(5);
+        let router = Router::new("t", "1")
+            .route(Route::get("/strict", ok).query(limit()).reject_unknown())
+            .route(Route::get("/lax", ok).query(limit()));
+        assert!(router.check("GET", "/lax?limt=3").is_ok());
+        let typo = router.check("GET", "/strict?limt=3").expect_err("typo");
+        assert_eq!(typo.status(), 422);
+        let body = typo.json_body().expect("JSON");
+        assert_eq!(body["parameter"], "limt");
+        assert_eq!(
+            body["rule"],
+            "is not a parameter of this route (it takes limit)"
+        );
+        assert!(router.check("GET", "/strict?limit=3").is_ok());
+    }
+
+    #[test]
+    fn parameters_can_come_from_a_json_body() {
+        let ok = |_: Call| Response::error(200, "ok", "");
+        let router = Router::new("t", "1").route(
+            Route::post("/top/{kind}", ok)
+                .query(Param::uint("limit").range(1, 10).default(5))
+                .query(Param::string("user").optional().describe("who"))
+                .reject_unknown()
+                .params_in_json_body(),
+        );
+        let call = router
+            .check_with_body("POST", "/top/a", br#"{"limit": 7, "user": null}"#)
+            .expect("fields");
+        assert_eq!(call.value("limit"), Some(&json!(7)));
+        assert_eq!(call.value("user"), None, "null is absent");
+        assert_eq!(call.value("kind"), Some(&json!("a")));
+        let empty = router
+            .check_with_body("POST", "/top/a", b"")
+            .expect("defaults");
+        assert_eq!(empty.value("limit"), Some(&json!(5)));
+        // The query string is not read for such a route.
+        let ignored = router
+            .check_with_body("POST", "/top/a?limit=99", b"{}")
+            .expect("query ignored");
+        assert_eq!(ignored.value("limit"), Some(&json!(5)));
+        for (body, parameter) in [
+            (&br#"{"limit": 11}"#[..], "limit"),
+            (br#"{"limit": [1]}"#, "limit"),
+            (br#"{"limt": 1}"#, "limt"),
+            (b"[1, 2]", "body"),
+            (b"{", "body"),
+        ] {
+            let refused = router
+                .check_with_body("POST", "/top/a", body)
+                .expect_err("refused");
+            assert_eq!(refused.status(), 422);
+            assert_eq!(
+                refused.json_body().expect("JSON")["parameter"],
+                parameter,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let doc = router.openapi();
+        let post = &doc["paths"]["/top/{kind}"]["post"];
+        assert_eq!(
+            post["parameters"].as_array().map(Vec::len),
+            Some(1),
+            "the path's only"
+        );
+        let schema = &post["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(schema["properties"]["limit"]["maximum"], 10);
+        assert_eq!(schema["properties"]["user"]["description"], "who");
+        assert_eq!(schema["additionalProperties"], false);
+        assert!(schema.get("required").is_none(), "nothing required");
+        assert_eq!(
+            post["responses"]["422"]["$ref"],
+            "#/components/responses/InvalidParameter"
+        );
     }
 }
