@@ -11,6 +11,7 @@ use std::path::PathBuf;
 /// Guest crates built here and embedded into the binary: (package, artefact).
 const EMBEDDED: &[(&str, &str)] = &[
     ("wasmhouse-guest", "wasmhouse_guest.wasm"),
+    ("wasmhouse-sql-guest", "wasmhouse_sql_guest.wasm"),
     ("wasmhouse-adapter", "wasmhouse_adapter.wasm"),
 ];
 
@@ -22,6 +23,8 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     for watched in [
         "guest",
+        "guest-sql",
+        "sql-route",
         "sdk",
         "wit",
         "adapter",

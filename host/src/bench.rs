@@ -67,6 +67,7 @@ impl Instantiate {
             query: QueryContext::new(self.pool.clone(), route.policy().clone(), deadline),
             slot: deployer.metrics().slot(permit),
             metrics: route.current().metrics.clone(),
+            config: route.config().clone(),
         };
         let response =
             instance::run(deployer.runtime(), route.component(), invocation, request).await;

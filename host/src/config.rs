@@ -620,6 +620,7 @@ fn builtin_route(route: &RouteConfig) -> RouteSpec {
         limits: route.limits,
         policy: route.policy.clone(),
         access: route.access.clone(),
+        config: Default::default(),
     }
 }
 

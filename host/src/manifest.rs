@@ -31,11 +31,23 @@
 //! prefix = "/reports"             # also matches /reports/...
 //! component = "build/reports.wasm" # relative to this file; "builtin" = seed routes
 //! timeout = "5s"                  # any [defaults] key, for this route only
+//! config = { region = "eu" }      # what the component reads (wasi:config/store)
+//!
+//! [[route]]
+//! prefix = "/api"
+//! sql = "queries/"                # a .sql file, or a directory: one route per file
 //! ```
+//!
+//! A `sql` route is served by the built-in SQL route component: each file
+//! is a route named after it (a single file: the entry's name), at the
+//! entry's prefix followed by the file's `@path` (`/` + its name by
+//! default); [`wasmhouse_sql_route`] reads the files, here at load (a file
+//! it refuses stops the load, naming file and line) and in the component.
 //!
 //! The keys and their checks are [`crate::route_settings`]'s, shared with
 //! the flags.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -82,6 +94,8 @@ pub(crate) enum ComponentSource {
     Builtin,
     /// A component file.
     File(PathBuf),
+    /// The built-in SQL route component, serving this `.sql` file.
+    Sql(PathBuf),
 }
 
 impl ComponentSource {
@@ -109,6 +123,8 @@ pub(crate) struct RouteSpec {
     pub(crate) policy: QueryPolicy,
     /// API key and rate limits.
     pub(crate) access: AccessRules,
+    /// What its component reads through `wasi:config/store`.
+    pub(crate) config: BTreeMap<String, String>,
 }
 
 /// Where the routes come from, and how to read them again (SIGHUP, the
@@ -148,7 +164,10 @@ struct ManifestFile {
 struct RouteEntry {
     name: Option<String>,
     prefix: String,
-    component: String,
+    component: Option<String>,
+    sql: Option<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
     #[serde(flatten)]
     settings: RouteSettings,
 }
@@ -202,6 +221,7 @@ pub(crate) fn parse(
     }
 
     let mut specs: Vec<RouteSpec> = Vec::with_capacity(entries.len());
+    let mut expanded = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let prefix = entry.prefix.trim().to_owned();
         if !prefix.starts_with('/') {
@@ -211,6 +231,39 @@ pub(crate) fn parse(
             )));
         }
         let name = entry.name.clone().unwrap_or_else(|| default_name(&prefix));
+        match (&entry.component, &entry.sql) {
+            (Some(component), None) => {
+                let source = ComponentSource::parse(component, dir);
+                expanded.push((name, prefix, source, entry.config.clone(), entry.settings));
+            }
+            (None, Some(sql)) => {
+                for file in sql_routes(&dir.join(sql), &name, &prefix)
+                    .map_err(|why| invalid(format!("route {name:?}: {why}")))?
+                {
+                    let mut config = entry.config.clone();
+                    config.extend(file.config);
+                    expanded.push((
+                        file.name,
+                        file.prefix,
+                        ComponentSource::Sql(file.path),
+                        config,
+                        entry.settings.clone(),
+                    ));
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "route {name:?}: give `component` or `sql`, not both"
+                )));
+            }
+            (None, None) => {
+                return Err(invalid(format!(
+                    "route {name:?}: needs `component` (a .wasm file, or \"builtin\") or `sql` (a .sql file or a directory of them)"
+                )));
+            }
+        }
+    }
+    for (name, prefix, source, config, settings) in expanded {
         let valid_name = !name.is_empty()
             && name
                 .chars()
@@ -234,20 +287,87 @@ pub(crate) fn parse(
             limits,
             policy,
             access,
-        } = entry
-            .settings
+        } = settings
             .apply(base, &|key| format!("route {name:?}: {key}"))
             .map_err(|err| invalid(err.to_string()))?;
         specs.push(RouteSpec {
             name,
             prefix,
-            source: ComponentSource::parse(&entry.component, dir),
+            source,
             limits,
             policy,
             access,
+            config,
         });
     }
     Ok(specs)
+}
+
+/// One `.sql` file as a route.
+struct SqlFile {
+    name: String,
+    prefix: String,
+    path: PathBuf,
+    config: BTreeMap<String, String>,
+}
+
+/// The routes of `path`, a `.sql` file or a directory of them, for the
+/// manifest entry `name` at `prefix`. Each file's `@path` is split: its
+/// literal head goes on the prefix (so every file is a route of its own in
+/// the route table), the rest (from the first parameter) is the pattern the
+/// component matches below it.
+fn sql_routes(path: &Path, name: &str, prefix: &str) -> Result<Vec<SqlFile>, String> {
+    let read_dir = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "sql") && p.is_file())
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    let (files, single) = if path.is_dir() {
+        let files = read_dir(path).map_err(|err| format!("reading {}: {err}", path.display()))?;
+        if files.is_empty() {
+            return Err(format!("{} has no .sql files", path.display()));
+        }
+        (files, false)
+    } else {
+        (vec![path.to_path_buf()], true)
+    };
+    let mut routes = Vec::with_capacity(files.len());
+    for file in files {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| format!("{}: the file name is not UTF-8", file.display()))?
+            .to_owned();
+        let text = std::fs::read_to_string(&file)
+            .map_err(|err| format!("reading {}: {err}", file.display()))?;
+        let route = wasmhouse_sql_route::SqlRoute::parse(&stem, &text)
+            .map_err(|err| format!("{}: {err}", file.display()))?;
+        let first_param = route.path.find('{').unwrap_or(route.path.len());
+        let head = route.path[..first_param].trim_end_matches('/');
+        let rest = &route.path[head.len()..];
+        let rest = if rest.is_empty() { "/" } else { rest };
+        let base = prefix.trim_end_matches('/');
+        let full_prefix = if head.is_empty() && base.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("{base}{head}")
+        };
+        let config = BTreeMap::from([
+            ("sql".to_owned(), text),
+            ("name".to_owned(), stem.clone()),
+            ("path".to_owned(), rest.to_owned()),
+        ]);
+        routes.push(SqlFile {
+            name: if single { name.to_owned() } else { stem },
+            prefix: full_prefix,
+            path: file,
+            config,
+        });
+    }
+    Ok(routes)
 }
 
 /// `/api/` → `/api`, `api` → `/api`, `` → `/`.
@@ -310,7 +430,9 @@ fn spin_routes(value: &toml::Table) -> Result<Vec<RouteEntry>, String> {
             } else {
                 prefix
             },
-            component: source.to_owned(),
+            component: Some(source.to_owned()),
+            sql: None,
+            config: BTreeMap::new(),
             settings: RouteSettings::default(),
         });
     }
@@ -344,6 +466,76 @@ mod tests {
         )
         .expect_err("invalid manifest")
         .to_string()
+    }
+
+    #[test]
+    fn a_route_has_a_component_or_sql_and_may_have_config() {
+        let routes = parse_ok(
+            "[[route]]\nprefix = \"/\"\ncomponent = \"builtin\"\nconfig = { region = \"eu\" }\n",
+        );
+        assert_eq!(
+            routes[0].config.get("region").map(String::as_str),
+            Some("eu")
+        );
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\ncomponent = \"a.wasm\"\nsql = \"q.sql\"\n")
+                .contains("give `component` or `sql`, not both")
+        );
+        assert!(parse_err("[[route]]\nprefix = \"/\"\n").contains("needs `component`"));
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\nsql = \"no/such.sql\"\n")
+                .contains("reading /app/no/such.sql")
+        );
+    }
+
+    #[test]
+    fn sql_files_become_routes_below_the_prefix() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queries = dir.path().join("queries");
+        std::fs::create_dir(&queries).expect("queries/");
+        std::fs::write(queries.join("top.sql"), "SELECT 1").expect("top");
+        std::fs::write(
+            queries.join("user_events.sql"),
+            "-- @path /events/{user}\nSELECT {user:String}",
+        )
+        .expect("user_events");
+        std::fs::write(queries.join("notes.txt"), "not a query").expect("notes");
+        let text = "[[route]]\nprefix = \"/api\"\nsql = \"queries\"\nconfig = { extra = \"1\" }\n";
+        let routes =
+            parse(text, "test.toml", dir.path(), &RouteConfig::default()).expect("valid manifest");
+        let seen: Vec<(&str, &str, Option<&str>)> = routes
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.prefix.as_str(),
+                    r.config.get("path").map(String::as_str),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("top", "/api/top", Some("/")),
+                ("user_events", "/api/events", Some("/{user}"))
+            ]
+        );
+        assert_eq!(
+            routes[1].source,
+            ComponentSource::Sql(queries.join("user_events.sql"))
+        );
+        assert_eq!(routes[1].config["extra"], "1");
+        assert_eq!(routes[1].config["name"], "user_events");
+        assert!(routes[1].config["sql"].starts_with("-- @path"));
+
+        std::fs::write(queries.join("clash.sql"), "-- @path /top\nSELECT 2").expect("clash");
+        let err = parse(text, "test.toml", dir.path(), &RouteConfig::default())
+            .expect_err("two files at one path")
+            .to_string();
+        assert!(
+            err.contains("two routes serve prefix \"/api/top\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -136,10 +136,13 @@ pub(crate) fn merge(routes: &[RouteDoc<'_>]) -> Value {
     })
 }
 
-/// `prefix` + `path`, with one slash between them.
+/// `prefix` + `path`, with one slash between them; a component's `/` is
+/// the prefix itself (`/api` + `/` = `/api`, the path a request takes).
 fn join(prefix: &str, path: &str) -> String {
     let prefix = prefix.trim_end_matches('/');
-    if path.starts_with('/') {
+    if path == "/" && !prefix.is_empty() {
+        prefix.to_owned()
+    } else if path.starts_with('/') {
         format!("{prefix}{path}")
     } else {
         format!("{prefix}/{path}")
@@ -339,6 +342,14 @@ mod tests {
 
     fn doc(paths: Value, components: Value) -> Value {
         json!({ "openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": paths, "components": components })
+    }
+
+    #[test]
+    fn a_components_root_is_its_prefix() {
+        assert_eq!(join("/api", "/"), "/api");
+        assert_eq!(join("/", "/"), "/");
+        assert_eq!(join("/api/", "/x"), "/api/x");
+        assert_eq!(join("/api", "x"), "/api/x");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use tokio::sync::watch as notify;
 
-use crate::embedded::BUILTIN_COMPONENT;
+use crate::embedded::{BUILTIN_COMPONENT, SQL_COMPONENT};
 use crate::manifest::{ComponentSource, ManifestError, RouteSource, RouteSpec};
 use crate::metrics::Metrics;
 use crate::runtime::{ComponentError, RouteComponent, Runtime};
@@ -316,6 +316,7 @@ impl Deployer {
     fn load(&self, source: &ComponentSource) -> Result<Arc<RouteComponent>, ComponentError> {
         match source {
             ComponentSource::Builtin => self.compiled.compile(&self.runtime, BUILTIN_COMPONENT),
+            ComponentSource::Sql(_) => self.compiled.compile(&self.runtime, SQL_COMPONENT),
             ComponentSource::File(path) => self.compiled.compile_file(&self.runtime, path),
         }
     }

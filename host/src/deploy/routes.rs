@@ -1,11 +1,13 @@
 //! Which component answers which path, and the deployments behind each route.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use wasmhouse_clickhouse::QueryPolicy;
+use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::access::RouteAccess;
 use crate::manifest::{ComponentSource, RouteSpec, normalise_prefix};
@@ -42,6 +44,10 @@ pub(crate) struct Route {
     policy: Arc<QueryPolicy>,
     access: RouteAccess,
     source: ComponentSource,
+    /// What its instances read through `wasi:config/store`.
+    config: Arc<WasiConfigVariables>,
+    /// The same, comparable: a reload that changes it is a new version.
+    config_pairs: BTreeMap<String, String>,
     current: ArcSwap<Deployment>,
     history: Mutex<Vec<Arc<Deployment>>>,
     last_version: AtomicU64,
@@ -59,6 +65,7 @@ impl Route {
         let origin = match spec.source {
             ComponentSource::Builtin => "builtin",
             ComponentSource::File(_) => "file",
+            ComponentSource::Sql(_) => "sql",
         };
         let prefix = normalise_prefix(&spec.prefix);
         Self {
@@ -67,6 +74,13 @@ impl Route {
             policy: Arc::new(spec.policy.clone()),
             access: RouteAccess::new(spec.access.clone()),
             source: spec.source.clone(),
+            config: Arc::new(
+                spec.config
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            ),
+            config_pairs: spec.config.clone(),
             // A prefix comes from the manifest; one that is no header value
             // (control characters) is reported as the root.
             prefix_header: hyper::header::HeaderValue::from_str(&prefix)
@@ -121,6 +135,11 @@ impl Route {
     /// `spin-path-info`).
     pub(crate) fn path_info<'a>(&self, path: &'a str) -> &'a str {
         path_below(&self.prefix, path)
+    }
+
+    /// What the route's instances read through `wasi:config/store`.
+    pub(crate) fn config(&self) -> &Arc<WasiConfigVariables> {
+        &self.config
     }
 
     /// Where the route's component is loaded from.
@@ -191,7 +210,9 @@ impl Route {
         *history = old.lock_history().clone();
         self.last_version
             .store(old.last_version.load(Ordering::Relaxed), Ordering::Relaxed);
-        if old_current.component.sha256() == self.component().sha256() {
+        if old_current.component.sha256() == self.component().sha256()
+            && old.config_pairs == self.config_pairs
+        {
             self.current.store(old_current);
         } else {
             let version = self.last_version.fetch_add(1, Ordering::Relaxed) + 1;

@@ -65,7 +65,12 @@ impl ComponentWatcher {
         // what it looked like when last loaded.
         let mut files: HashMap<PathBuf, WatchedFile> = HashMap::new();
         for route in deployer.routes().routes() {
-            if let ComponentSource::File(path) = route.source() {
+            let (path, sql) = match route.source() {
+                ComponentSource::File(path) => (path, false),
+                ComponentSource::Sql(path) => (path, true),
+                ComponentSource::Builtin => continue,
+            };
+            {
                 let path = absolute(path);
                 let fingerprint = Fingerprint::of(&path);
                 files
@@ -73,6 +78,7 @@ impl ComponentWatcher {
                     .or_insert_with(|| WatchedFile {
                         routes: Vec::new(),
                         fingerprint,
+                        sql,
                     })
                     .routes
                     .push(Arc::downgrade(route));
@@ -115,6 +121,12 @@ impl ComponentWatcher {
                     // Removed or mid-rename: the next event brings the new file.
                     continue;
                 }
+                if file.sql {
+                    // The manifest read again checks every file before any
+                    // goes live; a refused one leaves all routes as they are.
+                    runtime.spawn(reload_sql(deployer.clone(), path.clone()));
+                    continue;
+                }
                 for route in file.routes.iter().filter_map(Weak::upgrade) {
                     runtime.spawn(redeploy(deployer.clone(), route, path.clone()));
                 }
@@ -140,6 +152,8 @@ impl ComponentWatcher {
 struct WatchedFile {
     routes: Vec<Weak<Route>>,
     fingerprint: Option<Fingerprint>,
+    /// A route's `.sql` file, not a component: a change reloads the routes.
+    sql: bool,
 }
 
 /// What tells one version of a file from the next without reading it: an
@@ -190,6 +204,20 @@ async fn redeploy(deployer: Arc<Deployer>, route: Arc<Route>, file: PathBuf) {
             error = %err,
             "rejected the changed component file; the previous version keeps serving"
         );
+    }
+}
+
+async fn reload_sql(deployer: Arc<Deployer>, file: PathBuf) {
+    tracing::debug!(file = %file.display(), "SQL file changed");
+    match deployer.reload().await {
+        Ok(routes) => {
+            tracing::info!(file = %file.display(), routes, "SQL file changed: routes reloaded")
+        }
+        Err(err) => tracing::error!(
+            file = %file.display(),
+            error = %err,
+            "rejected the changed SQL file; the previous version keeps serving"
+        ),
     }
 }
 

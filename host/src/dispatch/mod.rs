@@ -330,6 +330,7 @@ impl Dispatcher {
             query,
             slot,
             metrics: deployment.metrics.clone(),
+            config: route.config().clone(),
         };
         let run = instance::run(
             self.deployer.runtime(),

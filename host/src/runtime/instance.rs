@@ -64,6 +64,8 @@ pub(crate) struct Invocation<'a> {
     pub(crate) slot: InstanceSlot,
     /// Where its faults and instantiation time are counted.
     pub(crate) metrics: Arc<RouteMetrics>,
+    /// What it reads through `wasi:config/store` (its route's `config`).
+    pub(crate) config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
 }
 
 /// How a guest failed to produce a response.
@@ -109,8 +111,9 @@ pub(crate) async fn run(
         query,
         slot,
         metrics,
+        config,
     } = invocation;
-    let mut store = new_store(runtime, limits, query, deadline);
+    let mut store = new_store(runtime, limits, query, deadline, config);
 
     // wasi:http needs an authority; HTTP/1.0 clients may send no Host.
     if !request.headers().contains_key(hyper::header::HOST) {
@@ -252,11 +255,12 @@ fn new_store(
     limits: InstanceLimits,
     query: QueryContext,
     deadline: Instant,
+    config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
 ) -> Store<RequestState> {
     // Every tick, running guest code yields; past the deadline it stops.
     let (callback, share) = runtime.cpu().epoch_callback(deadline.into_std());
     let query = query.with_on_wait(share);
-    let state = RequestState::new(limits.memory_bytes, query);
+    let state = RequestState::new(limits.memory_bytes, query, config);
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|state| &mut state.memory);
     store.epoch_deadline_callback(callback);

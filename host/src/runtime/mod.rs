@@ -124,6 +124,8 @@ impl Runtime {
             .context("linking wasi:http interfaces")?;
         wasmhouse_clickhouse::add_to_linker(&mut linker, RequestState::clickhouse)
             .context("linking the wasmhouse:clickhouse interface")?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, RequestState::config)
+            .context("linking the wasi:config interface")?;
 
         start_epoch_ticker(&engine);
         Ok(Self {

@@ -2,6 +2,8 @@
 //! memory budget and the ClickHouse capability), the limits on it, and the
 //! views the bindings reach it by.
 
+use std::sync::Arc;
+
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -9,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use wasmhouse_clickhouse::{ClickHouseView, QueryContext};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 /// How much of a guest's stderr is kept for the log when it fails.
 const STDERR_CAPACITY: usize = 16 * 1024;
@@ -96,12 +99,17 @@ pub(crate) struct RequestState {
     pub(crate) memory: InstanceMemory,
     query: QueryContext,
     stderr: MemoryOutputPipe,
+    config: Arc<WasiConfigVariables>,
 }
 
 impl RequestState {
     /// State for one request with `memory_limit` bytes of linear memory,
-    /// querying through `query`.
-    pub(crate) fn new(memory_limit: usize, query: QueryContext) -> Self {
+    /// querying through `query`, reading its route's `config`.
+    pub(crate) fn new(
+        memory_limit: usize,
+        query: QueryContext,
+        config: Arc<WasiConfigVariables>,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No environment, no preopened directories, no sockets: the guest's
         // only way out is its ClickHouse import.
@@ -123,7 +131,13 @@ impl RequestState {
             memory: InstanceMemory::new(memory_limit),
             query,
             stderr,
+            config,
         }
+    }
+
+    /// `wasi:config/store`'s view of this state: the route's configuration.
+    pub(crate) fn config(&mut self) -> WasiConfig<'_> {
+        WasiConfig::new(&self.config)
     }
 
     /// What the guest wrote to stderr (a panic message, say), lossily decoded.

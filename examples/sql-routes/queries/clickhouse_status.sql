@@ -1,0 +1,3 @@
+-- ClickHouse's version.
+-- @path /clickhouse-status
+SELECT version() AS version

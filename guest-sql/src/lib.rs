@@ -1,0 +1,361 @@
+//! The SQL route component: serves one `.sql` file as an endpoint.
+//!
+//! It reads what to serve from its configuration (`wasi:config/store`):
+//!
+//! | key | value |
+//! |---|---|
+//! | `sql` | the file's text: header and query ([`wasmhouse_sql_route`]) |
+//! | `name` | the file's name without `.sql` (the default path) |
+//! | `path` | the path pattern below the route's prefix, when the runtime mounts the route deeper than the file says (wasmhouse does for a directory of files) |
+//!
+//! wasmhouse fills them from the manifest (`sql = "…"`); on Spin they are
+//! the component's variables. Each request, in its fresh instance:
+//!
+//! - `GET` takes the parameters from the query string, `POST` from a JSON
+//!   object body; each is checked against its placeholder's type and the
+//!   header's rules, and one the file does not declare is a 422 too;
+//! - the answer is a JSON array of rows by default, streamed; `?format=`
+//!   (or `Accept`) `ndjson` (one JSON object per line), `csv` (with a
+//!   header line) or `meta` (ClickHouse's JSON document: column names and
+//!   types, rows, row count, elapsed time and rows read);
+//! - `GET /.well-known/openapi.json` describes the route from the same
+//!   declarations.
+
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use wasmhouse_clickhouse::params::ParamType;
+use wasmhouse_sdk::bindings::wasi::io::streams::OutputStream;
+use wasmhouse_sdk::clickhouse::{Query, Rows};
+use wasmhouse_sdk::http::write_all;
+use wasmhouse_sdk::router::{Call, Param, Route, Router};
+use wasmhouse_sdk::{Handler, Request, Response};
+use wasmhouse_sql_route::{ParamSpec, SqlRoute};
+
+mod config {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "wasmhouse:clickhouse/configured",
+        generate_all,
+    });
+}
+
+/// The answer's formats: `?format=` name, ClickHouse format, content type.
+const FORMATS: &[(&str, &str, &str)] = &[
+    ("json", "JSONEachRow", "application/json"),
+    ("ndjson", "JSONEachRow", "application/x-ndjson"),
+    ("csv", "CSVWithNames", "text/csv; charset=utf-8"),
+    ("meta", "JSON", "application/json"),
+];
+
+/// The file this instance serves, read from the configuration once.
+static ROUTE: OnceLock<Result<SqlRoute, String>> = OnceLock::new();
+
+fn route() -> &'static Result<SqlRoute, String> {
+    ROUTE.get_or_init(|| {
+        let get = |key: &str| {
+            config::wasi::config::store::get(key)
+                .map_err(|err| format!("reading configuration key {key}: {err:?}"))
+        };
+        let sql = get("sql")?
+            .ok_or("no `sql` in the component's configuration: this component serves the .sql file named there")?;
+        let name = get("name")?.unwrap_or_else(|| "query".to_owned());
+        let mut route = SqlRoute::parse(&name, &sql).map_err(|err| format!("{name}.sql: {err}"))?;
+        if let Some(path) = get("path")? {
+            route.path = path;
+        }
+        Ok(route)
+    })
+}
+
+/// The router for `route`: one pattern, GET and POST.
+fn router(route: &SqlRoute) -> Router {
+    let title = route.summary.clone().unwrap_or_else(|| route.path.clone());
+    let declare = |mut declared: Route| {
+        declared = declared.reject_unknown().queries_clickhouse();
+        if let Some(summary) = &route.summary {
+            declared = declared.summary(summary);
+        }
+        if let Some(description) = &route.description {
+            declared = declared.description(description);
+        }
+        for spec in &route.params {
+            let param = router_param(spec);
+            declared = if spec.in_path {
+                declared.path(param)
+            } else {
+                declared.query(param)
+            };
+        }
+        let names: Vec<&str> = FORMATS.iter().map(|f| f.0).collect();
+        declared
+            .query(
+                Param::one_of("format", &names)
+                    .optional()
+                    .describe("The answer's format: a JSON array of rows (json, the default), one JSON object per line (ndjson), CSV with a header line (csv), or ClickHouse's JSON document with column types, row count and statistics (meta). `Accept: application/x-ndjson` or `text/csv` choose too."),
+            )
+            .json_response(
+                200,
+                "The rows",
+                json!({ "type": "array", "items": { "type": "object" } }),
+                json!([]),
+            )
+    };
+    Router::new(&title, "1.0.0")
+        .route(declare(Route::get(&route.path, answer)))
+        .route(declare(
+            Route::post(&route.path, answer).params_in_json_body(),
+        ))
+}
+
+/// The router's declaration of one parameter: its type's range, then the
+/// header's rules.
+fn router_param(spec: &ParamSpec) -> Param {
+    let name = spec.name.as_str();
+    let ty = spec.value_type();
+    let mut param = if !spec.values.is_empty() {
+        let values: Vec<&str> = spec.values.iter().map(String::as_str).collect();
+        Param::one_of(name, &values)
+    } else {
+        match ty {
+            ParamType::Int(bits) if *bits <= 32 => {
+                let half = 2f64.powi(i32::from(*bits) - 1);
+                Param::int(name).range(-half, half - 1.0)
+            }
+            ParamType::Int(64) => Param::int(name),
+            ParamType::UInt(bits) if *bits <= 32 => {
+                Param::uint(name).max(2f64.powi(i32::from(*bits)) - 1.0)
+            }
+            ParamType::UInt(64) => Param::uint(name),
+            ParamType::Float(_) => Param::float(name),
+            ParamType::Bool => Param::bool(name),
+            ParamType::Date(_) => Param::date(name),
+            ParamType::DateTime(_) | ParamType::DateTime64(..) => Param::datetime(name),
+            ParamType::FixedString(n) => Param::string(name).max_length(*n),
+            // Wider integers, decimals, UUIDs and arrays: text the host
+            // checks against the type when it binds it (422 if it is not).
+            _ => Param::string(name),
+        }
+    };
+    if let Some(min) = spec.min {
+        param = param.min(min);
+    }
+    if let Some(max) = spec.max {
+        param = param.max(max);
+    }
+    if let Some(n) = spec.max_length {
+        param = param.max_length(n);
+    }
+    if let Some(default) = &spec.default {
+        let value = match ty {
+            ParamType::Int(_) | ParamType::UInt(_) | ParamType::Float(_) => {
+                serde_json::from_str::<Value>(default)
+                    .ok()
+                    .filter(Value::is_number)
+                    .unwrap_or_else(|| json!(default))
+            }
+            ParamType::Bool => json!(matches!(default.as_str(), "true" | "1")),
+            _ => json!(default),
+        };
+        param = param.default(value);
+    }
+    if spec.nullable() {
+        param = param.optional();
+    }
+    let mut description = spec.description.clone().unwrap_or_default();
+    if !description.is_empty() {
+        description.push(' ');
+    }
+    description.push_str(&format!("(ClickHouse {})", spec.type_text));
+    param.describe(&description)
+}
+
+/// Run the query with the checked values and answer in the format asked for.
+fn answer(call: Call) -> Response {
+    let Ok(route) = route() else {
+        return Response::error(500, "misconfigured", "the SQL route has no query");
+    };
+    let format = match chosen_format(&call) {
+        Ok(format) => format,
+        Err(response) => return response,
+    };
+    let (_, clickhouse_format, content_type) = *format;
+    let mut query = Query::new(route.sql.as_str()).format(clickhouse_format);
+    for spec in &route.params {
+        let text = match call.value(&spec.name) {
+            Some(Value::String(text)) => text.clone(),
+            Some(value) => value.to_string(),
+            // Only a Nullable parameter may be absent without a default.
+            None => "\\N".to_owned(),
+        };
+        query = query.param(&spec.name, text);
+    }
+    let rows = match query.run() {
+        Ok(rows) => rows,
+        Err(err) => return Response::from_query_error(&err),
+    };
+    if format.0 == "json" {
+        Response::streamed(200, content_type, move |out| json_array(rows, out))
+    } else {
+        Response::rows(200, content_type, rows)
+    }
+}
+
+/// The format `?format=` names, or the first `Accept` names; JSON otherwise.
+fn chosen_format(
+    call: &Call,
+) -> Result<&'static (&'static str, &'static str, &'static str), Response> {
+    if let Some(name) = call.value("format").and_then(Value::as_str)
+        && let Some(format) = FORMATS.iter().find(|f| f.0 == name)
+    {
+        return Ok(format);
+    }
+    let accept = call.request().header("accept").unwrap_or_default();
+    for wanted in accept.split(',') {
+        let wanted = wanted.split(';').next().unwrap_or_default().trim();
+        if let Some(format) = FORMATS
+            .iter()
+            .find(|f| f.0 != "meta" && f.2.split(';').next() == Some(wanted))
+        {
+            return Ok(format);
+        }
+    }
+    Ok(&FORMATS[0])
+}
+
+/// Write `JSONEachRow` rows as one JSON array, chunk by chunk: a newline
+/// ends every row, and no JSON text holds a raw newline, so each one but
+/// the last becomes a comma.
+fn json_array(rows: Rows, out: &OutputStream) -> Result<(), ()> {
+    write_all(out, b"[").map_err(|_| ())?;
+    let mut row_ended = false;
+    let mut any = false;
+    loop {
+        let chunk = match rows.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => return Err(()),
+        };
+        let mut piece = Vec::with_capacity(chunk.len() + 1);
+        for byte in chunk {
+            if byte == b'\n' {
+                row_ended = true;
+                continue;
+            }
+            if row_ended && any {
+                piece.push(b',');
+            }
+            row_ended = false;
+            any = true;
+            piece.push(byte);
+        }
+        write_all(out, &piece).map_err(|_| ())?;
+    }
+    write_all(out, b"]").map_err(|_| ())
+}
+
+/// The component's handler: the route its configuration names, or a 500
+/// saying what is wrong with that configuration.
+struct SqlRouteComponent;
+
+impl Handler for SqlRouteComponent {
+    fn handle(request: Request) -> Response {
+        match route() {
+            Ok(route) => router(route).handle(request),
+            Err(why) => Response::error(500, "misconfigured", why),
+        }
+    }
+}
+
+wasmhouse_sdk::serve!(SqlRouteComponent);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(text: &str) -> SqlRoute {
+        SqlRoute::parse("r", text).expect("parses")
+    }
+
+    #[test]
+    fn parameters_take_their_types_range_and_the_headers_rules() {
+        let route = route(
+            "-- @param n min=2 max=9 default=3\n-- @param k values=a,b\n\
+             SELECT {n:UInt8}, {small:Int8}, {k:String}, {d:Date}, {f:Nullable(Float64)}, {u:UUID}",
+        );
+        let router = router(&route);
+        let ok = router
+            .check("GET", "/r?small=-128&k=a&d=2024-01-02&u=x")
+            .expect("valid");
+        assert_eq!(ok.value("n"), Some(&json!(3)), "the default, as a number");
+        assert_eq!(ok.value("f"), None, "Nullable: absent is NULL");
+        for (query, parameter, rule) in [
+            (
+                "n=10&small=0&k=a&d=2024-01-02&u=x",
+                "n",
+                "must be at most 9",
+            ),
+            (
+                "small=128&k=a&d=2024-01-02&u=x",
+                "small",
+                "must be at most 127",
+            ),
+            ("small=0&k=c&d=2024-01-02&u=x", "k", "must be one of a, b"),
+            ("small=0&k=a&d=2024-13-02&u=x", "d", ""),
+            ("small=0&k=a&d=2024-01-02", "u", "is required"),
+            (
+                "small=0&k=a&d=2024-01-02&u=x&nn=1",
+                "nn",
+                "is not a parameter of this route",
+            ),
+            (
+                "small=0&k=a&d=2024-01-02&u=x&format=xml",
+                "format",
+                "must be one of json, ndjson, csv, meta",
+            ),
+        ] {
+            let refused = router
+                .check("GET", &format!("/r?{query}"))
+                .expect_err(query);
+            assert_eq!(refused.status(), 422, "{query}");
+            let body = refused.json_body().expect("JSON");
+            assert_eq!(body["parameter"], parameter, "{query}");
+            assert!(
+                body["rule"].as_str().unwrap_or_default().starts_with(rule),
+                "{query}: {body}"
+            );
+        }
+        let posted = router
+            .check_with_body(
+                "POST",
+                "/r",
+                br#"{"small": 5, "k": "b", "d": "2024-01-02", "u": "x", "n": 9}"#,
+            )
+            .expect("a JSON body");
+        assert_eq!(posted.value("n"), Some(&json!(9)));
+    }
+
+    #[test]
+    fn the_description_comes_from_the_file() {
+        let route = route(
+            "-- Top users.\n-- By events.\n-- @path /top/{kind}\n-- @param limit default=5 description=\"How many\"\n\
+             SELECT {kind:String}, {limit:UInt32}",
+        );
+        let doc = router(&route).openapi();
+        let get = &doc["paths"]["/top/{kind}"]["get"];
+        assert_eq!(get["summary"], "Top users.");
+        assert_eq!(get["description"], "By events.");
+        let limit = get["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
+            .expect("limit");
+        assert_eq!(limit["schema"]["default"], 5);
+        assert_eq!(limit["schema"]["maximum"], 4294967295u64);
+        assert_eq!(limit["description"], "How many (ClickHouse UInt32)");
+        let post = &doc["paths"]["/top/{kind}"]["post"];
+        assert!(
+            post["requestBody"]["content"]["application/json"]["schema"]["properties"]["limit"]
+                .is_object()
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! SQL routes against ClickHouse 18.16: a directory of `.sql` files served
+//! by the built-in SQL route component, each file a route with typed,
+//! checked parameters, formats, OpenAPI, and hot reload on save.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ClickHouse, HostBuilder, Wasmhouse, client, get, send};
+use serde_json::json;
+
+const TOP_USERS: &str = "\
+-- The most active users of one kind of event.
+-- Ties are broken by name.
+-- @path /top-users
+-- @param kind values=click,view description=\"Which events count\"
+-- @param limit default=10 min=1 max=1000
+SELECT user, count() AS events, sum(value) AS total
+FROM events
+WHERE kind = {kind:String}
+GROUP BY user
+ORDER BY events DESC, user
+LIMIT {limit:UInt32}
+";
+
+const USER_EVENTS: &str = "\
+-- One user's events, newest first.
+-- @path /events/{user}
+-- @param limit default=100 max=1000
+SELECT ts, kind, value
+FROM events
+WHERE user = {user:String}
+ORDER BY ts DESC, kind
+LIMIT {limit:UInt32}
+";
+
+const NUMBERS: &str = "\
+-- Numbers, for paging and streaming; `from` is optional.
+-- @param n max=10000000
+SELECT number FROM system.numbers
+WHERE number >= ifNull({from:Nullable(UInt64)}, 0)
+LIMIT {n:UInt64}
+";
+
+/// A project directory: the manifest and its `queries/`.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("queries")).expect("queries/");
+        std::fs::write(
+            dir.path().join("wasmhouse.toml"),
+            "[[route]]\nname = \"api\"\nprefix = \"/api\"\nsql = \"queries\"\n",
+        )
+        .expect("manifest");
+        let project = Self { dir };
+        project.write("top_users", TOP_USERS);
+        project.write("user_events", USER_EVENTS);
+        project.write("numbers", NUMBERS);
+        project
+    }
+
+    fn query_file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join("queries").join(format!("{name}.sql"))
+    }
+
+    /// Replace a query file atomically, as an editor's save does.
+    fn write(&self, name: &str, text: &str) {
+        let target = self.query_file(name);
+        let temporary = target.with_extension("sql.tmp");
+        std::fs::write(&temporary, text).expect("write query");
+        std::fs::rename(&temporary, &target).expect("rename query");
+    }
+
+    fn manifest(&self) -> String {
+        self.dir.path().join("wasmhouse.toml").display().to_string()
+    }
+}
+
+fn events_table(clickhouse: &ClickHouse) {
+    clickhouse.query(
+        "CREATE TABLE events (ts DateTime, user String, kind String, value Float64) \
+         ENGINE = MergeTree() ORDER BY ts",
+    );
+    clickhouse.query(
+        "INSERT INTO events VALUES \
+         ('2024-01-01 00:00:01', 'ann', 'click', 1), \
+         ('2024-01-01 00:00:02', 'ann', 'click', 2), \
+         ('2024-01-01 00:00:03', 'bob', 'click', 4), \
+         ('2024-01-01 00:00:04', 'user 3', 'view', 8), \
+         ('2024-01-01 00:00:05', 'user 3', 'click', 16), \
+         ('2024-01-01 00:00:06', 'cid', 'view', 32)",
+    );
+}
+
+fn start(clickhouse: &ClickHouse, project: &Project) -> Wasmhouse {
+    HostBuilder::new(clickhouse)
+        .args(&["--manifest", &project.manifest()])
+        .start()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_of_sql_files_serves_typed_checked_routes() {
+    let clickhouse = ClickHouse::start();
+    events_table(&clickhouse);
+    let project = Project::new();
+    let host = start(&clickhouse, &project);
+
+    // Parameters from the query string; the default limit; rows in order.
+    let top = get(&host.url("/api/top-users?kind=click")).await;
+    assert_eq!(top.status, 200, "{}", top.text);
+    assert_eq!(
+        top.json,
+        json!([
+            { "user": "ann", "events": 2, "total": 3 },
+            { "user": "bob", "events": 1, "total": 4 },
+            { "user": "user 3", "events": 1, "total": 16 },
+        ]),
+        "counts are numbers (the host asks for unquoted 64-bit integers)"
+    );
+    let two = get(&host.url("/api/top-users?kind=click&limit=1")).await;
+    assert_eq!(two.json.as_array().map(Vec::len), Some(1), "{}", two.text);
+
+    // The same from a JSON body.
+    let posted = send(
+        client()
+            .post(host.url("/api/top-users"))
+            .header("content-type", "application/json")
+            .body(json!({ "kind": "view", "limit": 5 }).to_string()),
+    )
+    .await;
+    assert_eq!(posted.status, 200, "{}", posted.text);
+    assert_eq!(posted.json[0]["user"], "cid");
+    assert_eq!(posted.json.as_array().map(Vec::len), Some(2));
+
+    // A path parameter, percent-decoded.
+    let events = get(&host.url("/api/events/user%203")).await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    assert_eq!(events.json.as_array().map(Vec::len), Some(2));
+    assert_eq!(events.json[0]["kind"], "click");
+
+    // Values are data, never SQL.
+    let injected = get(&host.url("/api/events/x'%20OR%20'1'='1")).await;
+    assert_eq!(injected.status, 200, "{}", injected.text);
+    assert_eq!(injected.json, json!([]));
+
+    // Each mistake is a 422 naming the parameter, before any query runs.
+    for (target, parameter, rule) in [
+        ("/api/top-users", "kind", "is required"),
+        (
+            "/api/top-users?kind=buy",
+            "kind",
+            "must be one of click, view",
+        ),
+        (
+            "/api/top-users?kind=click&limit=0",
+            "limit",
+            "must be at least 1",
+        ),
+        (
+            "/api/top-users?kind=click&limit=ten",
+            "limit",
+            "must be a non-negative integer",
+        ),
+        (
+            "/api/top-users?kind=click&limt=3",
+            "limt",
+            "is not a parameter of this route",
+        ),
+        (
+            "/api/top-users?kind=click&format=xml",
+            "format",
+            "must be one of",
+        ),
+        ("/api/numbers?n=10000001", "n", "must be at most 10000000"),
+    ] {
+        let refused = get(&host.url(target)).await;
+        assert_eq!(refused.status, 422, "{target}: {}", refused.text);
+        assert_eq!(refused.json["kind"], "invalid_parameter", "{target}");
+        assert_eq!(
+            refused.json["parameter"], parameter,
+            "{target}: {}",
+            refused.text
+        );
+        assert!(
+            refused.json["rule"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(rule),
+            "{target}: {}",
+            refused.text
+        );
+    }
+    let bad_body = send(
+        client()
+            .post(host.url("/api/top-users"))
+            .body("{\"kind\": [\"click\"]}"),
+    )
+    .await;
+    assert_eq!(bad_body.status, 422, "{}", bad_body.text);
+    assert_eq!(bad_body.json["parameter"], "kind");
+    assert_eq!(get(&host.url("/api/nowhere")).await.status, 404);
+    let deleted = send(client().delete(host.url("/api/top-users"))).await;
+    assert_eq!(deleted.status, 405);
+
+    // A Nullable parameter may be left out (NULL).
+    let from = get(&host.url("/api/numbers?n=3&from=10")).await;
+    assert_eq!(
+        from.json,
+        json!([{ "number": 10 }, { "number": 11 }, { "number": 12 }])
+    );
+    let none = get(&host.url("/api/numbers?n=2")).await;
+    assert_eq!(none.json, json!([{ "number": 0 }, { "number": 1 }]));
+    let empty = get(&host.url("/api/numbers?n=0")).await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(empty.text, "[]");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_come_in_four_formats() {
+    let clickhouse = ClickHouse::start();
+    events_table(&clickhouse);
+    let project = Project::new();
+    let host = start(&clickhouse, &project);
+
+    let ndjson = get(&host.url("/api/top-users?kind=click&format=ndjson")).await;
+    assert_eq!(ndjson.status, 200);
+    assert_eq!(
+        ndjson.headers["content-type"], "application/x-ndjson",
+        "{}",
+        ndjson.text
+    );
+    let lines: Vec<serde_json::Value> = ndjson
+        .text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["user"], "ann");
+
+    let csv = get(&host.url("/api/top-users?kind=view&format=csv")).await;
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        csv.text,
+        "\"user\",\"events\",\"total\"\n\"cid\",1,32\n\"user 3\",1,8\n"
+    );
+    let accepted = send(
+        client()
+            .get(host.url("/api/top-users?kind=view"))
+            .header("accept", "text/csv"),
+    )
+    .await;
+    assert_eq!(accepted.text, csv.text, "Accept chooses too");
+
+    let meta = get(&host.url("/api/top-users?kind=view&format=meta")).await;
+    assert_eq!(meta.status, 200, "{}", meta.text);
+    assert_eq!(
+        meta.json["meta"],
+        json!([
+            { "name": "user", "type": "String" },
+            { "name": "events", "type": "UInt64" },
+            { "name": "total", "type": "Float64" },
+        ])
+    );
+    assert_eq!(meta.json["rows"], 2);
+    assert_eq!(meta.json["data"][0]["user"], "cid");
+    assert!(
+        meta.json["statistics"]["rows_read"].is_number(),
+        "{}",
+        meta.text
+    );
+
+    // A large answer streams: a million JSON lines, and as one JSON array.
+    let million = client()
+        .get(host.url("/api/numbers?n=1000000&format=ndjson"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(million.status(), 200);
+    let body = million.bytes().await.expect("body");
+    assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), 1_000_000);
+    let array = client()
+        .get(host.url("/api/numbers?n=1000000"))
+        .send()
+        .await
+        .expect("request")
+        .bytes()
+        .await
+        .expect("body");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&array).expect("one JSON array");
+    assert_eq!(rows.len(), 1_000_000);
+    assert_eq!(rows[999_999]["number"], 999_999);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_routes_describe_themselves() {
+    let clickhouse = ClickHouse::start();
+    events_table(&clickhouse);
+    let project = Project::new();
+    let host = start(&clickhouse, &project);
+
+    let doc = get(&host.url("/openapi.json")).await;
+    assert_eq!(doc.status, 200);
+    let top = &doc.json["paths"]["/api/top-users"]["get"];
+    assert_eq!(
+        top["summary"], "The most active users of one kind of event.",
+        "{}",
+        doc.text
+    );
+    assert_eq!(top["description"], "Ties are broken by name.");
+    let param = |name: &str| {
+        top["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {top}"))
+    };
+    assert_eq!(param("kind")["schema"]["enum"], json!(["click", "view"]));
+    assert_eq!(param("kind")["required"], true);
+    assert_eq!(
+        param("kind")["description"],
+        "Which events count (ClickHouse String)"
+    );
+    assert_eq!(param("limit")["schema"]["maximum"], 1000);
+    assert_eq!(param("limit")["schema"]["default"], 10);
+    let post = &doc.json["paths"]["/api/top-users"]["post"];
+    assert!(
+        post["requestBody"]["content"]["application/json"]["schema"]["properties"]["kind"]
+            .is_object(),
+        "{post}"
+    );
+    let events = &doc.json["paths"]["/api/events/{user}"]["get"];
+    assert_eq!(events["parameters"][0]["in"], "path", "{}", doc.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
+    let clickhouse = ClickHouse::start();
+    events_table(&clickhouse);
+    let project = Project::new();
+    let host = start(&clickhouse, &project);
+    assert_eq!(
+        get(&host.url("/api/numbers?n=1")).await.json,
+        json!([{ "number": 0 }])
+    );
+
+    project.write(
+        "numbers",
+        &NUMBERS.replace(
+            "SELECT number FROM",
+            "SELECT number, number * 2 AS twice FROM",
+        ),
+    );
+    let answer = wait_for(&host, "/api/numbers?n=1", |body| body.contains("twice")).await;
+    assert_eq!(answer, json!([{ "number": 0, "twice": 0 }]));
+
+    // A mistake in the header: refused, named in the log, the last good
+    // version keeps serving.
+    project.write("numbers", &NUMBERS.replace("@param n", "@parm n"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host.log().contains("rejected the changed SQL file") {
+        assert!(
+            Instant::now() < deadline,
+            "no rejection logged:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = host.log();
+    assert!(
+        log.contains("numbers.sql: line 2: unknown directive @parm"),
+        "{log}"
+    );
+    assert_eq!(
+        get(&host.url("/api/numbers?n=1")).await.json,
+        json!([{ "number": 0, "twice": 0 }])
+    );
+}
+
+/// GET `path` until `done` accepts its body (bounded): the body as JSON.
+async fn wait_for(host: &Wasmhouse, path: &str, done: impl Fn(&str) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = get(&host.url(path)).await;
+        if done(&reply.text) {
+            return reply.json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never changed: {}\n{}",
+            reply.text,
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_file_the_parser_refuses_stops_the_start_naming_file_and_line() {
+    let project = Project::new();
+    project.write("broken", "-- @param n min=x\nSELECT {n:UInt8}\n");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--manifest",
+            &project.manifest(),
+        ])
+        .env("CLICKHOUSE_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("wasmhouse runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let file = project.query_file("broken");
+    assert!(
+        stderr.contains(&format!(
+            "{}: line 1: @param n: min=x is not a number",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_database_routes_as_sql_files() {
+    let clickhouse = ClickHouse::start();
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/sql-routes/wasmhouse.toml"
+    );
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--manifest", manifest])
+        .start();
+    let status = get(&host.url("/clickhouse-status")).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert!(
+        status.json[0]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("18."))
+    );
+    assert_eq!(
+        get(&host.url("/concurrent/simple-query")).await.json,
+        json!([{ "value": 1 }])
+    );
+    assert_eq!(
+        get(&host.url("/concurrent/heavy-query")).await.json,
+        json!([{ "c": 10000000, "s": 49999995000000u64 }])
+    );
+    let slept = get(&host.url("/concurrent/test-isolation?delay=0.2")).await;
+    assert_eq!(
+        slept.json,
+        json!([{ "slept": 0, "delay": 0.2 }]),
+        "{}",
+        slept.text
+    );
+    assert_eq!(
+        get(&host.url("/concurrent/test-isolation?delay=4"))
+            .await
+            .status,
+        422
+    );
+    let streamed = get(&host.url("/stream/numbers?n=3&format=ndjson")).await;
+    assert_eq!(
+        streamed.text,
+        "{\"number\":0}\n{\"number\":1}\n{\"number\":2}\n"
+    );
+}
