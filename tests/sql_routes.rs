@@ -469,3 +469,93 @@ async fn the_seeds_database_routes_as_sql_files() {
         "{\"number\":0}\n{\"number\":1}\n{\"number\":2}\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_from_key_parameter_comes_from_the_api_key_alone() {
+    let clickhouse = ClickHouse::start();
+    clickhouse
+        .query("CREATE TABLE orders (id UInt32, tenant String, amount Float64) ENGINE = Memory");
+    clickhouse.query(
+        "INSERT INTO orders VALUES (1, 'acme', 10), (2, 'globex', 20), (3, 'acme', 30), (4, 'globex', 40)",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("orders.sql"),
+        "-- The caller's tenant's orders.\n-- @path /orders\n-- @param tenant from_key\n\
+         SELECT id, amount FROM orders WHERE tenant = {tenant:String} ORDER BY id\n",
+    )
+    .expect("orders.sql");
+    std::fs::write(
+        dir.path().join("wasmhouse.toml"),
+        "[[route]]\nname = \"orders\"\nprefix = \"/\"\nsql = \"orders.sql\"\napi_key = true\ncache_ttl = \"30s\"\n",
+    )
+    .expect("manifest");
+    std::fs::write(
+        dir.path().join("keys.toml"),
+        "[[key]]\nname = \"acme\"\nkey = \"acme-key-0123456789\"\nparams = { tenant = \"acme\" }\n\n\
+         [[key]]\nname = \"globex\"\nkey = \"globex-key-0123456789\"\nparams = { tenant = \"globex\" }\n\n\
+         [[key]]\nname = \"ops\"\nkey = \"ops-key-0123456789\"\n",
+    )
+    .expect("keys");
+    let host = HostBuilder::new(&clickhouse)
+        .args(&[
+            "--manifest",
+            &dir.path().join("wasmhouse.toml").display().to_string(),
+        ])
+        .env("WASMHOUSE_API_KEYS_FILE", dir.path().join("keys.toml"))
+        .start();
+    let as_key = |key: &str, target: &str| {
+        client()
+            .get(host.url(target))
+            .header("x-api-key", key.to_owned())
+    };
+    let acme = json!([{ "id": 1, "amount": 10 }, { "id": 3, "amount": 30 }]);
+    let globex = json!([{ "id": 2, "amount": 20 }, { "id": 4, "amount": 40 }]);
+    // Each tenant its own rows, answered from the cache the second time,
+    // never from the other tenant's entry.
+    for round in 0..2 {
+        let a = send(as_key("acme-key-0123456789", "/orders")).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.json, acme, "round {round}");
+        let g = send(as_key("globex-key-0123456789", "/orders")).await;
+        assert_eq!(g.json, globex, "round {round}");
+        if round == 1 {
+            assert_eq!(a.headers["x-cache"], "hit", "{:?}", a.headers);
+            assert_eq!(g.headers["x-cache"], "hit");
+        }
+    }
+    // The request cannot set it, by query string, body or a made-up header.
+    let overridden = send(as_key("acme-key-0123456789", "/orders?tenant=globex")).await;
+    assert_eq!(overridden.status, 403, "{}", overridden.text);
+    assert_eq!(overridden.json["kind"], "forbidden");
+    let posted = send(
+        client()
+            .post(host.url("/orders"))
+            .header("x-api-key", "acme-key-0123456789")
+            .body("{\"tenant\": \"globex\"}"),
+    )
+    .await;
+    assert_eq!(posted.status, 422, "{}", posted.text);
+    assert_eq!(posted.json["parameter"], "tenant");
+    let forged = send(
+        as_key("acme-key-0123456789", "/orders").header("wasmhouse-key-params", "tenant=globex"),
+    )
+    .await;
+    assert_eq!(forged.json, acme, "the host replaces the client's header");
+    // A key that fixes no tenant, and no key at all.
+    let ops = send(as_key("ops-key-0123456789", "/orders")).await;
+    assert_eq!(ops.status, 403, "{}", ops.text);
+    assert!(
+        ops.text.contains("tenant comes from the API key"),
+        "{}",
+        ops.text
+    );
+    assert_eq!(get(&host.url("/orders")).await.status, 401);
+    // Not the client's parameter: not in the description.
+    let doc = get(&host.url("/openapi.json")).await;
+    let get_orders = &doc.json["paths"]["/orders"]["get"];
+    assert!(
+        !get_orders["parameters"].to_string().contains("tenant"),
+        "{get_orders}"
+    );
+}

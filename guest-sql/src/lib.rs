@@ -18,8 +18,13 @@
 //!   (or `Accept`) `ndjson` (one JSON object per line), `csv` (with a
 //!   header line) or `meta` (ClickHouse's JSON document: column names and
 //!   types, rows, row count, elapsed time and rows read);
+//! - a `from_key` parameter's value comes from the caller's API key (the
+//!   host's `wasmhouse-key-params` header, which only the host sets), never
+//!   from the request: a request that names it is a 403, and so is a key
+//!   that does not fix it;
 //! - `GET /.well-known/openapi.json` describes the route from the same
-//!   declarations.
+//!   declarations (`from_key` parameters are not the client's, so not
+//!   there).
 
 use std::sync::OnceLock;
 
@@ -79,7 +84,7 @@ fn router(route: &SqlRoute) -> Router {
         if let Some(description) = &route.description {
             declared = declared.description(description);
         }
-        for spec in &route.params {
+        for spec in route.params.iter().filter(|p| !p.from_key) {
             let param = router_param(spec);
             declared = if spec.in_path {
                 declared.path(param)
@@ -181,7 +186,22 @@ fn answer(call: Call) -> Response {
     };
     let (_, clickhouse_format, content_type) = *format;
     let mut query = Query::new(route.sql.as_str()).format(clickhouse_format);
+    let fixed = key_params(call.request());
     for spec in &route.params {
+        if spec.from_key {
+            let Some((_, value)) = fixed.iter().find(|(name, _)| *name == spec.name) else {
+                return Response::error(
+                    403,
+                    "forbidden",
+                    &format!(
+                        "{} comes from the API key, and this request's key does not fix it",
+                        spec.name
+                    ),
+                );
+            };
+            query = query.param(&spec.name, value);
+            continue;
+        }
         let text = match call.value(&spec.name) {
             Some(Value::String(text)) => text.clone(),
             Some(value) => value.to_string(),
@@ -199,6 +219,31 @@ fn answer(call: Call) -> Response {
     } else {
         Response::rows(200, content_type, rows)
     }
+}
+
+/// What the caller's API key fixes (`wasmhouse-key-params`, set only by
+/// the host).
+fn key_params(request: &Request) -> Vec<(String, String)> {
+    request
+        .header("wasmhouse-key-params")
+        .map(|header| {
+            form_urlencoded::parse(header.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A 403 when the request names a parameter only the API key may give.
+fn sets_a_key_parameter(route: &SqlRoute, request: &Request) -> Option<Response> {
+    let named = form_urlencoded::parse(request.query_string().as_bytes())
+        .map(|(name, _)| name.into_owned())
+        .find(|name| route.params.iter().any(|p| p.from_key && p.name == *name))?;
+    Some(Response::error(
+        403,
+        "forbidden",
+        &format!("{named} comes from the API key; a request cannot set it"),
+    ))
 }
 
 /// The format `?format=` names, or the first `Accept` names; JSON otherwise.
@@ -261,7 +306,10 @@ struct SqlRouteComponent;
 impl Handler for SqlRouteComponent {
     fn handle(request: Request) -> Response {
         match route() {
-            Ok(route) => router(route).handle(request),
+            Ok(route) => match sets_a_key_parameter(route, &request) {
+                Some(refused) => refused,
+                None => router(route).handle(request),
+            },
             Err(why) => Response::error(500, "misconfigured", why),
         }
     }

@@ -13,7 +13,7 @@
 //! first untrusted one in `X-Forwarded-For` when the socket is a trusted
 //! proxy (`WASMHOUSE_TRUSTED_PROXIES`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use hyper::header::HeaderValue;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -55,6 +56,9 @@ pub(crate) struct ApiKey {
     pub(crate) name: String,
     /// The routes it may call; every route when `None`.
     pub(crate) routes: Option<Vec<String>>,
+    /// Parameter values it fixes (`params = { tenant = "acme" }`), as the
+    /// `wasmhouse-key-params` header its requests carry to the guest.
+    pub(crate) params: Option<HeaderValue>,
 }
 
 /// The keys file: `[[key]]` entries with a `name`, the key's `sha256` (hex)
@@ -73,6 +77,8 @@ struct KeyEntry {
     sha256: Option<String>,
     key: Option<String>,
     routes: Option<Vec<String>>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
 }
 
 /// Known keys by the SHA-256 of the key.
@@ -135,7 +141,13 @@ impl KeyStore {
                     )));
                 }
             };
-            self.insert(hash, entry.name, entry.routes, &origin)?;
+            let params = key_params(&entry.params).ok_or_else(|| {
+                invalid(format!(
+                    "key {:?}: params names and values must be plain text (no control characters)",
+                    entry.name
+                ))
+            })?;
+            self.insert(hash, entry.name, entry.routes, params, &origin)?;
         }
         Ok(())
     }
@@ -149,7 +161,13 @@ impl KeyStore {
                     message: "use name=key pairs separated by commas".into(),
                 });
             };
-            self.insert(hash_key(key.trim()), name.trim().to_owned(), None, &origin)?;
+            self.insert(
+                hash_key(key.trim()),
+                name.trim().to_owned(),
+                None,
+                None,
+                &origin,
+            )?;
         }
         Ok(())
     }
@@ -159,6 +177,7 @@ impl KeyStore {
         hash: [u8; 32],
         name: String,
         routes: Option<Vec<String>>,
+        params: Option<HeaderValue>,
         origin: &str,
     ) -> Result<(), AccessError> {
         if name.is_empty() || name.len() > 64 {
@@ -173,7 +192,14 @@ impl KeyStore {
                 message: format!("key {name:?} is the same key as another entry"),
             });
         }
-        self.by_hash.insert(hash, ApiKey { name, routes });
+        self.by_hash.insert(
+            hash,
+            ApiKey {
+                name,
+                routes,
+                params,
+            },
+        );
         Ok(())
     }
 
@@ -191,6 +217,25 @@ impl KeyStore {
     pub(crate) fn find(&self, presented: &str) -> Option<&ApiKey> {
         self.by_hash.get(&hash_key(presented))
     }
+}
+
+/// A key's fixed parameters as one header value, form-encoded (`None`
+/// inside when it fixes none); `None` when a name or value cannot travel.
+fn key_params(params: &BTreeMap<String, String>) -> Option<Option<HeaderValue>> {
+    if params.is_empty() {
+        return Some(None);
+    }
+    let plain = |text: &str| !text.chars().any(char::is_control);
+    if !params
+        .iter()
+        .all(|(k, v)| !k.is_empty() && plain(k) && plain(v))
+    {
+        return None;
+    }
+    let encoded = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    HeaderValue::from_str(&encoded).ok().map(Some)
 }
 
 fn hash_key(key: &str) -> [u8; 32] {
@@ -222,11 +267,18 @@ pub(crate) fn presented_key(headers: &hyper::HeaderMap) -> Option<&str> {
 pub(crate) const KEY_NAME_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("wasmhouse-api-key");
 
+/// The parameter values the presented key fixes, form-encoded, for the guest
+/// (the SQL route component reads its `from_key` parameters here). Only the
+/// host sets it: one a client sends is removed.
+pub(crate) const KEY_PARAMS_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("wasmhouse-key-params");
+
 /// Remove what only the host should read before a request goes to a guest:
 /// the key the client presented (when `presented` is, it was a key for the
 /// host), and any `wasmhouse-api-key` a client made up.
 pub(crate) fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
     headers.remove(KEY_NAME_HEADER);
+    headers.remove(KEY_PARAMS_HEADER);
     if presented {
         headers.remove("x-api-key");
         if crate::credentials::bearer_token(headers).is_some() {
@@ -358,6 +410,8 @@ pub(crate) enum Denied {
 pub(crate) struct Admission {
     /// The name of the known key presented, if any.
     pub(crate) key: Option<String>,
+    /// The parameters that key fixes, as their header value.
+    pub(crate) key_params: Option<HeaderValue>,
     /// The tightest rate limit it is under, if any.
     pub(crate) allowance: Option<Allowance>,
 }
@@ -432,6 +486,7 @@ impl RouteAccess {
         }
         Ok(Admission {
             key: known.map(|known| known.name.clone()),
+            key_params: known.and_then(|known| known.params.clone()),
             allowance: tightest,
         })
     }
@@ -628,6 +683,7 @@ mod tests {
                 hash_key("b"),
                 "reports-only".into(),
                 Some(vec!["reports".into()]),
+                None,
                 "test",
             )
             .expect("insert");
@@ -646,6 +702,7 @@ mod tests {
         );
         let admitted = |key: &str| Admission {
             key: Some(key.to_owned()),
+            key_params: None,
             allowance: None,
         };
         assert_eq!(

@@ -234,7 +234,14 @@ pub(crate) fn parse(
         match (&entry.component, &entry.sql) {
             (Some(component), None) => {
                 let source = ComponentSource::parse(component, dir);
-                expanded.push((name, prefix, source, entry.config.clone(), entry.settings));
+                expanded.push((
+                    name,
+                    prefix,
+                    source,
+                    entry.config.clone(),
+                    entry.settings,
+                    false,
+                ));
             }
             (None, Some(sql)) => {
                 for file in sql_routes(&dir.join(sql), &name, &prefix)
@@ -248,6 +255,7 @@ pub(crate) fn parse(
                         ComponentSource::Sql(file.path),
                         config,
                         entry.settings.clone(),
+                        file.needs_key,
                     ));
                 }
             }
@@ -263,7 +271,7 @@ pub(crate) fn parse(
             }
         }
     }
-    for (name, prefix, source, config, settings) in expanded {
+    for (name, prefix, source, config, settings, needs_key) in expanded {
         let valid_name = !name.is_empty()
             && name
                 .chars()
@@ -290,6 +298,11 @@ pub(crate) fn parse(
         } = settings
             .apply(base, &|key| format!("route {name:?}: {key}"))
             .map_err(|err| invalid(err.to_string()))?;
+        if needs_key && !access.api_key {
+            return Err(invalid(format!(
+                "route {name:?}: its query takes a from_key parameter, so it needs api_key = true"
+            )));
+        }
         specs.push(RouteSpec {
             name,
             prefix,
@@ -309,6 +322,8 @@ struct SqlFile {
     prefix: String,
     path: PathBuf,
     config: BTreeMap<String, String>,
+    /// A parameter comes from the caller's API key.
+    needs_key: bool,
 }
 
 /// The routes of `path`, a `.sql` file or a directory of them, for the
@@ -365,6 +380,7 @@ fn sql_routes(path: &Path, name: &str, prefix: &str) -> Result<Vec<SqlFile>, Str
             prefix: full_prefix,
             path: file,
             config,
+            needs_key: route.needs_key(),
         });
     }
     Ok(routes)
@@ -536,6 +552,24 @@ mod tests {
             err.contains("two routes serve prefix \"/api/top\""),
             "{err}"
         );
+
+        std::fs::remove_file(queries.join("clash.sql")).expect("clash gone");
+        std::fs::write(
+            queries.join("mine.sql"),
+            "-- @param tenant from_key\nSELECT {tenant:String}",
+        )
+        .expect("mine");
+        let err = parse(text, "test.toml", dir.path(), &RouteConfig::default())
+            .expect_err("from_key without api_key")
+            .to_string();
+        assert!(
+            err.contains(
+                "route \"mine\": its query takes a from_key parameter, so it needs api_key = true"
+            ),
+            "{err}"
+        );
+        let keyed = text.replace("sql = ", "api_key = true\nsql = ");
+        assert!(parse(&keyed, "test.toml", dir.path(), &RouteConfig::default()).is_ok());
     }
 
     #[test]

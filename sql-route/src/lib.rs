@@ -27,8 +27,10 @@
 //!   type, required unless it has a `default` or its type is `Nullable(…)`
 //!   (absent: `NULL`). `@param NAME` adds to it: `default=`, `min=`, `max=`,
 //!   `max_length=`, `values=a,b,c` (the only values allowed), and
-//!   `description="…"`. A `@param` for a name the query does not use is an
-//!   error, as is a name used with two types.
+//!   `description="…"`, and `from_key`: the value comes from the caller's
+//!   API key (its `params` in the keys file), never from the request: a
+//!   tenant's rows for that tenant's key only. A `@param` for a name the
+//!   query does not use is an error, as is a name used with two types.
 //! - An `Identifier` parameter (a table or column name: structure, not
 //!   data) must list its `values`.
 //! - `format` is not a parameter name: it chooses the answer's format.
@@ -86,6 +88,8 @@ pub struct ParamSpec {
     pub values: Vec<String>,
     /// What it means, for the route's description.
     pub description: Option<String>,
+    /// Whether its value comes from the caller's API key, never the request.
+    pub from_key: bool,
 }
 
 impl ParamSpec {
@@ -126,6 +130,12 @@ pub struct SqlRoute {
 }
 
 impl SqlRoute {
+    /// Whether a parameter comes from the caller's API key (the route
+    /// needs `api_key = true`).
+    pub fn needs_key(&self) -> bool {
+        self.params.iter().any(|p| p.from_key)
+    }
+
     /// Read `text`, the file named `name` (without `.sql`: the default
     /// path).
     pub fn parse(name: &str, text: &str) -> Result<Self, SqlRouteError> {
@@ -182,6 +192,7 @@ impl SqlRoute {
                 max_length: None,
                 values: Vec::new(),
                 description: None,
+                from_key: false,
             });
         }
 
@@ -225,6 +236,15 @@ impl SqlRoute {
                     format!(
                         "{{{}:Identifier}} names a table or column: list the names allowed with @param {} values=…",
                         param.name, param.name
+                    ),
+                );
+            }
+            if param.from_key && (param.in_path || param.optional()) {
+                return error(
+                    None,
+                    format!(
+                        "{}: a from_key parameter comes from the API key alone: no default, not Nullable, not in the path",
+                        param.name
                     ),
                 );
             }
@@ -409,11 +429,20 @@ impl Declared {
                     param.values = values;
                 }
                 "description" => param.description = Some(need(value)?),
+                "from_key" => {
+                    if value.is_some() {
+                        return error(
+                            at,
+                            format!("@param {name}: from_key takes no value (the key gives it)"),
+                        );
+                    }
+                    param.from_key = true;
+                }
                 other => {
                     return error(
                         at,
                         format!(
-                            "@param {name}: unknown rule {other} (the rules are default, min, max, max_length, values, description)"
+                            "@param {name}: unknown rule {other} (the rules are default, min, max, max_length, values, description, from_key)"
                         ),
                     );
                 }
@@ -643,7 +672,15 @@ LIMIT {limit:UInt32}
             ),
             (
                 "-- @param n defualt=3\nSELECT {n:UInt8}",
-                "line 1: @param n: unknown rule defualt (the rules are default, min, max, max_length, values, description)",
+                "line 1: @param n: unknown rule defualt (the rules are default, min, max, max_length, values, description, from_key)",
+            ),
+            (
+                "-- @param t from_key=x\nSELECT {t:String}",
+                "line 1: @param t: from_key takes no value (the key gives it)",
+            ),
+            (
+                "-- @param t from_key default=a\nSELECT {t:String}",
+                "t: a from_key parameter comes from the API key alone",
             ),
             (
                 "-- @param n default\nSELECT {n:UInt8}",

@@ -47,6 +47,9 @@ pub(crate) fn prepare(
     {
         headers.insert(access::KEY_NAME_HEADER, value);
     }
+    if let Some(params) = &admission.key_params {
+        headers.insert(access::KEY_PARAMS_HEADER, params.clone());
+    }
     if let Ok(value) = HeaderValue::from_str(route.path_info(path)) {
         headers.insert(PATH_INFO, value);
     }
