@@ -346,6 +346,8 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
         get(&host.url("/api/numbers?n=1")).await.json,
         json!([{ "number": 0 }])
     );
+    // Requests run the whole time: not one may fail.
+    let load = Load::start(&host.url("/api/top-users?kind=click"), 8);
 
     project.write(
         "numbers",
@@ -378,6 +380,61 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
         get(&host.url("/api/numbers?n=1")).await.json,
         json!([{ "number": 0, "twice": 0 }])
     );
+
+    // Mended, and a new file in the directory: a new route.
+    project.write("numbers", NUMBERS);
+    project.write("answer", "-- @path /answer\nSELECT 42 AS answer\n");
+    let answer = wait_for(&host, "/api/answer", |body| body.contains("42")).await;
+    assert_eq!(answer, json!([{ "answer": 42 }]));
+    assert_eq!(
+        get(&host.url("/api/numbers?n=1")).await.json,
+        json!([{ "number": 0 }])
+    );
+
+    let (answered, failed) = load.stop().await;
+    assert!(answered > 0, "the load ran");
+    assert_eq!(failed, Vec::<String>::new(), "of {answered} requests");
+}
+
+/// Requests to one URL from `workers` loops until stopped: how many were
+/// answered, and what any that failed got.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(url: &str, workers: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (url, stop) = (url.to_owned(), stop.clone());
+                tokio::spawn(async move {
+                    let (mut answered, mut failed) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let reply = get(&url).await;
+                        answered += 1;
+                        if reply.status != 200 {
+                            failed.push(format!("{}: {}", reply.status, reply.text));
+                        }
+                    }
+                    (answered, failed)
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut answered, mut failed) = (0, Vec::new());
+        for task in self.tasks {
+            let (n, mut f) = task.await.expect("load task");
+            answered += n;
+            failed.append(&mut f);
+        }
+        (answered, failed)
+    }
 }
 
 /// GET `path` until `done` accepts its body (bounded): the body as JSON.

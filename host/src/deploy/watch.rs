@@ -91,6 +91,13 @@ impl ComponentWatcher {
             .keys()
             .filter_map(|file| file.parent().map(Path::to_path_buf))
             .collect();
+        // A new `.sql` file beside a route's is a new route (a directory of
+        // queries): it reloads the routes too.
+        let sql_directories: HashSet<PathBuf> = files
+            .iter()
+            .filter(|(_, file)| file.sql)
+            .filter_map(|(path, _)| path.parent().map(Path::to_path_buf))
+            .collect();
 
         let weak: Weak<Deployer> = Arc::downgrade(deployer);
         let runtime = tokio::runtime::Handle::current();
@@ -108,6 +115,14 @@ impl ComponentWatcher {
             let changed: HashSet<&PathBuf> = events.iter().map(|event| &event.path).collect();
             for path in changed {
                 let Some(file) = files.get_mut(path) else {
+                    let new_sql = path.extension().is_some_and(|e| e == "sql")
+                        && path
+                            .parent()
+                            .is_some_and(|dir| sql_directories.contains(dir))
+                        && path.is_file();
+                    if new_sql {
+                        runtime.spawn(reload_sql(deployer.clone(), path.clone()));
+                    }
                     continue;
                 };
                 // Opening a file is an event too (our own reads among
