@@ -332,6 +332,20 @@ async fn the_routes_describe_themselves() {
             .is_object(),
         "{post}"
     );
+    // The rows' shape, from the server's DESCRIBE of the query.
+    let rows = &top["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(rows["type"], "array", "{top}");
+    assert_eq!(
+        rows["items"]["required"],
+        json!(["user", "events", "total"])
+    );
+    assert_eq!(rows["items"]["properties"]["events"]["type"], "integer");
+    assert_eq!(
+        rows["items"]["properties"]["events"]["description"],
+        "ClickHouse UInt64"
+    );
+    assert_eq!(rows["items"]["properties"]["total"]["type"], "number");
+    assert_eq!(rows["items"]["properties"]["user"]["type"], "string");
     let events = &doc.json["paths"]["/api/events/{user}"]["get"];
     assert_eq!(events["parameters"][0]["in"], "path", "{}", doc.text);
 }

@@ -24,7 +24,9 @@
 //!   that does not fix it;
 //! - `GET /.well-known/openapi.json` describes the route from the same
 //!   declarations (`from_key` parameters are not the client's, so not
-//!   there).
+//!   there), and its rows from the server's own `DESCRIBE (…)` of the
+//!   query: each column's name and JSON type (generic rows when the server
+//!   cannot say).
 
 use std::sync::OnceLock;
 
@@ -33,7 +35,7 @@ use wasmhouse_clickhouse::params::ParamType;
 use wasmhouse_sdk::bindings::wasi::io::streams::OutputStream;
 use wasmhouse_sdk::clickhouse::{Query, Rows};
 use wasmhouse_sdk::http::write_all;
-use wasmhouse_sdk::router::{Call, Param, Route, Router};
+use wasmhouse_sdk::router::{Call, OPENAPI_PATH, Param, Route, Router};
 use wasmhouse_sdk::{Handler, Request, Response};
 use wasmhouse_sql_route::{ParamSpec, SqlRoute};
 
@@ -299,6 +301,88 @@ fn json_array(rows: Rows, out: &OutputStream) -> Result<(), ()> {
     write_all(out, b"]").map_err(|_| ())
 }
 
+/// The answer's columns as the server types them (`DESCRIBE (…)` with
+/// sample values): name and ClickHouse type; `None` when it cannot say.
+fn columns(route: &SqlRoute) -> Option<Vec<(String, String)>> {
+    let (sql, samples) = route.describe_query();
+    let mut query = Query::new(sql);
+    for (name, value) in samples {
+        query = query.param(name, value);
+    }
+    let rows = query.json_rows().ok()?;
+    rows.iter()
+        .map(|row| {
+            Some((
+                row["name"].as_str()?.to_owned(),
+                row["type"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Put the rows' schema under every operation's 200 answer in `doc`.
+fn describe_rows(doc: &mut Value, path: &str, columns: &[(String, String)]) {
+    let properties: serde_json::Map<String, Value> = columns
+        .iter()
+        .map(|(name, ty)| (name.clone(), column_schema(ty)))
+        .collect();
+    let names: Vec<&String> = columns.iter().map(|(name, _)| name).collect();
+    let row = json!({ "type": "object", "required": names, "properties": properties });
+    if let Some(Value::Object(operations)) = doc.pointer_mut(&format!(
+        "/paths/{}",
+        path.replace('~', "~0").replace('/', "~1")
+    )) {
+        for operation in operations.values_mut() {
+            if let Some(schema) =
+                operation.pointer_mut("/responses/200/content/application~1json/schema")
+            {
+                *schema = json!({ "type": "array", "items": row });
+            }
+        }
+    }
+}
+
+/// The JSON schema of a column of ClickHouse type `ty`, as the host's
+/// JSON answers write it (64-bit integers as numbers).
+fn column_schema(ty: &str) -> Value {
+    let ty = ty.trim();
+    let inner = |prefix: &str| {
+        ty.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map(str::trim)
+    };
+    let described = |mut schema: Value| {
+        schema["description"] = json!(format!("ClickHouse {ty}"));
+        schema
+    };
+    if let Some(t) = inner("Nullable(") {
+        let mut schema = column_schema(t);
+        schema["nullable"] = json!(true);
+        schema["description"] = json!(format!("ClickHouse {ty}"));
+        return schema;
+    }
+    if let Some(t) = inner("LowCardinality(") {
+        return described(column_schema(t));
+    }
+    if let Some(t) = inner("Array(") {
+        return described(json!({ "type": "array", "items": column_schema(t) }));
+    }
+    let head = ty.split('(').next().unwrap_or(ty);
+    let schema = match head {
+        "UInt8" | "UInt16" | "UInt32" | "UInt64" | "Int8" | "Int16" | "Int32" | "Int64" => {
+            json!({ "type": "integer" })
+        }
+        "Float32" | "Float64" => json!({ "type": "number" }),
+        "Decimal" | "Decimal32" | "Decimal64" | "Decimal128" => json!({ "type": "number" }),
+        "Bool" => json!({ "type": "boolean" }),
+        "Date" | "Date32" => json!({ "type": "string", "format": "date" }),
+        "String" | "FixedString" | "UUID" | "Enum8" | "Enum16" | "IPv4" | "IPv6" | "DateTime"
+        | "DateTime64" | "Int128" | "Int256" | "UInt128" | "UInt256" => json!({ "type": "string" }),
+        _ => json!({}),
+    };
+    described(schema)
+}
+
 /// The component's handler: the route its configuration names, or a 500
 /// saying what is wrong with that configuration.
 struct SqlRouteComponent;
@@ -308,6 +392,15 @@ impl Handler for SqlRouteComponent {
         match route() {
             Ok(route) => match sets_a_key_parameter(route, &request) {
                 Some(refused) => refused,
+                None if request.path_info() == OPENAPI_PATH
+                    && matches!(request.method(), "GET" | "HEAD") =>
+                {
+                    let mut doc = router(route).openapi();
+                    if let Some(columns) = columns(route) {
+                        describe_rows(&mut doc, &route.path, &columns);
+                    }
+                    Response::json(200, &doc)
+                }
                 None => router(route).handle(request),
             },
             Err(why) => Response::error(500, "misconfigured", why),
@@ -381,6 +474,30 @@ mod tests {
             )
             .expect("a JSON body");
         assert_eq!(posted.value("n"), Some(&json!(9)));
+    }
+
+    #[test]
+    fn columns_become_the_rows_schema() {
+        assert_eq!(column_schema("UInt64")["type"], "integer");
+        assert_eq!(column_schema("Nullable(Float64)")["nullable"], true);
+        assert_eq!(column_schema("Nullable(Float64)")["type"], "number");
+        assert_eq!(
+            column_schema("Array(LowCardinality(String))")["items"]["type"],
+            "string"
+        );
+        assert_eq!(column_schema("Date")["format"], "date");
+        assert_eq!(column_schema("DateTime('UTC')")["type"], "string");
+        assert_eq!(
+            column_schema("Map(String, UInt8)")["description"],
+            "ClickHouse Map(String, UInt8)"
+        );
+        let route = route("-- @path /top/{kind}\nSELECT {kind:String}");
+        let mut doc = router(&route).openapi();
+        describe_rows(&mut doc, &route.path, &[("n".into(), "UInt32".into())]);
+        let rows = &doc["paths"]["/top/{kind}"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
+        assert_eq!(rows["items"]["properties"]["n"]["type"], "integer", "{doc}");
+        assert_eq!(rows["items"]["required"], json!(["n"]));
     }
 
     #[test]

@@ -136,6 +136,25 @@ impl SqlRoute {
         self.params.iter().any(|p| p.from_key)
     }
 
+    /// The query that asks the server for the answer's columns without
+    /// running it (`DESCRIBE (…)`), with a sample value for every parameter
+    /// (its default, or a value of its type).
+    pub fn describe_query(&self) -> (String, Vec<(String, String)>) {
+        // Cut at a trailing `;` (a token, so not one inside a string or a
+        // comment); the rest stays as written.
+        let end = tokenize(&self.sql)
+            .ok()
+            .and_then(|tokens| tokens.last().filter(|t| t.is_punct(";")).map(|t| t.start))
+            .unwrap_or(self.sql.len());
+        let sql = format!("DESCRIBE (\n{}\n)", &self.sql[..end]);
+        let samples = self
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), sample_value(p)))
+            .collect();
+        (sql, samples)
+    }
+
     /// Read `text`, the file named `name` (without `.sql`: the default
     /// path).
     pub fn parse(name: &str, text: &str) -> Result<Self, SqlRouteError> {
@@ -466,6 +485,31 @@ impl Declared {
     }
 }
 
+/// A value `param` takes: its default, its first allowed value, or one of
+/// its type.
+fn sample_value(param: &ParamSpec) -> String {
+    if let Some(default) = &param.default {
+        return default.clone();
+    }
+    if let Some(first) = param.values.first() {
+        return first.clone();
+    }
+    if param.nullable() {
+        return "\\N".to_owned();
+    }
+    match param.value_type() {
+        ParamType::Int(_) | ParamType::UInt(_) | ParamType::Float(_) | ParamType::Decimal(..) => {
+            "0".to_owned()
+        }
+        ParamType::Bool => "false".to_owned(),
+        ParamType::Date(_) => "1970-01-02".to_owned(),
+        ParamType::DateTime(_) | ParamType::DateTime64(..) => "1970-01-02 00:00:00".to_owned(),
+        ParamType::Uuid => "00000000-0000-0000-0000-000000000000".to_owned(),
+        ParamType::Array(_) => "[]".to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// `key=value key="a value" flag` …
 fn attributes(line: usize, text: &str) -> Result<Vec<(String, Option<String>)>, SqlRouteError> {
     let mut out = Vec::new();
@@ -724,6 +768,28 @@ LIMIT {limit:UInt32}
                 "{text:?}\n  got  {shown}\n  want {message}"
             );
         }
+    }
+
+    #[test]
+    fn the_columns_are_asked_for_with_sample_values() {
+        let route = SqlRoute::parse("top_users", TOP).expect("parses");
+        let (sql, samples) = route.describe_query();
+        assert!(sql.starts_with("DESCRIBE (\n-- The most active"), "{sql}");
+        assert!(sql.ends_with("LIMIT {limit:UInt32}\n\n)"), "{sql}");
+        assert_eq!(
+            samples,
+            [
+                ("since".to_owned(), "2024-01-01".to_owned()),
+                ("kind".to_owned(), "click".to_owned()),
+                ("team".to_owned(), "\\N".to_owned()),
+                ("limit".to_owned(), "10".to_owned()),
+            ]
+        );
+        let semicolon = SqlRoute::parse("n", "SELECT ';' AS s; -- done\n").expect("parses");
+        assert_eq!(
+            semicolon.describe_query().0,
+            "DESCRIBE (\nSELECT ';' AS s\n)"
+        );
     }
 
     #[test]
