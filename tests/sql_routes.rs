@@ -96,18 +96,21 @@ fn events_table(clickhouse: &ClickHouse) {
     );
 }
 
-fn start(clickhouse: &ClickHouse, project: &Project) -> Wasmhouse {
-    HostBuilder::new(clickhouse)
+/// A ClickHouse with the events table, the project, and the host serving
+/// it (the ClickHouse lives as long as the first).
+fn served() -> (ClickHouse, Project, Wasmhouse) {
+    let clickhouse = ClickHouse::start();
+    events_table(&clickhouse);
+    let project = Project::new();
+    let host = HostBuilder::new(&clickhouse)
         .args(&["--manifest", &project.manifest()])
-        .start()
+        .start();
+    (clickhouse, project, host)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_directory_of_sql_files_serves_typed_checked_routes() {
-    let clickhouse = ClickHouse::start();
-    events_table(&clickhouse);
-    let project = Project::new();
-    let host = start(&clickhouse, &project);
+    let (_clickhouse, _project, host) = served();
 
     // Parameters from the query string; the default limit; rows in order.
     let top = get(&host.url("/api/top-users?kind=click")).await;
@@ -221,10 +224,7 @@ async fn a_directory_of_sql_files_serves_typed_checked_routes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_come_in_four_formats() {
-    let clickhouse = ClickHouse::start();
-    events_table(&clickhouse);
-    let project = Project::new();
-    let host = start(&clickhouse, &project);
+    let (_clickhouse, _project, host) = served();
 
     let ndjson = get(&host.url("/api/top-users?kind=click&format=ndjson")).await;
     assert_eq!(ndjson.status, 200);
@@ -297,10 +297,7 @@ async fn answers_come_in_four_formats() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_routes_describe_themselves() {
-    let clickhouse = ClickHouse::start();
-    events_table(&clickhouse);
-    let project = Project::new();
-    let host = start(&clickhouse, &project);
+    let (_clickhouse, _project, host) = served();
 
     let doc = get(&host.url("/openapi.json")).await;
     assert_eq!(doc.status, 200);
@@ -352,10 +349,7 @@ async fn the_routes_describe_themselves() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
-    let clickhouse = ClickHouse::start();
-    events_table(&clickhouse);
-    let project = Project::new();
-    let host = start(&clickhouse, &project);
+    let (_clickhouse, project, host) = served();
     assert_eq!(
         get(&host.url("/api/numbers?n=1")).await.json,
         json!([{ "number": 0 }])
