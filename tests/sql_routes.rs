@@ -42,6 +42,12 @@ WHERE number >= ifNull({from:Nullable(UInt64)}, 0)
 LIMIT {n:UInt64}
 ";
 
+const PAGES: &str = "\
+-- Numbers, a page at a time.
+-- @paging max=100 default=3
+SELECT number FROM (SELECT number FROM system.numbers LIMIT 1000) ORDER BY number
+";
+
 /// A project directory: the manifest and its `queries/`.
 struct Project {
     dir: tempfile::TempDir,
@@ -60,6 +66,7 @@ impl Project {
         project.write("top_users", TOP_USERS);
         project.write("user_events", USER_EVENTS);
         project.write("numbers", NUMBERS);
+        project.write("pages", PAGES);
         project
     }
 
@@ -217,6 +224,28 @@ async fn a_directory_of_sql_files_serves_typed_checked_routes() {
     );
     let none = get(&host.url("/api/numbers?n=2")).await;
     assert_eq!(none.json, json!([{ "number": 0 }, { "number": 1 }]));
+    // Paging: limit and offset, bounded.
+    let first = get(&host.url("/api/pages")).await;
+    assert_eq!(
+        first.json,
+        json!([{ "number": 0 }, { "number": 1 }, { "number": 2 }]),
+        "{}",
+        first.text
+    );
+    let later = get(&host.url("/api/pages?limit=2&offset=5")).await;
+    assert_eq!(
+        later.json,
+        json!([{ "number": 5 }, { "number": 6 }]),
+        "{}",
+        later.text
+    );
+    for target in [
+        "/api/pages?limit=101",
+        "/api/pages?limit=0",
+        "/api/pages?offset=-1",
+    ] {
+        assert_eq!(get(&host.url(target)).await.status, 422, "{target}");
+    }
     let empty = get(&host.url("/api/numbers?n=0")).await;
     assert_eq!(empty.status, 200);
     assert_eq!(empty.text, "[]");

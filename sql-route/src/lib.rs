@@ -33,6 +33,11 @@
 //!   query does not use is an error, as is a name used with two types.
 //! - An `Identifier` parameter (a table or column name: structure, not
 //!   data) must list its `values`.
+//! - `@paging max=N` (and `default=M`, N by default) pages the answer: the
+//!   route takes `limit` (1 to N rows) and `offset` (rows to skip, 0 by
+//!   default), and the query runs as `SELECT * FROM (…) LIMIT … OFFSET …`;
+//!   give it an `ORDER BY`, so pages do not overlap. The query then must
+//!   not use `limit` or `offset` itself.
 //! - `format` is not a parameter name: it chooses the answer's format.
 //!
 //! The header is a comment, so the file's whole text is the query
@@ -125,7 +130,8 @@ pub struct SqlRoute {
     pub description: Option<String>,
     /// Every parameter, in the order the query first uses them.
     pub params: Vec<ParamSpec>,
-    /// The query: the file's whole text.
+    /// The query ClickHouse runs: the file's whole text, inside the paging
+    /// wrapper with `@paging`.
     pub sql: String,
 }
 
@@ -140,13 +146,7 @@ impl SqlRoute {
     /// running it (`DESCRIBE (…)`), with a sample value for every parameter
     /// (its default, or a value of its type).
     pub fn describe_query(&self) -> (String, Vec<(String, String)>) {
-        // Cut at a trailing `;` (a token, so not one inside a string or a
-        // comment); the rest stays as written.
-        let end = tokenize(&self.sql)
-            .ok()
-            .and_then(|tokens| tokens.last().filter(|t| t.is_punct(";")).map(|t| t.start))
-            .unwrap_or(self.sql.len());
-        let sql = format!("DESCRIBE (\n{}\n)", &self.sql[..end]);
+        let sql = format!("DESCRIBE (\n{}\n)", one_statement(&self.sql));
         let samples = self
             .params
             .iter()
@@ -278,12 +278,22 @@ impl SqlRoute {
             }
         }
 
+        let sql = match header.paging {
+            None => text.to_owned(),
+            Some((line, attributes)) => {
+                page(line, attributes, &mut params)?;
+                format!(
+                    "SELECT * FROM (\n{}\n) LIMIT {{limit:UInt64}} OFFSET {{offset:UInt64}}",
+                    one_statement(text)
+                )
+            }
+        };
         Ok(Self {
             path,
             summary: header.summary,
             description: header.description,
             params,
-            sql: text.to_owned(),
+            sql,
         })
     }
 }
@@ -296,6 +306,7 @@ struct Header {
     path: Option<(usize, String)>,
     path_line: Option<usize>,
     params: Vec<(usize, Declared)>,
+    paging: Option<(usize, Vec<(String, Option<String>)>)>,
 }
 
 impl Header {
@@ -327,6 +338,12 @@ impl Header {
                     header.path = Some((number, rest.to_owned()));
                     header.path_line = Some(number);
                 }
+                "paging" => {
+                    if header.paging.is_some() {
+                        return error(Some(number), "@paging is given twice");
+                    }
+                    header.paging = Some((number, attributes(number, rest)?));
+                }
                 "param" => {
                     let declared = Declared::parse(number, rest)?;
                     if header.params.iter().any(|(_, d)| d.name == declared.name) {
@@ -340,7 +357,9 @@ impl Header {
                 other => {
                     return error(
                         Some(number),
-                        format!("unknown directive @{other} (the directives are @path and @param)"),
+                        format!(
+                            "unknown directive @{other} (the directives are @path, @param and @paging)"
+                        ),
                     );
                 }
             }
@@ -483,6 +502,96 @@ impl Declared {
         }
         Ok(())
     }
+}
+
+/// `text` without a final `;` (a token, so not one inside a string or a
+/// comment), to be put inside another statement.
+fn one_statement(text: &str) -> &str {
+    let end = tokenize(text)
+        .ok()
+        .and_then(|tokens| tokens.last().filter(|t| t.is_punct(";")).map(|t| t.start))
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// Add `@paging`'s `limit` and `offset` to `params`.
+fn page(
+    line: usize,
+    attributes: Vec<(String, Option<String>)>,
+    params: &mut Vec<ParamSpec>,
+) -> Result<(), SqlRouteError> {
+    let at = Some(line);
+    let (mut max, mut default) = (None, None);
+    for (key, value) in attributes {
+        let count = |value: Option<String>| -> Result<u64, SqlRouteError> {
+            value
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| SqlRouteError {
+                    line: at,
+                    message: format!("@paging: {key} must be a count of rows above 0"),
+                })
+        };
+        match key.as_str() {
+            "max" => max = Some(count(value)?),
+            "default" => default = Some(count(value)?),
+            other => {
+                return error(
+                    at,
+                    format!("@paging: unknown rule {other} (the rules are max and default)"),
+                );
+            }
+        }
+    }
+    let Some(max) = max else {
+        return error(at, "@paging needs max=N, the most rows a page may have");
+    };
+    let default = default.unwrap_or(max);
+    if default > max {
+        return error(at, "@paging: default is above max");
+    }
+    if let Some(used) = params
+        .iter()
+        .find(|p| p.name == "limit" || p.name == "offset")
+    {
+        return error(
+            at,
+            format!(
+                "@paging adds the parameters limit and offset, and the query uses {{{}:…}} itself",
+                used.name
+            ),
+        );
+    }
+    let count =
+        |name: &str, default: u64, min: f64, max: Option<f64>, description: &str| ParamSpec {
+            name: name.to_owned(),
+            type_text: "UInt64".to_owned(),
+            ty: ParamType::UInt(64),
+            in_path: false,
+            default: Some(default.to_string()),
+            min: Some(min),
+            max,
+            max_length: None,
+            values: Vec::new(),
+            description: Some(description.to_owned()),
+            from_key: false,
+        };
+    params.push(count(
+        "limit",
+        default,
+        1.0,
+        Some(max as f64),
+        "Rows in the page",
+    ));
+    params.push(count(
+        "offset",
+        0,
+        0.0,
+        None,
+        "Rows skipped before the page",
+    ));
+    Ok(())
 }
 
 /// A value `param` takes: its default, its first allowed value, or one of
@@ -688,7 +797,7 @@ LIMIT {limit:UInt32}
             ),
             (
                 "-- @paht /x\nSELECT 1",
-                "line 1: unknown directive @paht (the directives are @path and @param)",
+                "line 1: unknown directive @paht (the directives are @path, @param and @paging)",
             ),
             (
                 "-- @path x\nSELECT 1",
@@ -790,6 +899,51 @@ LIMIT {limit:UInt32}
             semicolon.describe_query().0,
             "DESCRIBE (\nSELECT ';' AS s\n)"
         );
+    }
+
+    #[test]
+    fn paging_adds_limit_and_offset_around_the_query() {
+        let route = SqlRoute::parse(
+            "n",
+            "-- @paging max=100 default=20\nSELECT number FROM system.numbers ORDER BY number LIMIT 1000;\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            route.sql,
+            "SELECT * FROM (\n-- @paging max=100 default=20\nSELECT number FROM system.numbers ORDER BY number LIMIT 1000\n) LIMIT {limit:UInt64} OFFSET {offset:UInt64}"
+        );
+        let limit = param(&route, "limit");
+        assert_eq!(
+            (limit.min, limit.max, limit.default.as_deref()),
+            (Some(1.0), Some(100.0), Some("20"))
+        );
+        let offset = param(&route, "offset");
+        assert_eq!(
+            (offset.min, offset.max, offset.default.as_deref()),
+            (Some(0.0), None, Some("0"))
+        );
+        for (text, message) in [
+            ("-- @paging\nSELECT 1", "line 1: @paging needs max=N"),
+            (
+                "-- @paging max=0\nSELECT 1",
+                "line 1: @paging: max must be a count of rows above 0",
+            ),
+            (
+                "-- @paging max=5 default=6\nSELECT 1",
+                "line 1: @paging: default is above max",
+            ),
+            (
+                "-- @paging max=5 size=2\nSELECT 1",
+                "line 1: @paging: unknown rule size",
+            ),
+            (
+                "-- @paging max=5\nSELECT 1 LIMIT {limit:UInt8}",
+                "line 1: @paging adds the parameters limit and offset, and the query uses {limit:…} itself",
+            ),
+        ] {
+            let shown = SqlRoute::parse("r", text).expect_err(text).to_string();
+            assert!(shown.starts_with(message), "{text:?}: {shown}");
+        }
     }
 
     #[test]
