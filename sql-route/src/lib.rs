@@ -306,7 +306,7 @@ struct Header {
     path: Option<(usize, String)>,
     path_line: Option<usize>,
     params: Vec<(usize, Declared)>,
-    paging: Option<(usize, Vec<(String, Option<String>)>)>,
+    paging: Option<(usize, Attributes)>,
 }
 
 impl Header {
@@ -377,7 +377,7 @@ impl Header {
 /// A `@param` line's rules, before they meet the placeholder.
 struct Declared {
     name: String,
-    attributes: Vec<(String, Option<String>)>,
+    attributes: Attributes,
 }
 
 impl Declared {
@@ -517,7 +517,7 @@ fn one_statement(text: &str) -> &str {
 /// Add `@paging`'s `limit` and `offset` to `params`.
 fn page(
     line: usize,
-    attributes: Vec<(String, Option<String>)>,
+    attributes: Attributes,
     params: &mut Vec<ParamSpec>,
 ) -> Result<(), SqlRouteError> {
     let at = Some(line);
@@ -619,8 +619,11 @@ fn sample_value(param: &ParamSpec) -> String {
     }
 }
 
+/// A line's `key=value` pairs and bare `flag`s, in order.
+type Attributes = Vec<(String, Option<String>)>;
+
 /// `key=value key="a value" flag` …
-fn attributes(line: usize, text: &str) -> Result<Vec<(String, Option<String>)>, SqlRouteError> {
+fn attributes(line: usize, text: &str) -> Result<Attributes, SqlRouteError> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
