@@ -427,6 +427,17 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
         get(&host.url("/api/numbers?n=1")).await.json,
         json!([{ "number": 0 }])
     );
+    // And a removed file takes its route with it.
+    std::fs::remove_file(project.query_file("answer")).expect("remove answer.sql");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&host.url("/api/answer")).await.status != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "/api/answer still served:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let (answered, failed) = load.stop().await;
     assert!(answered > 0, "the load ran");

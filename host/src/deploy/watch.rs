@@ -132,14 +132,18 @@ impl ComponentWatcher {
                     continue;
                 }
                 file.fingerprint = fingerprint;
-                if fingerprint.is_none() {
-                    // Removed or mid-rename: the next event brings the new file.
-                    continue;
-                }
                 if file.sql {
+                    // Saved, or removed (an atomic rename never leaves the
+                    // path missing, and the debounce outlasts an editor's
+                    // delete-and-write): either way the routes are read
+                    // again.
                     // The manifest read again checks every file before any
                     // goes live; a refused one leaves all routes as they are.
                     runtime.spawn(reload_sql(deployer.clone(), path.clone()));
+                    continue;
+                }
+                if fingerprint.is_none() {
+                    // Removed or mid-rename: the next event brings the new file.
                     continue;
                 }
                 for route in file.routes.iter().filter_map(Weak::upgrade) {
