@@ -122,7 +122,9 @@ async fn every_tls_failure_is_a_503_and_the_log_names_its_cause() {
     wrong_ca
         .wait_for_log("not signed by a trusted CA", timeout)
         .await;
-    // A plain HTTP port named https://.
+    // A plain HTTP port named https://. ClickHouse answers the handshake
+    // with an HTTP error, or waits for more bytes until the connect timeout
+    // (by the handshake's random bytes): the log names the cause either way.
     let plain = host(
         &format!("https://localhost:{http_port}"),
         &[("CLICKHOUSE_CA_CERT", path(&certs, "ca.crt"))],

@@ -53,6 +53,13 @@ pub fn unavailable(query_id: &str, err: reqwest::Error) -> QueryError {
             "lost the connection to ClickHouse (connection reset)".into(),
         );
     }
+    if let Some(hint) = tls_timeout_hint(&err) {
+        let err = err.without_url();
+        tracing::warn!(query_id, hint, error = %chain(&err), "ClickHouse request failed");
+        return QueryError::Unavailable(
+            "cannot connect to ClickHouse (connection timed out)".into(),
+        );
+    }
     let err = err.without_url();
     let mut detail = err.to_string();
     let mut source = std::error::Error::source(&err);
@@ -98,10 +105,36 @@ pub fn explain(err: &reqwest::Error) -> String {
         text = format!("{text}: {cause}");
         source = cause.source();
     }
-    match plain_http_hint(err) {
+    match plain_http_hint(err).or_else(|| tls_timeout_hint(err)) {
         Some(hint) => format!("{text} ({hint})"),
         None => text,
     }
+}
+
+/// An `https://` connection that timed out: a server that does not speak
+/// TLS may answer a handshake with an error (then rustls says so) or wait
+/// for more bytes, as ClickHouse's plain HTTP port can, until the connect
+/// timeout ends it.
+fn tls_timeout_hint(err: &reqwest::Error) -> Option<&'static str> {
+    let secure = err.url().is_some_and(|url| url.scheme() == "https");
+    (secure && err.is_connect() && timed_out(err)).then_some(
+        "no TLS answer within the connect timeout: if the server does not speak TLS on this port (the plain http port?), use http:// or the https port",
+    )
+}
+
+/// Whether `err`, or an I/O error behind it, is a timeout.
+fn timed_out(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    err.is_timeout()
 }
 
 /// A plain `http://` request whose connection the server closed before
