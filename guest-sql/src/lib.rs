@@ -47,8 +47,11 @@ mod config {
     });
 }
 
-/// The answer's formats: `?format=` name, ClickHouse format, content type.
-const FORMATS: &[(&str, &str, &str)] = &[
+/// An answer's format: `?format=` name, ClickHouse format, content type.
+type Format = (&'static str, &'static str, &'static str);
+
+/// The answer's formats.
+const FORMATS: &[Format] = &[
     ("json", "JSONEachRow", "application/json"),
     ("ndjson", "JSONEachRow", "application/x-ndjson"),
     ("csv", "CSVWithNames", "text/csv; charset=utf-8"),
@@ -182,10 +185,7 @@ fn answer(call: Call) -> Response {
     let Ok(route) = route() else {
         return Response::error(500, "misconfigured", "the SQL route has no query");
     };
-    let format = match chosen_format(&call) {
-        Ok(format) => format,
-        Err(response) => return response,
-    };
+    let format = chosen_format(&call);
     let (_, clickhouse_format, content_type) = *format;
     let mut query = Query::new(route.sql.as_str()).format(clickhouse_format);
     let fixed = key_params(call.request());
@@ -249,13 +249,11 @@ fn sets_a_key_parameter(route: &SqlRoute, request: &Request) -> Option<Response>
 }
 
 /// The format `?format=` names, or the first `Accept` names; JSON otherwise.
-fn chosen_format(
-    call: &Call,
-) -> Result<&'static (&'static str, &'static str, &'static str), Response> {
+fn chosen_format(call: &Call) -> &'static Format {
     if let Some(name) = call.value("format").and_then(Value::as_str)
         && let Some(format) = FORMATS.iter().find(|f| f.0 == name)
     {
-        return Ok(format);
+        return format;
     }
     let accept = call.request().header("accept").unwrap_or_default();
     for wanted in accept.split(',') {
@@ -264,10 +262,10 @@ fn chosen_format(
             .iter()
             .find(|f| f.0 != "meta" && f.2.split(';').next() == Some(wanted))
         {
-            return Ok(format);
+            return format;
         }
     }
-    Ok(&FORMATS[0])
+    &FORMATS[0]
 }
 
 /// Write `JSONEachRow` rows as one JSON array, chunk by chunk: a newline

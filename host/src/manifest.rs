@@ -233,15 +233,14 @@ pub(crate) fn parse(
         let name = entry.name.clone().unwrap_or_else(|| default_name(&prefix));
         match (&entry.component, &entry.sql) {
             (Some(component), None) => {
-                let source = ComponentSource::parse(component, dir);
-                expanded.push((
+                expanded.push(Expanded {
                     name,
                     prefix,
-                    source,
-                    entry.config.clone(),
-                    entry.settings,
-                    false,
-                ));
+                    source: ComponentSource::parse(component, dir),
+                    config: entry.config,
+                    settings: entry.settings,
+                    needs_key: false,
+                });
             }
             (None, Some(sql)) => {
                 for file in sql_routes(&dir.join(sql), &name, &prefix)
@@ -249,14 +248,14 @@ pub(crate) fn parse(
                 {
                     let mut config = entry.config.clone();
                     config.extend(file.config);
-                    expanded.push((
-                        file.name,
-                        file.prefix,
-                        ComponentSource::Sql(file.path),
+                    expanded.push(Expanded {
+                        name: file.name,
+                        prefix: file.prefix,
+                        source: ComponentSource::Sql(file.path),
                         config,
-                        entry.settings.clone(),
-                        file.needs_key,
-                    ));
+                        settings: entry.settings.clone(),
+                        needs_key: file.needs_key,
+                    });
                 }
             }
             (Some(_), Some(_)) => {
@@ -271,7 +270,15 @@ pub(crate) fn parse(
             }
         }
     }
-    for (name, prefix, source, config, settings, needs_key) in expanded {
+    for Expanded {
+        name,
+        prefix,
+        source,
+        config,
+        settings,
+        needs_key,
+    } in expanded
+    {
         let valid_name = !name.is_empty()
             && name
                 .chars()
@@ -314,6 +321,18 @@ pub(crate) fn parse(
         });
     }
     Ok(specs)
+}
+
+/// A manifest entry's route before its settings are applied: one per
+/// component entry, one per file of a `sql` entry.
+struct Expanded {
+    name: String,
+    prefix: String,
+    source: ComponentSource,
+    config: BTreeMap<String, String>,
+    settings: RouteSettings,
+    /// A parameter comes from the caller's API key (`api_key` is needed).
+    needs_key: bool,
 }
 
 /// One `.sql` file as a route.

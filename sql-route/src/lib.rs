@@ -98,6 +98,24 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// The parameter a `{name:type_text}` placeholder declares, before
+    /// any header rule.
+    fn placeholder(name: &str, type_text: &str, ty: ParamType) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_text: type_text.to_owned(),
+            ty,
+            in_path: false,
+            default: None,
+            min: None,
+            max: None,
+            max_length: None,
+            values: Vec::new(),
+            description: None,
+            from_key: false,
+        }
+    }
+
     /// Whether a request may leave it out.
     pub fn optional(&self) -> bool {
         self.default.is_some() || self.nullable()
@@ -200,19 +218,7 @@ impl SqlRoute {
                 line,
                 message: format!("{{{pname}:{type_text}}}: {why}"),
             })?;
-            params.push(ParamSpec {
-                name: pname.to_owned(),
-                type_text: type_text.to_owned(),
-                ty,
-                in_path: false,
-                default: None,
-                min: None,
-                max: None,
-                max_length: None,
-                values: Vec::new(),
-                description: None,
-                from_key: false,
-            });
+            params.push(ParamSpec::placeholder(pname, type_text, ty));
         }
 
         let path = match header.path {
@@ -565,17 +571,11 @@ fn page(
     }
     let count =
         |name: &str, default: u64, min: f64, max: Option<f64>, description: &str| ParamSpec {
-            name: name.to_owned(),
-            type_text: "UInt64".to_owned(),
-            ty: ParamType::UInt(64),
-            in_path: false,
             default: Some(default.to_string()),
             min: Some(min),
             max,
-            max_length: None,
-            values: Vec::new(),
             description: Some(description.to_owned()),
-            from_key: false,
+            ..ParamSpec::placeholder(name, "UInt64", ParamType::UInt(64))
         };
     params.push(count(
         "limit",

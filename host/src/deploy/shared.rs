@@ -48,7 +48,7 @@ use tokio::io::AsyncWriteExt as _;
 use super::routes::{Deployment, Route};
 use super::{DeployError, Deployer};
 use crate::config::SharedDeploymentsConfig;
-use crate::embedded::BUILTIN_COMPONENT;
+use crate::embedded::{BUILTIN_COMPONENT, SQL_COMPONENT};
 use crate::manifest::ComponentSource;
 use crate::runtime::component::hex_sha256;
 
@@ -285,7 +285,7 @@ async fn hashed(bytes: Vec<u8>) -> (Vec<u8>, String) {
 async fn source_bytes(route: &Route, sha256: &str) -> Option<Vec<u8>> {
     let bytes = match route.source() {
         ComponentSource::Builtin => BUILTIN_COMPONENT.to_vec(),
-        ComponentSource::Sql(_) => crate::embedded::SQL_COMPONENT.to_vec(),
+        ComponentSource::Sql(_) => SQL_COMPONENT.to_vec(),
         ComponentSource::File(path) => tokio::fs::read(path).await.ok()?,
     };
     let (bytes, actual) = hashed(bytes).await;

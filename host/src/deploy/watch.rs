@@ -70,19 +70,17 @@ impl ComponentWatcher {
                 ComponentSource::Sql(path) => (path, true),
                 ComponentSource::Builtin => continue,
             };
-            {
-                let path = absolute(path);
-                let fingerprint = Fingerprint::of(&path);
-                files
-                    .entry(path)
-                    .or_insert_with(|| WatchedFile {
-                        routes: Vec::new(),
-                        fingerprint,
-                        sql,
-                    })
-                    .routes
-                    .push(Arc::downgrade(route));
-            }
+            let path = absolute(path);
+            let fingerprint = Fingerprint::of(&path);
+            files
+                .entry(path)
+                .or_insert_with(|| WatchedFile {
+                    routes: Vec::new(),
+                    fingerprint,
+                    sql,
+                })
+                .routes
+                .push(Arc::downgrade(route));
         }
         if files.is_empty() {
             return Ok(None);
@@ -113,6 +111,8 @@ impl ComponentWatcher {
                 return;
             };
             let changed: HashSet<&PathBuf> = events.iter().map(|event| &event.path).collect();
+            // SQL files changed in this batch: one reload reads them all.
+            let mut sql_changed: Vec<&PathBuf> = Vec::new();
             for path in changed {
                 let Some(file) = files.get_mut(path) else {
                     let new_sql = path.extension().is_some_and(|e| e == "sql")
@@ -121,7 +121,7 @@ impl ComponentWatcher {
                             .is_some_and(|dir| sql_directories.contains(dir))
                         && path.is_file();
                     if new_sql {
-                        runtime.spawn(reload_sql(deployer.clone(), path.clone()));
+                        sql_changed.push(path);
                     }
                     continue;
                 };
@@ -137,9 +137,7 @@ impl ComponentWatcher {
                     // path missing, and the debounce outlasts an editor's
                     // delete-and-write): either way the routes are read
                     // again.
-                    // The manifest read again checks every file before any
-                    // goes live; a refused one leaves all routes as they are.
-                    runtime.spawn(reload_sql(deployer.clone(), path.clone()));
+                    sql_changed.push(path);
                     continue;
                 }
                 if fingerprint.is_none() {
@@ -149,6 +147,10 @@ impl ComponentWatcher {
                 for route in file.routes.iter().filter_map(Weak::upgrade) {
                     runtime.spawn(redeploy(deployer.clone(), route, path.clone()));
                 }
+            }
+            if !sql_changed.is_empty() {
+                let files = sql_changed.into_iter().cloned().collect();
+                runtime.spawn(reload_sql(deployer.clone(), files));
             }
         })?;
         for directory in &directories {
@@ -226,14 +228,19 @@ async fn redeploy(deployer: Arc<Deployer>, route: Arc<Route>, file: PathBuf) {
     }
 }
 
-async fn reload_sql(deployer: Arc<Deployer>, file: PathBuf) {
-    tracing::debug!(file = %file.display(), "SQL file changed");
+/// Read the routes again for the changed SQL `files`. The manifest read
+/// again checks every file before any goes live; a refused one leaves all
+/// routes as they are.
+async fn reload_sql(deployer: Arc<Deployer>, files: Vec<PathBuf>) {
+    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let shown = shown.join(", ");
+    tracing::debug!(files = %shown, "SQL files changed");
     match deployer.reload().await {
         Ok(routes) => {
-            tracing::info!(file = %file.display(), routes, "SQL file changed: routes reloaded")
+            tracing::info!(files = %shown, routes, "SQL file changed: routes reloaded")
         }
         Err(err) => tracing::error!(
-            file = %file.display(),
+            files = %shown,
             error = %err,
             "rejected the changed SQL file; the previous version keeps serving"
         ),
