@@ -418,6 +418,37 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
         json!([{ "number": 0, "twice": 0 }])
     );
 
+    // A query the header parser accepts but the server cannot type (a
+    // column it does not know): the host asks the server before the file
+    // goes live, and refuses it with the server's own words.
+    let rejections = host.log().matches("rejected the changed SQL file").count();
+    project.write(
+        "numbers",
+        &NUMBERS.replace("SELECT number FROM", "SELECT number, no_such_column FROM"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while host.log().matches("rejected the changed SQL file").count() == rejections {
+        assert!(
+            Instant::now() < deadline,
+            "no second rejection logged:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = host.log();
+    let refusal = log
+        .lines()
+        .rfind(|line| line.contains("rejected the changed SQL file"))
+        .expect("the rejection");
+    assert!(
+        refusal.contains("numbers.sql") && refusal.contains("no_such_column"),
+        "{refusal}"
+    );
+    assert_eq!(
+        get(&host.url("/api/numbers?n=1")).await.json,
+        json!([{ "number": 0, "twice": 0 }])
+    );
+
     // Mended, and a new file in the directory: a new route.
     project.write("numbers", NUMBERS);
     project.write("answer", "-- @path /answer\nSELECT 42 AS answer\n");
@@ -442,6 +473,61 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
     let (answered, failed) = load.stop().await;
     assert!(answered > 0, "the load ran");
     assert_eq!(failed, Vec::<String>::new(), "of {answered} requests");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_checks_each_query_at_start_and_a_change_made_while_it_is_down_goes_live() {
+    let mut clickhouse = ClickHouse::start();
+    events_table(&clickhouse);
+    let project = Project::new();
+    project.write(
+        "typo",
+        "-- @path /typo\nSELECT count() AS n FROM default.no_such_table\n",
+    );
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--manifest", &project.manifest()])
+        .start();
+    // Named at start, before any request (the route serves anyway: the
+    // server may only be down, and the error is its answer).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host.log().contains("the SQL route's query fails") {
+        assert!(
+            Instant::now() < deadline,
+            "no check logged:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = host.log();
+    let failure = log
+        .lines()
+        .find(|line| line.contains("the SQL route's query fails"))
+        .expect("the failure");
+    assert!(
+        failure.contains("typo.sql") && failure.contains("no_such_table"),
+        "{failure}"
+    );
+    assert_eq!(get(&host.url("/api/typo")).await.status, 502);
+
+    // With the server down nobody can say no: the mended file goes live
+    // unchecked, with a warning, rather than never.
+    clickhouse.stop();
+    project.write("typo", "-- @path /typo\nSELECT 2 AS two\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !host
+        .log()
+        .contains("could not be checked against the server")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no warning logged:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    clickhouse.restart();
+    let answer = wait_for(&host, "/api/typo", |body| body.contains("two")).await;
+    assert_eq!(answer, json!([{ "two": 2 }]));
 }
 
 /// Requests to one URL from `workers` loops until stopped: how many were

@@ -26,18 +26,21 @@
 //!   declarations (`from_key` parameters are not the client's, so not
 //!   there), and its rows from the server's own `DESCRIBE (…)` of the
 //!   query: each column's name and JSON type (generic rows when the server
-//!   cannot say).
+//!   cannot say);
+//! - `GET /.well-known/wasmhouse/sql-check` ([`CHECK_PATH`]) is the host's
+//!   check before a changed file goes live: the columns as JSON, or the
+//!   error a request would meet (the server's, or the guard-rails').
 
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use wasmhouse_clickhouse::params::ParamType;
 use wasmhouse_sdk::bindings::wasi::io::streams::OutputStream;
-use wasmhouse_sdk::clickhouse::{Query, Rows};
+use wasmhouse_sdk::clickhouse::{Error, Query, Rows};
 use wasmhouse_sdk::http::write_all;
 use wasmhouse_sdk::router::{Call, OPENAPI_PATH, Param, Route, Router};
 use wasmhouse_sdk::{Handler, Request, Response};
-use wasmhouse_sql_route::{ParamSpec, SqlRoute};
+use wasmhouse_sql_route::{CHECK_PATH, ParamSpec, SqlRoute};
 
 mod config {
     wit_bindgen::generate!({
@@ -300,22 +303,39 @@ fn json_array(rows: Rows, out: &OutputStream) -> Result<(), ()> {
 }
 
 /// The answer's columns as the server types them (`DESCRIBE (…)` with
-/// sample values): name and ClickHouse type; `None` when it cannot say.
-fn columns(route: &SqlRoute) -> Option<Vec<(String, String)>> {
+/// sample values): name and ClickHouse type, or why the server (or the
+/// route's guard-rails) would not type them.
+fn columns(route: &SqlRoute) -> Result<Vec<(String, String)>, Error> {
     let (sql, samples) = route.describe_query();
     let mut query = Query::new(sql);
     for (name, value) in samples {
         query = query.param(name, value);
     }
-    let rows = query.json_rows().ok()?;
-    rows.iter()
-        .map(|row| {
+    let rows = query.json_rows()?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
             Some((
                 row["name"].as_str()?.to_owned(),
                 row["type"].as_str()?.to_owned(),
             ))
         })
-        .collect()
+        .collect())
+}
+
+/// The answer to the host's check ([`CHECK_PATH`]): the columns, or the
+/// error a request would meet.
+fn check(route: &SqlRoute) -> Response {
+    match columns(route) {
+        Ok(columns) => {
+            let columns: Vec<Value> = columns
+                .iter()
+                .map(|(name, ty)| json!({ "name": name, "type": ty }))
+                .collect();
+            Response::json(200, &json!({ "columns": columns }))
+        }
+        Err(err) => Response::from_query_error(&err),
+    }
 }
 
 /// Put the rows' schema under every operation's 200 answer in `doc`.
@@ -390,11 +410,14 @@ impl Handler for SqlRouteComponent {
         match route() {
             Ok(route) => match sets_a_key_parameter(route, &request) {
                 Some(refused) => refused,
+                None if request.path_info() == CHECK_PATH && request.method() == "GET" => {
+                    check(route)
+                }
                 None if request.path_info() == OPENAPI_PATH
                     && matches!(request.method(), "GET" | "HEAD") =>
                 {
                     let mut doc = router(route).openapi();
-                    if let Some(columns) = columns(route) {
+                    if let Ok(columns) = columns(route) {
                         describe_rows(&mut doc, &route.path, &columns);
                     }
                     Response::json(200, &doc)

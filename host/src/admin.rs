@@ -250,6 +250,7 @@ fn deploy_error(err: &DeployError) -> hyper::Response<ResponseBody> {
         DeployError::Invalid(_) => (400, "invalid_component"),
         DeployError::Manifest(_) => (400, "invalid_manifest"),
         DeployError::Route { .. } => (400, "reload_failed"),
+        DeployError::Refused { .. } => (400, "sql_check_failed"),
         DeployError::Interrupted(_) => (503, "interrupted"),
     };
     error(status, kind, &err.to_string())

@@ -28,7 +28,7 @@ use crate::access::Access;
 use crate::admin;
 use crate::config::ServeConfig;
 use crate::deploy::{Deployer, watch};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, SqlCheck};
 use crate::metrics::{METRICS_PATH, Metrics, metrics_response};
 use crate::runtime::Runtime;
 use crate::signals;
@@ -133,9 +133,11 @@ impl Server {
                  (WASMHOUSE_API_KEYS_FILE, WASMHOUSE_API_KEYS): it answers 401 to every request"
             );
         }
-        Ok(Self {
-            dispatcher: Arc::new(Dispatcher::new(deployer, pool, access, config)),
-        })
+        let dispatcher = Arc::new(Dispatcher::new(deployer, pool, access, config));
+        dispatcher
+            .deployer()
+            .check_routes_with(Arc::new(SqlCheck(Arc::downgrade(&dispatcher))));
+        Ok(Self { dispatcher })
     }
 
     /// The request dispatcher (and through it, the deployer).
@@ -164,6 +166,10 @@ impl Server {
         let watcher = watch::watch_component_files(self.dispatcher.deployer());
         let keys = reload_keys_with_routes(self.dispatcher.clone());
         let health = self.dispatcher.pool().spawn_health_checks();
+        let checks = tokio::spawn({
+            let deployer = self.dispatcher.deployer().clone();
+            async move { deployer.check_live_routes().await }
+        });
 
         let admin_task = match admin {
             Some(admin) => {
@@ -205,6 +211,7 @@ impl Server {
         }
         watcher.abort();
         keys.abort();
+        checks.abort();
         if let Some(health) = health {
             health.abort();
         }

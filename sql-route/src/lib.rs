@@ -52,6 +52,11 @@ pub const RESERVED: &[&str] = &["format"];
 /// Largest `.sql` file a route may be, in bytes.
 pub const MAX_FILE_BYTES: usize = 256 * 1024;
 
+/// Where the SQL route component answers the host's check before a changed
+/// file goes live: `200` with `{"columns": [{"name", "type"}]}` when the
+/// server types the query's columns, else the error a request would meet.
+pub const CHECK_PATH: &str = "/.well-known/wasmhouse/sql-check";
+
 /// A `.sql` file that cannot be served as it is: what is wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", line.map(|n| format!("line {n}: ")).unwrap_or_default())]

@@ -54,9 +54,35 @@ pub(crate) enum DeployError {
         /// Why its component failed.
         source: ComponentError,
     },
+    /// A changed SQL route's query failed its check against the server.
+    #[error("route {route:?}: {why}")]
+    Refused {
+        /// The route's name.
+        route: String,
+        /// What the check met (the server's error, or the guard-rails').
+        why: String,
+    },
     /// Compiling was cut short (the host is shutting down).
     #[error("compiling was interrupted: {0}")]
     Interrupted(String),
+}
+
+/// What asking a route whether it can serve found.
+pub(crate) enum CheckOutcome {
+    /// It can.
+    Passed,
+    /// It cannot, and says why: the route must not go live.
+    Failed(String),
+    /// Nobody could say (ClickHouse did not answer): it goes live unchecked.
+    NotChecked(String),
+}
+
+/// Asks a route, before it is in force, whether it can serve: for a SQL
+/// route, whether the server types its query's columns. Set by the server
+/// (which can run an instance) through [`Deployer::check_routes_with`].
+pub(crate) trait RouteCheck: Send + Sync {
+    /// Check `route`'s live deployment.
+    fn check<'a>(&'a self, route: &'a Route) -> futures::future::BoxFuture<'a, CheckOutcome>;
 }
 
 /// The routes in force and everything that changes them.
@@ -70,6 +96,8 @@ pub(crate) struct Deployer {
     changes: notify::Sender<u64>,
     /// The fleet's shared directory, once [`shared::follow`] set it.
     shared: OnceLock<Arc<shared::SharedDirectory>>,
+    /// How changed SQL routes are checked before they go live.
+    checker: OnceLock<Arc<dyn RouteCheck>>,
 }
 
 impl Deployer {
@@ -88,6 +116,7 @@ impl Deployer {
             source,
             changes: notify::channel(0).0,
             shared: OnceLock::new(),
+            checker: OnceLock::new(),
         };
         let table = deployer.build_routes(&deployer.source.routes)?;
         deployer.count_table(&table, None);
@@ -103,6 +132,67 @@ impl Deployer {
     /// A receiver that changes whenever a new route table is in force.
     pub(crate) fn subscribe(&self) -> notify::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// Check changed SQL routes with `checker` before a reload puts them in
+    /// force (the first call wins).
+    pub(crate) fn check_routes_with(&self, checker: Arc<dyn RouteCheck>) {
+        let _ = self.checker.set(checker);
+    }
+
+    /// Check every SQL route in force and log what fails: at start-up a
+    /// broken query is named at once, not at its first request (the route
+    /// serves anyway, answering the error, as the server may be down).
+    pub(crate) async fn check_live_routes(&self) {
+        let table = self.routes.load_full();
+        let sql: Vec<&Arc<Route>> = table
+            .routes()
+            .iter()
+            .filter(|route| matches!(route.source(), ComponentSource::Sql(_)))
+            .collect();
+        for route in sql {
+            self.check_route(route).await.ok();
+        }
+    }
+
+    /// Check `route` with the checker, logging the outcome; `Err` only when
+    /// the check failed.
+    async fn check_route(&self, route: &Route) -> Result<(), DeployError> {
+        let Some(checker) = self.checker.get() else {
+            return Ok(());
+        };
+        let file = match route.source() {
+            ComponentSource::Sql(file) => file.display().to_string(),
+            _ => String::new(),
+        };
+        match checker.check(route).await {
+            CheckOutcome::Passed => {
+                tracing::debug!(route = route.name(), file, "SQL route checked");
+                Ok(())
+            }
+            CheckOutcome::NotChecked(why) => {
+                tracing::warn!(
+                    route = route.name(),
+                    file,
+                    why,
+                    "the SQL route's query could not be checked against the server"
+                );
+                Ok(())
+            }
+            CheckOutcome::Failed(why) => {
+                self.metrics.rejected(route.name());
+                tracing::error!(
+                    route = route.name(),
+                    file,
+                    error = why,
+                    "the SQL route's query fails"
+                );
+                Err(DeployError::Refused {
+                    route: route.name().to_owned(),
+                    why: format!("{file}: {why}"),
+                })
+            }
+        }
     }
 
     /// What the host counts.
@@ -263,6 +353,16 @@ impl Deployer {
         for route in table.routes() {
             if let Some(previous) = old.by_name(route.name()) {
                 route.inherit(previous);
+            }
+        }
+        // A SQL route whose file changed (or that is new) goes live only if
+        // the server can type its query: a broken save keeps the old table.
+        for route in table.routes() {
+            let changed = old
+                .by_name(route.name())
+                .is_none_or(|previous| previous.current().version != route.current().version);
+            if changed && matches!(route.source(), ComponentSource::Sql(_)) {
+                self.check_route(route).await?;
             }
         }
         let count = table.routes().len();

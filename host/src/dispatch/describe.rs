@@ -1,15 +1,20 @@
-//! `GET /openapi.json`: each live component asked once, through a fresh
-//! instance like any request, what it serves; the answers merged
-//! ([`crate::openapi`]).
+//! What the host asks a component about itself, through a fresh instance
+//! like any request: `GET /openapi.json`, each live component asked once
+//! what it serves, the answers merged ([`crate::openapi`]); and before a
+//! changed SQL route goes live, whether the server types its query
+//! ([`SqlCheck`]).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use futures::future::BoxFuture;
 
 use http_body_util::BodyExt;
 use hyper::header::HeaderValue;
 
 use super::{Dispatcher, guest_view};
 use crate::deploy::routes::{Deployment, Route};
+use crate::deploy::{CheckOutcome, RouteCheck};
 use crate::openapi;
 use crate::respond::{self, ResponseBody};
 
@@ -79,6 +84,45 @@ impl Dispatcher {
         route: &Route,
         deployment: &Arc<Deployment>,
     ) -> Result<Option<Arc<serde_json::Value>>, &'static str> {
+        let (status, body) = self
+            .ask(
+                route,
+                deployment,
+                openapi::COMPONENT_DOC_PATH,
+                openapi::MAX_COMPONENT_DOC,
+            )
+            .await?;
+        if status != hyper::StatusCode::OK {
+            tracing::debug!(
+                route = route.name(),
+                status = status.as_u16(),
+                "the component does not describe its routes"
+            );
+            return Ok(None);
+        }
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(doc) if openapi::is_openapi3(&doc) => Ok(Some(Arc::new(doc))),
+            _ => {
+                tracing::warn!(
+                    route = route.name(),
+                    path = openapi::COMPONENT_DOC_PATH,
+                    "the component answered with something that is not an OpenAPI 3 document; ignored"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// `GET path` (below the route's prefix) asked of `deployment` through a
+    /// fresh instance like any request's: the status and at most `limit`
+    /// bytes of body, whole within the route's timeout.
+    async fn ask(
+        &self,
+        route: &Route,
+        deployment: &Arc<Deployment>,
+        path: &str,
+        limit: usize,
+    ) -> Result<(hyper::StatusCode, bytes::Bytes), &'static str> {
         let Ok(Ok(permit)) = tokio::time::timeout(
             self.config.queue_timeout,
             self.in_flight.clone().acquire_owned(),
@@ -89,11 +133,7 @@ impl Dispatcher {
         };
         let slot = self.deployer.metrics().slot(permit);
         let request_id = self.request_ids.next();
-        let path = format!(
-            "{}{}",
-            route.prefix().trim_end_matches('/'),
-            openapi::COMPONENT_DOC_PATH
-        );
+        let path = format!("{}{path}", route.prefix().trim_end_matches('/'));
         let mut request = hyper::Request::get(&path)
             .body(
                 http_body_util::Empty::new()
@@ -117,29 +157,56 @@ impl Dispatcher {
         let response = self
             .invoke(route, deployment, request, &request_id, slot)
             .await;
-        if response.status() != hyper::StatusCode::OK {
-            tracing::debug!(
-                route = route.name(),
-                status = response.status().as_u16(),
-                "the component does not describe its routes"
-            );
-            return Ok(None);
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), limit);
+        match tokio::time::timeout(route.limits().timeout, body.collect()).await {
+            Ok(Ok(body)) => Ok((status, body.to_bytes())),
+            _ => Err("the component's answer did not arrive whole"),
         }
-        let body = http_body_util::Limited::new(response.into_body(), openapi::MAX_COMPONENT_DOC);
-        let Ok(Ok(body)) = tokio::time::timeout(route.limits().timeout, body.collect()).await
-        else {
-            return Err("the component's description did not arrive whole");
+    }
+
+    /// Ask a SQL route's component whether the server types its query
+    /// ([`wasmhouse_sql_route::CHECK_PATH`]): what [`SqlCheck`] reports.
+    async fn check_sql(&self, route: &Route) -> CheckOutcome {
+        let deployment = route.current();
+        let asked = self
+            .ask(
+                route,
+                &deployment,
+                wasmhouse_sql_route::CHECK_PATH,
+                64 << 10,
+            )
+            .await;
+        let (status, body) = match asked {
+            Ok(answer) => answer,
+            Err(why) => return CheckOutcome::NotChecked(why.to_owned()),
         };
-        match serde_json::from_slice::<serde_json::Value>(&body.to_bytes()) {
-            Ok(doc) if openapi::is_openapi3(&doc) => Ok(Some(Arc::new(doc))),
-            _ => {
-                tracing::warn!(
-                    route = route.name(),
-                    path = openapi::COMPONENT_DOC_PATH,
-                    "the component answered with something that is not an OpenAPI 3 document; ignored"
-                );
-                Ok(None)
-            }
+        if status == hyper::StatusCode::OK {
+            return CheckOutcome::Passed;
         }
+        let why = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|json| json["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        match status.as_u16() {
+            // ClickHouse down, or the check ran out of time: nobody said no.
+            503 | 504 => CheckOutcome::NotChecked(why),
+            _ => CheckOutcome::Failed(why),
+        }
+    }
+}
+
+/// The deployer's [`RouteCheck`]: SQL routes asked through the dispatcher
+/// (held weakly: the dispatcher owns the deployer).
+pub(crate) struct SqlCheck(pub(crate) Weak<Dispatcher>);
+
+impl RouteCheck for SqlCheck {
+    fn check<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, CheckOutcome> {
+        Box::pin(async move {
+            match self.0.upgrade() {
+                Some(dispatcher) => dispatcher.check_sql(route).await,
+                None => CheckOutcome::NotChecked("the host is shutting down".to_owned()),
+            }
+        })
     }
 }

@@ -8,6 +8,8 @@
 mod describe;
 mod guest_view;
 
+pub(crate) use describe::SqlCheck;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
