@@ -226,3 +226,92 @@ async fn seed_routes_pass_on_wasmtime_serve() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A SQL route on the host (manifest `sql = …`) and the same file served by
+/// the built-in SQL component composed for `jco serve`, which reads it from
+/// `WASMHOUSE_CONFIG_SQL` through the adapter's `wasi:config/store`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sql_route_answers_alike_on_the_host_and_on_jco_serve() {
+    const NUMBERS: &str = "\
+-- Numbers from `from`.
+-- @param n max=1000
+-- @param from description=\"The first number\"
+SELECT number, toString(number) AS text FROM system.numbers
+WHERE number >= {from:UInt64}
+LIMIT {n:UInt32}
+";
+    let clickhouse = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("numbers.sql"), NUMBERS).expect("numbers.sql");
+    let manifest = dir.path().join("wasmhouse.toml");
+    std::fs::write(
+        &manifest,
+        "[[route]]\nname = \"numbers\"\nprefix = \"/\"\nsql = \"numbers.sql\"\n",
+    )
+    .expect("manifest");
+    let host = common::HostBuilder::new(&clickhouse)
+        .args(&["--manifest", manifest.to_str().expect("UTF-8 path")])
+        .start();
+
+    let component = dir.path().join("sql.wasm");
+    let status = Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args(["compose", "--sql", "-o"])
+        .arg(&component)
+        .status()
+        .expect("running wasmhouse compose --sql");
+    assert!(status.success(), "wasmhouse compose --sql failed");
+    let jco = JcoServe::start(
+        &component,
+        &[
+            ("CLICKHOUSE_URL", clickhouse.url()),
+            ("WASMHOUSE_CONFIG_SQL", NUMBERS.to_owned()),
+            ("WASMHOUSE_CONFIG_NAME", "numbers".to_owned()),
+        ],
+    );
+
+    let first = get(&host.url("/numbers?n=3&from=5")).await;
+    assert_eq!(
+        first.json,
+        serde_json::json!([
+            { "number": 5, "text": "5" },
+            { "number": 6, "text": "6" },
+            { "number": 7, "text": "7" }
+        ]),
+        "{}",
+        first.text
+    );
+    for path in [
+        "/numbers?n=3&from=5",
+        "/numbers?n=2&from=1&format=ndjson",
+        "/numbers?n=2&from=1&format=csv",
+        "/numbers?n=1001&from=1",
+        "/numbers?n=2",
+        "/numbers?n=2&from=1&form=3",
+    ] {
+        let (on_jco, on_host) = (get(&jco.url(path)).await, get(&host.url(path)).await);
+        assert_eq!(on_jco.status, on_host.status, "{path}: {}", on_jco.text);
+        assert_eq!(on_jco.text, on_host.text, "{path}");
+    }
+    // The same description: the component's own on jco, merged into the
+    // host's /openapi.json.
+    let (on_jco, on_host) = (
+        get(&jco.url("/.well-known/openapi.json")).await,
+        get(&host.url("/openapi.json")).await,
+    );
+    assert_eq!(on_jco.status, 200, "{}", on_jco.text);
+    let (jco_get, host_get) = (
+        &on_jco.json["paths"]["/numbers"]["get"],
+        &on_host.json["paths"]["/numbers"]["get"],
+    );
+    assert_eq!(
+        jco_get["parameters"], host_get["parameters"],
+        "{}",
+        on_host.text
+    );
+    let rows = "/responses/200/content/application~1json/schema/items/properties";
+    assert_eq!(jco_get.pointer(rows), host_get.pointer(rows));
+    assert_eq!(
+        jco_get.pointer(&format!("{rows}/number/type")),
+        Some(&serde_json::json!("integer"))
+    );
+}

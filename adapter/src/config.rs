@@ -77,3 +77,40 @@ impl Settings {
         Ok(Self { endpoint, policy })
     }
 }
+
+/// The environment variable that holds configuration key `key`:
+/// `WASMHOUSE_CONFIG_` and the key in upper case, `-` and `.` as `_`
+/// (`sql` is `WASMHOUSE_CONFIG_SQL`).
+pub fn variable_for(key: &str) -> String {
+    let key: String = key
+        .chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    format!("{CONFIG_PREFIX}{key}")
+}
+
+/// What every configuration variable's name starts with.
+pub const CONFIG_PREFIX: &str = "WASMHOUSE_CONFIG_";
+
+/// Every configuration key the environment gives, lower-cased.
+pub fn configured() -> Vec<(String, String)> {
+    get_environment()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix(CONFIG_PREFIX)?.to_ascii_lowercase();
+            Some((key, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_key_names_its_variable() {
+        assert_eq!(super::variable_for("sql"), "WASMHOUSE_CONFIG_SQL");
+        assert_eq!(super::variable_for("max-rows"), "WASMHOUSE_CONFIG_MAX_ROWS");
+    }
+}

@@ -10,6 +10,10 @@
 //!   `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE`;
 //! - `CLICKHOUSE_ALLOW_WRITES=1` to lift the read-only default.
 //!
+//! It also gives the guest `wasi:config/store` (the SQL route component
+//! reads its file there): key `sql` is the environment's
+//! `WASMHOUSE_CONFIG_SQL`, and so on.
+//!
 //! Every rule it applies comes from `wasmhouse-clickhouse`, the crate the
 //! host uses: URL parsing, the statement allow-list, the setting allow-list,
 //! the server-side caps, parameter binding, error classification and the
@@ -45,10 +49,25 @@ use wasmhouse_clickhouse::QueryPolicy;
 use wasmhouse_clickhouse::params::BindMode;
 use wasmhouse_clickhouse::response::{DEFAULT_HOLD_BACK, HoldBack, Next};
 
+use bindings::wasi::cli::environment::get_environment;
 use config::Settings;
 use request::ResponseBody;
 
 struct Adapter;
+
+impl bindings::exports::wasi::config::store::Guest for Adapter {
+    fn get(key: String) -> Result<Option<String>, bindings::exports::wasi::config::store::Error> {
+        let variable = config::variable_for(&key);
+        Ok(get_environment()
+            .into_iter()
+            .find(|(name, _)| *name == variable)
+            .map(|(_, value)| value))
+    }
+
+    fn get_all() -> Result<Vec<(String, String)>, bindings::exports::wasi::config::store::Error> {
+        Ok(config::configured())
+    }
+}
 
 impl Guest for Adapter {
     type Rows = Rows;

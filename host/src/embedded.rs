@@ -7,7 +7,7 @@ pub static BUILTIN_COMPONENT: &[u8] =
 
 /// The SQL route component: serves the `.sql` file its configuration
 /// holds (`sql-route/`, `guest-sql/`), for manifest routes with `sql = …`.
-pub(crate) static SQL_COMPONENT: &[u8] =
+pub static SQL_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/wasmhouse_sql_guest.wasm"));
 
 /// The adapter: `wasmhouse:clickhouse/query` over outgoing `wasi:http`

@@ -59,7 +59,14 @@ enum Command {
 #[derive(clap::Args)]
 struct ComposeArgs {
     /// The route component; the built-in seed routes when absent.
+    #[arg(conflicts_with = "sql")]
     guest: Option<std::path::PathBuf>,
+    /// Compose the built-in SQL route component instead: it serves the
+    /// `.sql` text of the environment's `WASMHOUSE_CONFIG_SQL` (and reads
+    /// `WASMHOUSE_CONFIG_NAME`, `WASMHOUSE_CONFIG_PATH`) where the runtime
+    /// has no `wasi:config/store` of its own.
+    #[arg(long)]
+    sql: bool,
     /// Where to write the composed component.
     #[arg(short, long)]
     output: std::path::PathBuf,
@@ -148,6 +155,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn compose(args: &ComposeArgs) -> anyhow::Result<()> {
     let guest = match &args.guest {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None if args.sql => wasmhouse::SQL_COMPONENT.to_vec(),
         None => wasmhouse::BUILTIN_COMPONENT.to_vec(),
     };
     let composed = wasmhouse::compose::compose(&guest)?;
