@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use wasmhouse_clickhouse::QueryPolicy;
@@ -171,5 +172,45 @@ fn what_current_clickhouse_runs_the_host_refuses() {
                 "the host lets {query:?} through"
             );
         }
+    }
+}
+
+/// The example SQL routes (`examples/sql-routes/queries`) as the host sends
+/// them, each parameter at its sample value (its default, or a value of its
+/// type): both the query and the `DESCRIBE (…)` the host checks a saved file
+/// with run on current ClickHouse at the strict default.
+#[test]
+fn the_example_sql_routes_run_on_current_clickhouse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sql-routes/queries");
+    let policy = QueryPolicy::default();
+    let mut queries = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples/sql-routes/queries")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in &files {
+        let name = file.file_stem().and_then(|s| s.to_str()).expect("file name");
+        let text = std::fs::read_to_string(file).expect("read the .sql file");
+        let route = wasmhouse_sql_route::SqlRoute::parse(name, &text)
+            .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+        let (describe, samples) = route.describe_query();
+        for sql in [route.sql.as_str(), describe.as_str()] {
+            let (_, prepared) = policy
+                .check(sql, &samples, &[], BindMode::Inline)
+                .unwrap_or_else(|err| panic!("the host refuses {name}.sql: {err}"));
+            queries.push((name.to_owned(), prepared.sql));
+        }
+    }
+    let sql: Vec<String> = queries.iter().map(|(_, sql)| sql.clone()).collect();
+    let results = run_on_chdb(&sql, &host_settings());
+    assert_eq!(results.len(), queries.len(), "{results:?}");
+    for ((name, query), result) in queries.iter().zip(&results) {
+        assert!(
+            result.starts_with("OK"),
+            "{name}.sql on current ClickHouse: {query:?}: {result}"
+        );
     }
 }
