@@ -8,8 +8,9 @@
 //! | `name` | the file's name without `.sql` (the default path) |
 //! | `path` | the path pattern below the route's prefix, when the runtime mounts the route deeper than the file says (wasmhouse does for a directory of files) |
 //!
-//! wasmhouse fills them from the manifest (`sql = "…"`); on Spin they are
-//! the component's variables. Each request, in its fresh instance:
+//! wasmhouse fills them from the manifest (`sql = "…"`); composed with the
+//! adapter (`wasmhouse compose --sql`), they come from the environment
+//! (`WASMHOUSE_CONFIG_SQL`, …). Each request, in its fresh instance:
 //!
 //! - `GET` takes the parameters from the query string, `POST` from a JSON
 //!   object body; each is checked against its placeholder's type and the
