@@ -192,7 +192,10 @@ fn the_example_sql_routes_run_on_current_clickhouse() {
     files.sort();
     assert!(files.len() >= 4, "{files:?}");
     for file in &files {
-        let name = file.file_stem().and_then(|s| s.to_str()).expect("file name");
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("file name");
         let text = std::fs::read_to_string(file).expect("read the .sql file");
         let route = wasmhouse_sql_route::SqlRoute::parse(name, &text)
             .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
