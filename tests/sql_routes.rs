@@ -399,15 +399,8 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
     // A mistake in the header: refused, named in the log, the last good
     // version keeps serving.
     project.write("numbers", &NUMBERS.replace("@param n", "@parm n"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !host.log().contains("rejected the changed SQL file") {
-        assert!(
-            Instant::now() < deadline,
-            "no rejection logged:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    host.wait_for_log("rejected the changed SQL file", Duration::from_secs(30))
+        .await;
     let log = host.log();
     assert!(
         log.contains("numbers.sql: line 2: unknown directive @parm"),
@@ -421,20 +414,16 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
     // A query the header parser accepts but the server cannot type (a
     // column it does not know): the host asks the server before the file
     // goes live, and refuses it with the server's own words.
-    let rejections = host.log().matches("rejected the changed SQL file").count();
     project.write(
         "numbers",
         &NUMBERS.replace("SELECT number FROM", "SELECT number, no_such_column FROM"),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while host.log().matches("rejected the changed SQL file").count() == rejections {
-        assert!(
-            Instant::now() < deadline,
-            "no second rejection logged:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    host.wait_for_log_line(
+        "the rejection of no_such_column",
+        Duration::from_secs(30),
+        |line| line.contains("rejected the changed SQL file") && line.contains("no_such_column"),
+    )
+    .await;
     let log = host.log();
     let refusal = log
         .lines()
@@ -489,15 +478,8 @@ async fn the_server_checks_each_query_at_start_and_a_change_made_while_it_is_dow
         .start();
     // Named at start, before any request (the route serves anyway: the
     // server may only be down, and the error is its answer).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !host.log().contains("the SQL route's query fails") {
-        assert!(
-            Instant::now() < deadline,
-            "no check logged:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    host.wait_for_log("the SQL route's query fails", Duration::from_secs(30))
+        .await;
     let log = host.log();
     let failure = log
         .lines()
@@ -513,18 +495,11 @@ async fn the_server_checks_each_query_at_start_and_a_change_made_while_it_is_dow
     // unchecked, with a warning, rather than never.
     clickhouse.stop();
     project.write("typo", "-- @path /typo\nSELECT 2 AS two\n");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !host
-        .log()
-        .contains("could not be checked against the server")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no warning logged:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    host.wait_for_log(
+        "could not be checked against the server",
+        Duration::from_secs(60),
+    )
+    .await;
     clickhouse.restart();
     let answer = wait_for(&host, "/api/typo", |body| body.contains("two")).await;
     assert_eq!(answer, json!([{ "two": 2 }]));

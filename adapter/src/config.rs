@@ -92,6 +92,15 @@ pub fn variable_for(key: &str) -> String {
     format!("{CONFIG_PREFIX}{key}")
 }
 
+/// Configuration key `key`'s value, from its variable ([`variable_for`]).
+pub fn value(key: &str) -> Option<String> {
+    let variable = variable_for(key);
+    get_environment()
+        .into_iter()
+        .find(|(name, _)| *name == variable)
+        .map(|(_, value)| value)
+}
+
 /// What every configuration variable's name starts with.
 pub const CONFIG_PREFIX: &str = "WASMHOUSE_CONFIG_";
 

@@ -49,7 +49,6 @@ use wasmhouse_clickhouse::QueryPolicy;
 use wasmhouse_clickhouse::params::BindMode;
 use wasmhouse_clickhouse::response::{DEFAULT_HOLD_BACK, HoldBack, Next};
 
-use bindings::wasi::cli::environment::get_environment;
 use config::Settings;
 use request::ResponseBody;
 
@@ -57,11 +56,7 @@ struct Adapter;
 
 impl bindings::exports::wasi::config::store::Guest for Adapter {
     fn get(key: String) -> Result<Option<String>, bindings::exports::wasi::config::store::Error> {
-        let variable = config::variable_for(&key);
-        Ok(get_environment()
-            .into_iter()
-            .find(|(name, _)| *name == variable)
-            .map(|(_, value)| value))
+        Ok(config::value(&key))
     }
 
     fn get_all() -> Result<Vec<(String, String)>, bindings::exports::wasi::config::store::Error> {

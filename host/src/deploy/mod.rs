@@ -145,13 +145,10 @@ impl Deployer {
     /// serves anyway, answering the error, as the server may be down).
     pub(crate) async fn check_live_routes(&self) {
         let table = self.routes.load_full();
-        let sql: Vec<&Arc<Route>> = table
-            .routes()
-            .iter()
-            .filter(|route| matches!(route.source(), ComponentSource::Sql(_)))
-            .collect();
-        for route in sql {
-            self.check_route(route).await.ok();
+        for route in table.routes() {
+            if matches!(route.source(), ComponentSource::Sql(_)) {
+                self.check_route(route).await.ok();
+            }
         }
     }
 
@@ -351,15 +348,14 @@ impl Deployer {
             .map_err(|err| DeployError::Interrupted(err.to_string()))??;
         let old = self.routes.load_full();
         for route in table.routes() {
-            if let Some(previous) = old.by_name(route.name()) {
+            let previous = old.by_name(route.name());
+            if let Some(previous) = previous {
                 route.inherit(previous);
             }
-        }
-        // A SQL route whose file changed (or that is new) goes live only if
-        // the server can type its query: a broken save keeps the old table.
-        for route in table.routes() {
-            let changed = old
-                .by_name(route.name())
+            // A SQL route whose file changed (or that is new) goes live only
+            // if the server can type its query: a broken save keeps the old
+            // table.
+            let changed = previous
                 .is_none_or(|previous| previous.current().version != route.current().version);
             if changed && matches!(route.source(), ComponentSource::Sql(_)) {
                 self.check_route(route).await?;

@@ -174,7 +174,7 @@ impl Dispatcher {
                 route,
                 &deployment,
                 wasmhouse_sql_route::CHECK_PATH,
-                64 << 10,
+                MAX_CHECK_ANSWER,
             )
             .await;
         let (status, body) = match asked {
@@ -195,6 +195,9 @@ impl Dispatcher {
         }
     }
 }
+
+/// The most of a SQL check's answer read: a column list, or an error.
+const MAX_CHECK_ANSWER: usize = 64 << 10;
 
 /// The deployer's [`RouteCheck`]: SQL routes asked through the dispatcher
 /// (held weakly: the dispatcher owns the deployer).
