@@ -5,6 +5,7 @@
 //! | `GET /admin/components` | every route: component hash, version, loaded-at, history |
 //! | `GET /admin/components/{name}` | one route |
 //! | `PUT /admin/components/{name}` | body = a `.wasm` component: validate, compile, swap in |
+//! | `PUT /admin/components/{name}` with `Content-Type: application/json` | body = `{"component": "oci://…"}`: pull, then the same |
 //! | `POST /admin/components/{name}/rollback` | back to the previous version |
 //! | `POST /admin/reload` | re-read the manifest (like SIGHUP) |
 //!
@@ -27,6 +28,7 @@ use crate::config::AdminConfig;
 use crate::deploy::routes::{Deployment, Route};
 use crate::deploy::shared::SharedError;
 use crate::deploy::{DeployError, Deployer};
+use crate::registry::{OciReference, RegistryError};
 use crate::respond::{self, ResponseBody};
 
 /// Whether `path` is under `/admin` once normalised (see
@@ -114,6 +116,11 @@ pub(crate) async fn handle(
         },
         (&Method::PUT, ["components", name]) => {
             let name = (*name).to_owned();
+            let is_json = request
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|value| value.trim().starts_with("application/json"));
             let body = match Limited::new(request.into_body(), config.max_upload)
                 .collect()
                 .await
@@ -132,10 +139,19 @@ pub(crate) async fn handle(
                 Err(err) => return error(400, "bad_upload", &format!("reading the upload: {err}")),
             };
             let started = std::time::Instant::now();
-            match deployer.deploy(&name, body.to_vec(), "upload").await {
+            let deployed = if is_json {
+                match reference_in(&body) {
+                    Ok(reference) => deployer.deploy_reference(&name, &reference).await,
+                    Err(why) => return error(400, "bad_reference", &why),
+                }
+            } else {
+                deployer.deploy(&name, body.to_vec(), "upload").await
+            };
+            match deployed {
                 Ok(deployment) => {
                     let deploy_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    let shared = deployer.publish(&name, &deployment, Some(&body)).await;
+                    let bytes = (!is_json).then_some(&body[..]);
+                    let shared = deployer.publish(&name, &deployment, bytes).await;
                     let mut described = deployer
                         .routes()
                         .by_name(&name)
@@ -230,13 +246,31 @@ fn add_shared(described: &mut Value, published: Option<Result<(), SharedError>>)
 }
 
 fn summary(deployment: &Deployment) -> Value {
-    json!({
+    let mut summary = json!({
         "version": deployment.version,
         "sha256": deployment.component.sha256(),
         "size": deployment.component.size(),
         "origin": deployment.origin,
         "deployed_at": timestamp(deployment.deployed_at),
-    })
+    });
+    if let Some(registry) = &deployment.registry {
+        summary["reference"] = json!(registry.reference.to_string());
+        summary["digest"] = json!(registry.digest);
+    }
+    summary
+}
+
+/// The reference of a JSON deploy body, `{"component": "oci://…"}`.
+fn reference_in(body: &[u8]) -> Result<OciReference, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        component: String,
+    }
+    let body: Body = serde_json::from_slice(body).map_err(|err| {
+        format!("a JSON deploy body is {{\"component\": \"oci://registry/repository:tag\"}}: {err}")
+    })?;
+    OciReference::parse(&body.component).map_err(|err| err.to_string())
 }
 
 fn timestamp(time: std::time::SystemTime) -> String {
@@ -251,6 +285,10 @@ fn deploy_error(err: &DeployError) -> hyper::Response<ResponseBody> {
         DeployError::Manifest(_) => (400, "invalid_manifest"),
         DeployError::Route { .. } => (400, "reload_failed"),
         DeployError::Refused { .. } => (400, "sql_check_failed"),
+        DeployError::Registry { source, .. } => match source {
+            RegistryError::Unreachable { .. } => (502, "registry_unreachable"),
+            RegistryError::Refused { .. } => (400, "registry_refused"),
+        },
         DeployError::Interrupted(_) => (503, "interrupted"),
     };
     error(status, kind, &err.to_string())

@@ -55,7 +55,18 @@ pub fn compose(guest: &[u8]) -> Result<Vec<u8>, ComposeError> {
 
 /// The names a component imports, in order.
 pub fn imports(component: &[u8]) -> Result<Vec<String>, String> {
-    let mut names = Vec::new();
+    top_level_names(component).map(|(imports, _)| imports)
+}
+
+/// The names a component exports, in order.
+pub fn exports(component: &[u8]) -> Result<Vec<String>, String> {
+    top_level_names(component).map(|(_, exports)| exports)
+}
+
+/// The outer component's import and export names (not those of the
+/// components and modules nested in it).
+fn top_level_names(component: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
     let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(component) {
         match payload.map_err(|err| err.to_string())? {
@@ -66,11 +77,16 @@ pub fn imports(component: &[u8]) -> Result<Vec<String>, String> {
             wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
             wasmparser::Payload::ComponentImportSection(section) if depth == 0 => {
                 for import in section {
-                    names.push(import.map_err(|err| err.to_string())?.name.name.to_owned());
+                    imports.push(import.map_err(|err| err.to_string())?.name.name.to_owned());
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    exports.push(export.map_err(|err| err.to_string())?.name.name.to_owned());
                 }
             }
             _ => {}
         }
     }
-    Ok(names)
+    Ok((imports, exports))
 }

@@ -5,7 +5,7 @@
 //! also a flag; flags win over the environment, the environment over `.env`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -19,6 +19,7 @@ use wasmhouse_clickhouse::{ClickHouseConfig, Endpoint, Scheme};
 
 use crate::access::{KeySource, TrustedProxies};
 use crate::manifest::{self, ComponentSource, RouteSource, RouteSpec};
+use crate::registry::{OciReference, RegistryArgs, RegistryConfig};
 use crate::route_settings::{ReadOnlySetting, RouteConfig, RouteSettings};
 use crate::runtime::instance::DEFAULT_REQUEST_TIMEOUT;
 use crate::runtime::{DEFAULT_MAX_INSTANCES, PoolSizing};
@@ -112,7 +113,8 @@ pub struct ServeArgs {
     )]
     pub listen: SocketAddr,
 
-    /// Route component (.wasm) to serve on every path; the built-in seed
+    /// Route component to serve on every path: a .wasm file, or
+    /// oci://HOST/REPO:TAG (or @sha256:…) in a registry; the built-in seed
     /// routes when neither this nor a manifest is given.
     #[arg(
         long,
@@ -120,7 +122,17 @@ pub struct ServeArgs {
         value_name = "WASMHOUSE_COMPONENT",
         conflicts_with = "manifest"
     )]
-    pub(crate) component: Option<PathBuf>,
+    pub(crate) component: Option<String>,
+
+    /// Follow the --component tag: look this often (with jitter) for a new
+    /// digest and deploy it.
+    #[arg(
+        long,
+        env = "WASMHOUSE_FOLLOW",
+        value_name = "WASMHOUSE_FOLLOW",
+        value_parser = humantime::parse_duration
+    )]
+    pub(crate) follow: Option<Duration>,
 
     /// Route manifest: a wasmhouse.toml (or a spin.toml) mapping path
     /// prefixes to components, each with its own limits.
@@ -158,6 +170,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub(crate) shared: SharedArgs,
+
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
 }
 
 /// Deployments shared by a fleet of hosts.
@@ -527,6 +542,8 @@ pub struct ServeConfig {
     /// The fleet's shared deployments directory; `None` when this host
     /// deploys alone.
     pub(crate) shared_deployments: Option<SharedDeploymentsConfig>,
+    /// How registries are reached, and where pulls are kept.
+    pub(crate) registry: RegistryConfig,
 }
 
 impl ServeConfig {
@@ -551,6 +568,10 @@ impl ServeConfig {
             docs: true,
             access_log: false,
             shared_deployments: None,
+            registry: RegistryConfig {
+                max_component_bytes: DEFAULT_ADMIN_MAX_UPLOAD as u64,
+                ..RegistryConfig::default()
+            },
         }
     }
 
@@ -617,10 +638,32 @@ fn builtin_route(route: &RouteConfig) -> RouteSpec {
         name: "default".into(),
         prefix: "/".into(),
         source: ComponentSource::Builtin,
+        follow: None,
         limits: route.limits,
         policy: route.policy.clone(),
         access: route.access.clone(),
         config: Default::default(),
+    }
+}
+
+/// A route name from a registry reference: its repository's last part
+/// (`oci://ghcr.io/acme/reports:v2` → `reports`).
+fn reference_route_name(reference: &OciReference) -> String {
+    let last = reference.repository.rsplit('/').next().unwrap_or_default();
+    let name: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "component".into()
+    } else {
+        name
     }
 }
 
@@ -667,22 +710,44 @@ impl ServeArgs {
                 "must be more than 0",
             ));
         }
-        if let Some(path) = &self.component
-            && !path.is_file()
-        {
-            return Err(config_error(
-                "WASMHOUSE_COMPONENT",
-                format!("{} is not a file", path.display()),
-            ));
-        }
         let mut route = builtin_route(&route_defaults);
-        if let Some(path) = self.component {
-            route.name = path.file_stem().map_or_else(
-                || "component".to_owned(),
-                |s| s.to_string_lossy().into_owned(),
-            );
-            route.source = ComponentSource::File(path);
+        if let Some(text) = self.component.as_deref().filter(|t| !t.trim().is_empty()) {
+            let source = ComponentSource::parse(text, Path::new(""))
+                .map_err(|why| config_error("WASMHOUSE_COMPONENT", why))?;
+            route.name = match &source {
+                ComponentSource::File(path) if !path.is_file() => {
+                    return Err(config_error(
+                        "WASMHOUSE_COMPONENT",
+                        format!("{} is not a file", path.display()),
+                    ));
+                }
+                ComponentSource::File(path) => path.file_stem().map_or_else(
+                    || "component".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                ),
+                ComponentSource::Oci(reference) => reference_route_name(reference),
+                _ => route.name,
+            };
+            route.source = source;
         }
+        if let Some(follow) = self.follow {
+            if self.component.is_none() {
+                return Err(config_error(
+                    "WASMHOUSE_FOLLOW",
+                    "follows the --component tag; give --component oci://HOST/REPO:TAG (in a manifest, `follow` goes on the route)",
+                ));
+            }
+            route
+                .source
+                .check_follow(follow)
+                .map_err(|why| config_error("WASMHOUSE_FOLLOW", why))?;
+            route.follow = Some(follow);
+        }
+        let compile_cache = compile_cache_directory(limits.compile_cache.as_deref());
+        let registry = self.registry.clone().into_config(
+            compile_cache.as_ref().map(|dir| dir.join("oci")),
+            admin.max_upload as u64,
+        );
         let config = ServeConfig {
             routes: vec![route],
             manifest: None,
@@ -697,7 +762,7 @@ impl ServeArgs {
             shutdown_grace: route_defaults.limits.timeout,
             route_defaults,
             admin,
-            compile_cache: compile_cache_directory(limits.compile_cache.as_deref()),
+            compile_cache,
             workers: limits.workers.unwrap_or_else(default_workers),
             keys: KeySource {
                 file: self.access.keys_file.clone(),
@@ -715,6 +780,7 @@ impl ServeArgs {
             docs: self.access.docs,
             access_log: self.access_log,
             shared_deployments: self.shared.into_config()?,
+            registry,
         };
         // Keys are read now, so a broken file stops start-up with its name.
         config.keys.load().map_err(|err| {

@@ -68,6 +68,7 @@ mod embedded;
 mod manifest;
 mod metrics;
 mod openapi;
+mod registry;
 mod request_id;
 mod respond;
 mod route_settings;
@@ -80,6 +81,7 @@ pub mod compose;
 pub mod healthcheck;
 pub mod load;
 pub mod project;
+pub mod publish;
 pub mod telemetry;
 
 pub use config::{ServeArgs, ServeConfig};

@@ -51,6 +51,9 @@ enum Command {
     New(project::NewArgs),
     /// Build the route project here; its component's path is the last line.
     Build(project::BuildArgs),
+    /// Push a component to an OCI registry (the Wasm OCI format Spin and
+    /// `serve oci://…` read), or point a tag at one already there.
+    Push(wasmhouse::publish::PushArgs),
     /// Build the route project, serve it with a local ClickHouse (unless
     /// one is configured) and rebuild and swap it on every save.
     Dev(Box<project::DevArgs>),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Load(args) => with_telemetry(format, || load(&args)),
         Command::New(args) => project::new_project(&args),
         Command::Build(args) => project::build(&args),
+        Command::Push(args) => wasmhouse::publish::push(&args),
         Command::Dev(args) => with_telemetry(format, || project::dev(*args)),
         // No telemetry: a probe run every few seconds exports no spans and
         // prints one line, nothing else.

@@ -29,7 +29,9 @@
 //! [[route]]
 //! name = "reports"                # admin API and log name
 //! prefix = "/reports"             # also matches /reports/...
-//! component = "build/reports.wasm" # relative to this file; "builtin" = seed routes
+//! component = "build/reports.wasm" # relative to this file; "builtin" = seed routes;
+//!                                 # or oci://HOST/REPO:TAG (or @sha256:…) in a registry
+//! follow = "30s"                  # with a tag: look for a new digest this often
 //! timeout = "5s"                  # any [defaults] key, for this route only
 //! config = { region = "eu" }      # what the component reads (wasi:config/store)
 //!
@@ -49,12 +51,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use wasmhouse_clickhouse::QueryPolicy;
 
 use crate::access::AccessRules;
+use crate::registry::OciReference;
 use crate::route_settings::{RouteConfig, RouteSettings};
 use crate::runtime::InstanceLimits;
 
@@ -96,17 +100,46 @@ pub(crate) enum ComponentSource {
     File(PathBuf),
     /// The built-in SQL route component, serving this `.sql` file.
     Sql(PathBuf),
+    /// A component in an OCI registry.
+    Oci(OciReference),
 }
 
 impl ComponentSource {
-    fn parse(text: &str, base: &Path) -> Self {
+    /// `builtin`, an `oci://` reference, or a file path (relative to
+    /// `base`).
+    pub(crate) fn parse(text: &str, base: &Path) -> Result<Self, String> {
         if text == "builtin" {
-            Self::Builtin
+            Ok(Self::Builtin)
+        } else if OciReference::is_reference(text) {
+            OciReference::parse(text.trim())
+                .map(Self::Oci)
+                .map_err(|err| err.to_string())
         } else {
-            Self::File(base.join(text))
+            Ok(Self::File(base.join(text)))
+        }
+    }
+
+    /// Check a `follow` interval for this source: only a tag in a registry
+    /// can move.
+    pub(crate) fn check_follow(&self, follow: Duration) -> Result<(), String> {
+        if follow < MIN_FOLLOW {
+            return Err(format!(
+                "follow must be at least {}",
+                humantime::format_duration(MIN_FOLLOW)
+            ));
+        }
+        match self {
+            Self::Oci(reference) if reference.tag.is_some() && reference.digest.is_none() => Ok(()),
+            Self::Oci(_) => Err(
+                "follow needs a tag to follow (oci://HOST/REPO:TAG); a digest never moves".into(),
+            ),
+            _ => Err("follow needs a component in a registry (oci://HOST/REPO:TAG)".into()),
         }
     }
 }
+
+/// The shortest `follow` interval: a registry is not asked more often.
+pub(crate) const MIN_FOLLOW: Duration = Duration::from_secs(1);
 
 /// One route, resolved and validated.
 #[derive(Debug, Clone)]
@@ -117,6 +150,8 @@ pub(crate) struct RouteSpec {
     pub(crate) prefix: String,
     /// Its component.
     pub(crate) source: ComponentSource,
+    /// How often its registry tag is looked at for a new digest.
+    pub(crate) follow: Option<Duration>,
     /// Per-request limits.
     pub(crate) limits: InstanceLimits,
     /// Guard-rails for its queries.
@@ -166,6 +201,7 @@ struct RouteEntry {
     prefix: String,
     component: Option<String>,
     sql: Option<String>,
+    follow: Option<String>,
     #[serde(default)]
     config: BTreeMap<String, String>,
     #[serde(flatten)]
@@ -231,12 +267,32 @@ pub(crate) fn parse(
             )));
         }
         let name = entry.name.clone().unwrap_or_else(|| default_name(&prefix));
+        let follow = match &entry.follow {
+            Some(text) => Some(
+                humantime::parse_duration(text)
+                    .map_err(|err| invalid(format!("route {name:?}: follow {text:?}: {err}")))?,
+            ),
+            None => None,
+        };
+        if follow.is_some() && entry.component.is_none() {
+            return Err(invalid(format!(
+                "route {name:?}: follow needs a component in a registry (oci://HOST/REPO:TAG)"
+            )));
+        }
         match (&entry.component, &entry.sql) {
             (Some(component), None) => {
+                let source = ComponentSource::parse(component, dir)
+                    .map_err(|why| invalid(format!("route {name:?}: component: {why}")))?;
+                if let Some(follow) = follow {
+                    source
+                        .check_follow(follow)
+                        .map_err(|why| invalid(format!("route {name:?}: {why}")))?;
+                }
                 expanded.push(Expanded {
                     name,
                     prefix,
-                    source: ComponentSource::parse(component, dir),
+                    source,
+                    follow,
                     config: entry.config,
                     settings: entry.settings,
                     needs_key: false,
@@ -252,6 +308,7 @@ pub(crate) fn parse(
                         name: file.name,
                         prefix: file.prefix,
                         source: ComponentSource::Sql(file.path),
+                        follow: None,
                         config,
                         settings: entry.settings.clone(),
                         needs_key: file.needs_key,
@@ -274,6 +331,7 @@ pub(crate) fn parse(
         name,
         prefix,
         source,
+        follow,
         config,
         settings,
         needs_key,
@@ -314,6 +372,7 @@ pub(crate) fn parse(
             name,
             prefix,
             source,
+            follow,
             limits,
             policy,
             access,
@@ -329,6 +388,7 @@ struct Expanded {
     name: String,
     prefix: String,
     source: ComponentSource,
+    follow: Option<Duration>,
     config: BTreeMap<String, String>,
     settings: RouteSettings,
     /// A parameter comes from the caller's API key (`api_key` is needed).
@@ -467,6 +527,7 @@ fn spin_routes(value: &toml::Table) -> Result<Vec<RouteEntry>, String> {
             },
             component: Some(source.to_owned()),
             sql: None,
+            follow: None,
             config: BTreeMap::new(),
             settings: RouteSettings::default(),
         });
@@ -476,8 +537,6 @@ fn spin_routes(value: &toml::Table) -> Result<Vec<RouteEntry>, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use wasmhouse_clickhouse::ReadOnly;
 
     use super::*;

@@ -147,6 +147,30 @@ struct ComponentLabels {
     route: String,
     version: String,
     sha256: String,
+    /// The registry manifest digest it was pulled as ("" when not pulled).
+    digest: String,
+}
+
+/// One deployment as the metrics name it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeployedComponent<'a> {
+    /// The route's version number for it.
+    pub(crate) version: u64,
+    /// The component's content hash.
+    pub(crate) sha256: &'a str,
+    /// The registry manifest digest it was pulled as ("" when not pulled).
+    pub(crate) digest: &'a str,
+}
+
+impl DeployedComponent<'_> {
+    fn labels(&self, route: &str) -> ComponentLabels {
+        ComponentLabels {
+            route: route.to_owned(),
+            version: self.version.to_string(),
+            sha256: self.sha256.to_owned(),
+            digest: self.digest.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -243,17 +267,17 @@ impl Metrics {
         );
         registry.register(
             "component_info",
-            "The component each route serves now: version and content hash",
+            "The component each route serves now: version, content hash and registry digest",
             metrics.components.clone(),
         );
         registry.register(
             "deploys",
-            "Components put in force, by route and origin (builtin, file, upload, rollback, reload, shared)",
+            "Components put in force, by route and origin (builtin, file, sql, registry, upload, rollback, reload, shared)",
             metrics.deploys.clone(),
         );
         registry.register(
             "rejected_uploads",
-            "Components refused by the admin API or the file watcher, by route",
+            "Components refused by the admin API, the file watcher or a followed registry tag, by route",
             metrics.rejected.clone(),
         );
         clickhouse.register(&mut registry);
@@ -333,30 +357,18 @@ impl Metrics {
         }
     }
 
-    /// Route `route` now serves `version` with content hash `sha256`,
-    /// replacing `previous` (version, hash), from `origin`.
+    /// Route `route` now serves `live`, replacing `previous`, from `origin`.
     pub(crate) fn deployed(
         &self,
         route: &str,
-        version: u64,
-        sha256: &str,
-        previous: Option<(u64, &str)>,
+        live: DeployedComponent<'_>,
+        previous: Option<DeployedComponent<'_>>,
         origin: &str,
     ) {
-        if let Some((version, sha256)) = previous {
-            self.components.remove(&ComponentLabels {
-                route: route.to_owned(),
-                version: version.to_string(),
-                sha256: sha256.to_owned(),
-            });
+        if let Some(previous) = previous {
+            self.components.remove(&previous.labels(route));
         }
-        self.components
-            .get_or_create(&ComponentLabels {
-                route: route.to_owned(),
-                version: version.to_string(),
-                sha256: sha256.to_owned(),
-            })
-            .set(1);
+        self.components.get_or_create(&live.labels(route)).set(1);
         self.deploys
             .get_or_create(&DeployLabels {
                 route: route.to_owned(),

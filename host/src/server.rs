@@ -30,6 +30,7 @@ use crate::config::ServeConfig;
 use crate::deploy::{Deployer, watch};
 use crate::dispatch::{Dispatcher, SqlCheck};
 use crate::metrics::{METRICS_PATH, Metrics, metrics_response};
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::signals;
 
@@ -119,7 +120,13 @@ impl Server {
             Access::new(config.keys.clone(), config.trusted_proxies.clone())
                 .context("reading the API keys")?,
         );
-        let deployer = Arc::new(Deployer::new(runtime, config.route_source(), metrics)?);
+        let registry = Arc::new(Registry::new(&config.registry));
+        let deployer = Arc::new(Deployer::new(
+            runtime,
+            config.route_source(),
+            registry,
+            metrics,
+        )?);
         if access.keys().is_empty()
             && let Some(route) = deployer
                 .routes()
@@ -163,6 +170,7 @@ impl Server {
         )
         .await
         .context("the shared deployments directory")?;
+        let _tags = crate::deploy::follow::follow_tags(self.dispatcher.deployer());
         let watcher = watch::watch_component_files(self.dispatcher.deployer());
         let keys = reload_keys_with_routes(self.dispatcher.clone());
         let health = self.dispatcher.pool().spawn_health_checks();

@@ -7,6 +7,7 @@
 //! - [`watch`]: redeploy component files when they change on disk.
 //! - [`shared`]: publish deployments to a directory the fleet shares, and
 //!   follow what other hosts publish there.
+//! - [`follow`]: redeploy routes whose registry tag moved.
 //!
 //! Requests read the route table (`Deployer::routes`); the admin API, the
 //! file watcher, the shared directory and SIGHUP change it. None of those
@@ -14,6 +15,7 @@
 //! [`Deployer::subscribe`].
 
 pub(crate) mod compiled;
+pub(crate) mod follow;
 pub(crate) mod routes;
 pub(crate) mod shared;
 pub(crate) mod watch;
@@ -26,9 +28,10 @@ use tokio::sync::watch as notify;
 use crate::embedded::{BUILTIN_COMPONENT, SQL_COMPONENT};
 use crate::manifest::{ComponentSource, ManifestError, RouteSource, RouteSpec};
 use crate::metrics::Metrics;
+use crate::registry::{OciReference, Pulled, Registry, RegistryError};
 use crate::runtime::{ComponentError, RouteComponent, Runtime};
 use compiled::CompiledComponents;
-use routes::{Deployment, Route, RouteTable};
+use routes::{Deployment, RegistryOrigin, Route, RouteTable};
 
 /// Why a deployment, rollback or reload did not happen. The routes in force
 /// are unchanged in every case.
@@ -62,6 +65,14 @@ pub(crate) enum DeployError {
         /// What the check met (the server's error, or the guard-rails').
         why: String,
     },
+    /// A route's registry reference could not be pulled.
+    #[error("route {route:?}: {source}")]
+    Registry {
+        /// The route's name.
+        route: String,
+        /// What the registry answered, or that it did not.
+        source: RegistryError,
+    },
     /// Compiling was cut short (the host is shutting down).
     #[error("compiling was interrupted: {0}")]
     Interrupted(String),
@@ -89,6 +100,7 @@ pub(crate) trait RouteCheck: Send + Sync {
 pub(crate) struct Deployer {
     runtime: Runtime,
     metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
     compiled: CompiledComponents,
     routes: ArcSwap<RouteTable>,
     source: RouteSource,
@@ -101,16 +113,18 @@ pub(crate) struct Deployer {
 }
 
 impl Deployer {
-    /// Compile the routes of `source` (slow: call it off the async threads)
-    /// and put them in force.
+    /// Compile the routes of `source` (slow: call it off the async threads;
+    /// it pulls what routes name in registries) and put them in force.
     pub(crate) fn new(
         runtime: Runtime,
         source: RouteSource,
+        registry: Arc<Registry>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, DeployError> {
         let deployer = Self {
             runtime,
             metrics,
+            registry,
             compiled: CompiledComponents::default(),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             source,
@@ -197,6 +211,11 @@ impl Deployer {
         &self.metrics
     }
 
+    /// Where routes' registry references are pulled from.
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// The Wasmtime runtime components are compiled for.
     pub(crate) fn runtime(&self) -> &Runtime {
         &self.runtime
@@ -211,7 +230,7 @@ impl Deployer {
         origin: &'static str,
     ) -> Result<Arc<Deployment>, DeployError> {
         let route = self.route(name)?;
-        self.install(&route, bytes, origin, false)
+        self.install(&route, bytes, None, origin, false)
             .await
             .map(|deployment| deployment.unwrap_or_else(|| route.current()))
     }
@@ -225,13 +244,58 @@ impl Deployer {
         bytes: Vec<u8>,
         origin: &'static str,
     ) -> Result<Option<Arc<Deployment>>, DeployError> {
-        self.install(route, bytes, origin, true).await
+        self.install(route, bytes, None, origin, true).await
+    }
+
+    /// Pull `reference` and make it the live component of route `name`
+    /// (origin `registry`): what `PUT /admin/components/{name}` does with a
+    /// reference.
+    pub(crate) async fn deploy_reference(
+        self: &Arc<Self>,
+        name: &str,
+        reference: &OciReference,
+    ) -> Result<Arc<Deployment>, DeployError> {
+        let route = self.route(name)?;
+        let pulled =
+            self.registry
+                .pull(reference)
+                .await
+                .map_err(|source| DeployError::Registry {
+                    route: name.to_owned(),
+                    source,
+                })?;
+        self.deploy_pulled(&route, pulled, false)
+            .await
+            .map(|deployment| deployment.unwrap_or_else(|| route.current()))
+    }
+
+    /// Make `pulled` the live component of `route` (origin `registry`);
+    /// `Ok(None)` when `only_if_live` and a reload replaced the route.
+    pub(crate) async fn deploy_pulled(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        pulled: Pulled,
+        only_if_live: bool,
+    ) -> Result<Option<Arc<Deployment>>, DeployError> {
+        let origin = Arc::new(RegistryOrigin {
+            reference: pulled.reference,
+            digest: pulled.digest,
+        });
+        self.install(
+            route,
+            pulled.component,
+            Some(origin),
+            "registry",
+            only_if_live,
+        )
+        .await
     }
 
     async fn install(
         self: &Arc<Self>,
         route: &Arc<Route>,
         bytes: Vec<u8>,
+        registry: Option<Arc<RegistryOrigin>>,
         origin: &'static str,
         only_if_live: bool,
     ) -> Result<Option<Arc<Deployment>>, DeployError> {
@@ -253,19 +317,15 @@ impl Deployer {
             return Ok(None);
         }
         let previous = route.current();
-        let deployment = route.deploy(component, origin);
+        let deployment = route.deploy(component, registry, origin);
         if deployment.version != previous.version {
-            self.metrics.deployed(
-                name,
-                deployment.version,
-                deployment.component.sha256(),
-                Some((previous.version, previous.component.sha256())),
-                origin,
-            );
+            self.metrics
+                .deployed(name, deployment.id(), Some(previous.id()), origin);
             tracing::info!(
                 route = name,
                 version = deployment.version,
                 sha256 = deployment.component.sha256(),
+                digest = deployment.digest(),
                 origin,
                 "deployed"
             );
@@ -297,13 +357,8 @@ impl Deployer {
         let deployment = route
             .rollback()
             .ok_or_else(|| DeployError::NoPreviousVersion(name.to_owned()))?;
-        self.metrics.deployed(
-            name,
-            deployment.version,
-            deployment.component.sha256(),
-            Some((previous.version, previous.component.sha256())),
-            "rollback",
-        );
+        self.metrics
+            .deployed(name, deployment.id(), Some(previous.id()), "rollback");
         tracing::info!(
             route = name,
             version = deployment.version,
@@ -384,11 +439,8 @@ impl Deployer {
             }
             self.metrics.deployed(
                 route.name(),
-                live.version,
-                live.component.sha256(),
-                previous
-                    .as_ref()
-                    .map(|previous| (previous.version, previous.component.sha256())),
+                live.id(),
+                previous.as_ref().map(|previous| previous.id()),
                 if old.is_some() { "reload" } else { live.origin },
             );
         }
@@ -398,23 +450,58 @@ impl Deployer {
     fn build_routes(&self, specs: &[RouteSpec]) -> Result<RouteTable, DeployError> {
         let mut routes = Vec::with_capacity(specs.len());
         for spec in specs {
-            let component = self
-                .load(&spec.source)
-                .map_err(|source| DeployError::Route {
-                    route: spec.name.clone(),
-                    source,
-                })?;
-            routes.push(Arc::new(Route::new(spec, component, self.metrics.clone())));
+            let (component, registry) = self.load(spec)?;
+            routes.push(Arc::new(Route::new(
+                spec,
+                component,
+                registry,
+                self.metrics.clone(),
+            )));
         }
         Ok(RouteTable::new(routes))
     }
 
-    fn load(&self, source: &ComponentSource) -> Result<Arc<RouteComponent>, ComponentError> {
-        match source {
+    /// Compile what route `spec` names (pulling it first from a registry).
+    #[allow(clippy::type_complexity)]
+    fn load(
+        &self,
+        spec: &RouteSpec,
+    ) -> Result<(Arc<RouteComponent>, Option<Arc<RegistryOrigin>>), DeployError> {
+        let invalid = |source| DeployError::Route {
+            route: spec.name.clone(),
+            source,
+        };
+        let component = match &spec.source {
             ComponentSource::Builtin => self.compiled.compile(&self.runtime, BUILTIN_COMPONENT),
             ComponentSource::Sql(_) => self.compiled.compile(&self.runtime, SQL_COMPONENT),
             ComponentSource::File(path) => self.compiled.compile_file(&self.runtime, path),
-        }
+            ComponentSource::Oci(reference) => {
+                let pulled =
+                    block_on(self.registry.pull_or_last_known(reference)).map_err(|source| {
+                        DeployError::Registry {
+                            route: spec.name.clone(),
+                            source,
+                        }
+                    })?;
+                tracing::info!(
+                    route = spec.name,
+                    reference = %reference,
+                    digest = pulled.digest,
+                    from_disk = pulled.local,
+                    "pulled"
+                );
+                let component = self
+                    .compiled
+                    .compile(&self.runtime, &pulled.component)
+                    .map_err(invalid)?;
+                let origin = RegistryOrigin {
+                    reference: pulled.reference,
+                    digest: pulled.digest,
+                };
+                return Ok((component, Some(Arc::new(origin))));
+            }
+        };
+        Ok((component.map_err(invalid)?, None))
     }
 
     fn route(&self, name: &str) -> Result<Arc<Route>, DeployError> {
@@ -423,5 +510,18 @@ impl Deployer {
             .by_name(name)
             .cloned()
             .ok_or_else(|| DeployError::NoSuchRoute(name.to_owned()))
+    }
+}
+
+/// Run `future` to completion from a blocking thread: on the runtime the
+/// thread belongs to (a `spawn_blocking` one), or a short-lived one.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(future),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a Tokio runtime for pulling components")
+            .block_on(future),
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use wasmhouse_clickhouse::QueryPolicy;
@@ -11,11 +11,21 @@ use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::access::RouteAccess;
 use crate::manifest::{ComponentSource, RouteSpec, normalise_prefix};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{DeployedComponent, Metrics, RouteMetrics};
+use crate::registry::OciReference;
 use crate::runtime::{InstanceLimits, RouteComponent};
 
 /// Earlier deployments kept per route for rollback.
 const HISTORY: usize = 16;
+
+/// Where in a registry a deployment came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RegistryOrigin {
+    /// The reference, pinned to `digest` (its tag, if any, kept as a label).
+    pub(crate) reference: OciReference,
+    /// The manifest's digest.
+    pub(crate) digest: String,
+}
 
 /// One component as deployed on a route.
 pub(crate) struct Deployment {
@@ -25,13 +35,33 @@ pub(crate) struct Deployment {
     pub(crate) version: u64,
     /// When it went live.
     pub(crate) deployed_at: SystemTime,
-    /// Where it came from: `builtin`, `file`, `upload`.
+    /// Where it came from: `builtin`, `file`, `upload`, `registry`.
     pub(crate) origin: &'static str,
+    /// The registry digest it was pulled as, if it came from one.
+    pub(crate) registry: Option<Arc<RegistryOrigin>>,
     /// Its requests' series (labelled with this version).
     pub(crate) metrics: Arc<RouteMetrics>,
     /// The OpenAPI document the component gave, asked for once on first
     /// use (`None` when it describes nothing).
     pub(crate) api_description: tokio::sync::OnceCell<Option<Arc<serde_json::Value>>>,
+}
+
+impl Deployment {
+    /// How the metrics name it.
+    pub(crate) fn id(&self) -> DeployedComponent<'_> {
+        DeployedComponent {
+            version: self.version,
+            sha256: self.component.sha256(),
+            digest: self.digest(),
+        }
+    }
+
+    /// The registry manifest digest it was pulled as, `""` if not pulled.
+    pub(crate) fn digest(&self) -> &str {
+        self.registry
+            .as_ref()
+            .map_or("", |origin| origin.digest.as_str())
+    }
 }
 
 /// A path prefix served by one component, swappable while requests run.
@@ -44,6 +74,7 @@ pub(crate) struct Route {
     policy: Arc<QueryPolicy>,
     access: RouteAccess,
     source: ComponentSource,
+    follow: Option<Duration>,
     /// What its instances read through `wasi:config/store`.
     config: Arc<WasiConfigVariables>,
     /// The same, comparable: a reload that changes it is a new version.
@@ -56,16 +87,18 @@ pub(crate) struct Route {
 
 impl Route {
     /// The route `spec` describes, served by `component` (compiled from
-    /// `spec.source`).
+    /// `spec.source`, pulled as `registry` when it is in one).
     pub(crate) fn new(
         spec: &RouteSpec,
         component: Arc<RouteComponent>,
+        registry: Option<Arc<RegistryOrigin>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let origin = match spec.source {
             ComponentSource::Builtin => "builtin",
             ComponentSource::File(_) => "file",
             ComponentSource::Sql(_) => "sql",
+            ComponentSource::Oci(_) => "registry",
         };
         let prefix = normalise_prefix(&spec.prefix);
         Self {
@@ -74,6 +107,7 @@ impl Route {
             policy: Arc::new(spec.policy.clone()),
             access: RouteAccess::new(spec.access.clone()),
             source: spec.source.clone(),
+            follow: spec.follow,
             config: Arc::new(
                 spec.config
                     .iter()
@@ -91,6 +125,7 @@ impl Route {
                 version: 1,
                 deployed_at: SystemTime::now(),
                 origin,
+                registry,
                 metrics: metrics.route(&spec.name, 1),
                 api_description: Default::default(),
             }),
@@ -147,6 +182,11 @@ impl Route {
         &self.source
     }
 
+    /// How often the route's registry tag is looked at, when it follows one.
+    pub(crate) fn follow(&self) -> Option<Duration> {
+        self.follow
+    }
+
     /// The component serving this route now. Requests hold on to the one
     /// they started with, so a swap never disturbs them.
     pub(crate) fn component(&self) -> Arc<RouteComponent> {
@@ -165,17 +205,19 @@ impl Route {
         history
     }
 
-    /// Serve new requests with `component` in one atomic step; the one it
-    /// replaces is kept for [`Route::rollback`]. Deploying the component
-    /// already live changes nothing.
+    /// Serve new requests with `component` (pulled as `registry`, if from
+    /// one) in one atomic step; the one it replaces is kept for
+    /// [`Route::rollback`]. Deploying what is live already (the same bytes
+    /// under the same registry digest) changes nothing.
     pub(crate) fn deploy(
         &self,
         component: Arc<RouteComponent>,
+        registry: Option<Arc<RegistryOrigin>>,
         origin: &'static str,
     ) -> Arc<Deployment> {
         let mut history = self.lock_history();
         let live = self.current.load_full();
-        if live.component.sha256() == component.sha256() {
+        if live.component.sha256() == component.sha256() && same_digest(&live.registry, &registry) {
             return live;
         }
         let version = self.last_version.fetch_add(1, Ordering::Relaxed) + 1;
@@ -184,6 +226,7 @@ impl Route {
             version,
             deployed_at: SystemTime::now(),
             origin,
+            registry,
             metrics: self.metrics.route(&self.name, version),
             api_description: Default::default(),
         });
@@ -210,18 +253,20 @@ impl Route {
         *history = old.lock_history().clone();
         self.last_version
             .store(old.last_version.load(Ordering::Relaxed), Ordering::Relaxed);
-        if old_current.component.sha256() == self.component().sha256()
+        let fresh = self.current.load_full();
+        if old_current.component.sha256() == fresh.component.sha256()
+            && same_digest(&old_current.registry, &fresh.registry)
             && old.config_pairs == self.config_pairs
         {
             self.current.store(old_current);
         } else {
             let version = self.last_version.fetch_add(1, Ordering::Relaxed) + 1;
-            let fresh = self.current.load_full();
             self.current.store(Arc::new(Deployment {
                 component: fresh.component.clone(),
                 version,
                 deployed_at: SystemTime::now(),
                 origin: fresh.origin,
+                registry: fresh.registry.clone(),
                 metrics: self.metrics.route(&self.name, version),
                 api_description: Default::default(),
             }));
@@ -246,6 +291,12 @@ impl Route {
     fn matches(&self, path: &str) -> bool {
         prefix_matches(&self.prefix, path)
     }
+}
+
+/// Whether two deployments came as the same registry digest (or neither
+/// from a registry).
+fn same_digest(a: &Option<Arc<RegistryOrigin>>, b: &Option<Arc<RegistryOrigin>>) -> bool {
+    a.as_ref().map(|origin| &origin.digest) == b.as_ref().map(|origin| &origin.digest)
 }
 
 /// The part of `path` below normalised `prefix`, starting with `/`.

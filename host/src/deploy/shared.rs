@@ -287,6 +287,8 @@ async fn source_bytes(route: &Route, sha256: &str) -> Option<Vec<u8>> {
         ComponentSource::Builtin => BUILTIN_COMPONENT.to_vec(),
         ComponentSource::Sql(_) => SQL_COMPONENT.to_vec(),
         ComponentSource::File(path) => tokio::fs::read(path).await.ok()?,
+        // A registry is the fleet's store for these: push and move the tag.
+        ComponentSource::Oci(_) => return None,
     };
     let (bytes, actual) = hashed(bytes).await;
     (actual == sha256).then_some(bytes)
@@ -348,6 +350,13 @@ fn is_sha256(text: &str) -> bool {
 #[must_use = "following stops when this is dropped"]
 pub(crate) struct Following {
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Following {
+    /// Stop `task` when the result is dropped.
+    pub(crate) fn new(task: tokio::task::JoinHandle<()>) -> Self {
+        Self { task: Some(task) }
+    }
 }
 
 impl Drop for Following {

@@ -68,7 +68,7 @@ impl ComponentWatcher {
             let (path, sql) = match route.source() {
                 ComponentSource::File(path) => (path, false),
                 ComponentSource::Sql(path) => (path, true),
-                ComponentSource::Builtin => continue,
+                ComponentSource::Builtin | ComponentSource::Oci(_) => continue,
             };
             let path = absolute(path);
             let fingerprint = Fingerprint::of(&path);
