@@ -12,6 +12,7 @@ pub mod deploys;
 pub mod guests;
 pub mod host;
 pub mod oracle;
+pub mod registry;
 pub mod seed;
 
 pub use clickhouse::ClickHouse;

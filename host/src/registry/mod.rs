@@ -100,7 +100,16 @@ impl RegistryError {
     fn from_client(reference: &OciReference, err: OciDistributionError) -> Self {
         use OciDistributionError as E;
         match &err {
-            E::RequestError(_) | E::IoError(_) => Self::unreachable(reference, err.to_string()),
+            E::RequestError(_) | E::IoError(_) => {
+                let mut why = error_chain(&err);
+                if why.contains("https://") {
+                    why.push_str(&format!(
+                        " (a registry that serves plain HTTP must be listed: --insecure-registry {} or WASMHOUSE_INSECURE_REGISTRIES)",
+                        reference.registry
+                    ));
+                }
+                Self::unreachable(reference, why)
+            }
             E::ServerError { code, message, .. } if *code >= 500 || *code == 429 => {
                 Self::unreachable(reference, format!("HTTP {code}: {}", message.trim()))
             }
@@ -114,10 +123,8 @@ impl RegistryError {
             E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => Self::refused(
                 reference,
                 format!(
-                    "the registry refused access ({err}); give credentials with `docker login {}` (the Docker config file) or {} and {}",
-                    reference.registry,
-                    auth::USERNAME_VARIABLE,
-                    auth::PASSWORD_VARIABLE
+                    "the registry refused access ({err}); {}",
+                    credentials_hint(reference)
                 ),
             ),
             E::RegistryError { envelope, .. } => {
@@ -130,8 +137,24 @@ impl RegistryError {
                     .errors
                     .iter()
                     .any(|e| matches!(e.code, oci_client::errors::OciErrorCode::Toomanyrequests));
+                let denied = envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::Unauthorized
+                            | oci_client::errors::OciErrorCode::Denied
+                    )
+                });
                 if overloaded {
                     Self::unreachable(reference, codes.join("; "))
+                } else if denied {
+                    Self::refused(
+                        reference,
+                        format!(
+                            "the registry refused access ({}); {}",
+                            codes.join("; "),
+                            credentials_hint(reference)
+                        ),
+                    )
                 } else {
                     Self::refused(
                         reference,
@@ -147,6 +170,31 @@ impl RegistryError {
             ),
         }
     }
+}
+
+/// How to give credentials for `reference`'s registry.
+fn credentials_hint(reference: &OciReference) -> String {
+    format!(
+        "give credentials with `docker login {}` (the Docker config file, or DOCKER_CONFIG's) or {} and {}",
+        reference.registry,
+        auth::USERNAME_VARIABLE,
+        auth::PASSWORD_VARIABLE
+    )
+}
+
+/// `err` and every error under it, `: `-separated.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A component pulled and checked.
