@@ -113,6 +113,18 @@ impl RegistryError {
             E::ServerError { code, message, .. } if *code >= 500 || *code == 429 => {
                 Self::unreachable(reference, format!("HTTP {code}: {}", message.trim()))
             }
+            E::ServerError {
+                code: code @ (401 | 403),
+                message,
+                ..
+            } => Self::refused(
+                reference,
+                format!(
+                    "the registry refused access (HTTP {code}: {}); {}",
+                    message.trim(),
+                    credentials_hint(reference)
+                ),
+            ),
             E::ServerError { code: 404, .. } => {
                 Self::refused(reference, "not found in the registry")
             }

@@ -1,0 +1,533 @@
+//! Components from a real OCI registry (distribution's `docker-registry` on
+//! loopback): `wasmhouse push`, serving a tag or a digest, hosts following a
+//! tag under load (a move, a rollback by moving it back), what a follower
+//! refuses (not a component, a corrupted blob), a registry that goes away,
+//! credentials, a restart with the registry down, and a manifest shaped as
+//! Spin pushes it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::deploys::{ADMIN_TOKEN, VersionLoad, admin, wait_for_version};
+use common::registry::Registry;
+use common::{HostBuilder, Wasmhouse, client, get, guests, send};
+use sha2::{Digest as _, Sha256};
+
+/// How often the following hosts look at the tag.
+const FOLLOW: &str = "1s";
+
+/// `wasmhouse push <args>`: its exit status, stdout and stderr.
+fn push(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhouse"));
+    command.arg("push").args(args);
+    command
+        .env_remove("WASMHOUSE_REGISTRY_USERNAME")
+        .env_remove("WASMHOUSE_REGISTRY_PASSWORD")
+        .env("DOCKER_CONFIG", "/nonexistent-docker-config");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("running wasmhouse push");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Push `file` to `target` on `registry` (no credentials); the pinned
+/// reference it printed last.
+fn push_file(registry: &Registry, file: &Path, target: &str) -> String {
+    let insecure = registry.host();
+    let (ok, stdout, stderr) = push(
+        &[
+            file.to_str().expect("utf-8 path"),
+            target,
+            "--insecure-registry",
+            &insecure,
+        ],
+        &[],
+    );
+    assert!(ok, "push failed:\n{stdout}\n{stderr}");
+    let pinned = stdout.lines().last().expect("a last line").trim().to_owned();
+    assert!(
+        pinned.starts_with(target) && pinned.contains("@sha256:"),
+        "{pinned}"
+    );
+    pinned
+}
+
+/// The digest of a pinned reference.
+fn digest_of(pinned: &str) -> &str {
+    pinned.rsplit_once('@').expect("a pinned reference").1
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// A host serving `component` (a reference) on every path, following it
+/// when `follow`, with its own compile cache (and so its own store of
+/// pulled components) in `cache`.
+fn host(registry: &Registry, component: &str, follow: bool, cache: &Path) -> HostBuilder {
+    let mut builder = HostBuilder::without_clickhouse()
+        .env("WASMHOUSE_COMPONENT", component)
+        .env("WASMHOUSE_INSECURE_REGISTRIES", registry.host())
+        .env("WASMHOUSE_COMPILE_CACHE", cache)
+        .env("WASMHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DOCKER_CONFIG", "/nonexistent-docker-config")
+        .env_remove("WASMHOUSE_REGISTRY_USERNAME")
+        .env_remove("WASMHOUSE_REGISTRY_PASSWORD");
+    if follow {
+        builder = builder.env("WASMHOUSE_FOLLOW", FOLLOW);
+    }
+    builder
+}
+
+/// What the admin API says of the host's one route (named after the
+/// reference's repository).
+async fn live(host: &Wasmhouse) -> serde_json::Value {
+    let reply = send(admin(host, reqwest::Method::GET, "/admin/components")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json["components"][0].clone()
+}
+
+/// The `wasmhouse_rejected_uploads_total` count of route `app`.
+async fn rejected(host: &Wasmhouse) -> u64 {
+    let metrics = get(&host.url("/metrics")).await.text;
+    metrics
+        .lines()
+        .find(|line| line.starts_with("wasmhouse_rejected_uploads_total{route=\"app\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
+fn count_lines(host: &Wasmhouse, fragment: &str) -> usize {
+    host.log()
+        .lines()
+        .filter(|line| line.contains(fragment))
+        .count()
+}
+
+struct Guests {
+    v1: PathBuf,
+    v2: PathBuf,
+}
+
+fn guests() -> Guests {
+    Guests {
+        v1: guests::hostile(1),
+        v2: guests::hostile(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_component_is_served_by_tag_and_by_digest() {
+    let registry = Registry::start();
+    let guests = guests();
+    let tag = registry.reference("team/app:live");
+    let pinned = push_file(&registry, &guests.v1, &tag);
+    let cache = tempfile::tempdir().expect("temp dir");
+
+    // By tag: the admin API and the metrics name the digest it resolved to.
+    let by_tag = host(&registry, &tag, false, cache.path()).start();
+    assert_eq!(get(&by_tag.url("/version")).await.json["version"], 1);
+    let described = live(&by_tag).await;
+    assert_eq!(described["origin"], "registry", "{described}");
+    assert_eq!(described["digest"], digest_of(&pinned), "{described}");
+    assert_eq!(described["reference"], pinned, "{described}");
+    let metrics = get(&by_tag.url("/metrics")).await.text;
+    assert!(
+        metrics.contains(&format!("digest=\"{}\"", digest_of(&pinned))),
+        "{metrics}"
+    );
+
+    // Deployed through the admin API by reference, as JSON.
+    let v2 = push_file(&registry, &guests.v2, &registry.reference("team/app:v2"));
+    let deployed = send(
+        admin(&by_tag, reqwest::Method::PUT, "/admin/components/app")
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "component": v2 }).to_string()),
+    )
+    .await;
+    assert_eq!(deployed.status, 200, "{}", deployed.text);
+    assert_eq!(deployed.json["digest"], digest_of(&v2));
+    assert_eq!(get(&by_tag.url("/version")).await.json["version"], 2);
+    for (body, status, kind) in [
+        ("{\"component\": \"ghcr.io/no-scheme:1\"}", 400, "bad_reference"),
+        ("{\"wrong\": 1}", 400, "bad_reference"),
+        (
+            &format!(
+                "{{\"component\": \"{}\"}}",
+                registry.reference("team/app:missing")
+            ),
+            400,
+            "registry_refused",
+        ),
+        (
+            "{\"component\": \"oci://127.0.0.1:9/team/app:live\"}",
+            502,
+            "registry_unreachable",
+        ),
+    ] {
+        let reply = send(
+            admin(&by_tag, reqwest::Method::PUT, "/admin/components/app")
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        )
+        .await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text);
+        assert_eq!(reply.json["kind"], kind, "{body}: {}", reply.text);
+        assert!(reply.json["error"].is_string(), "{}", reply.text);
+    }
+    assert_eq!(get(&by_tag.url("/version")).await.json["version"], 2);
+    drop(by_tag);
+
+    // By digest: the registry need not keep the tag.
+    let other = tempfile::tempdir().expect("temp dir");
+    let by_digest = host(&registry, &pinned, false, other.path()).start();
+    assert_eq!(get(&by_digest.url("/version")).await.json["version"], 1);
+    assert_eq!(live(&by_digest).await["digest"], digest_of(&pinned));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_http_registry_must_be_listed_as_insecure() {
+    let registry = Registry::start();
+    let guests = guests();
+    let target = registry.reference("app:live");
+    let (ok, _, stderr) = push(&[guests.v1.to_str().unwrap(), &target], &[]);
+    assert!(!ok, "pushed over plain HTTP without --insecure-registry");
+    assert!(stderr.contains("--insecure-registry"), "{stderr}");
+
+    push_file(&registry, &guests.v1, &target);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--component", &target])
+        .env("WASMHOUSE_COMPILE_CACHE", cache.path())
+        .env_remove("WASMHOUSE_INSECURE_REGISTRIES")
+        .output()
+        .expect("running wasmhouse serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--insecure-registry"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn following_hosts_take_a_moved_tag_under_load_and_roll_back() {
+    let registry = Registry::start();
+    let guests = guests();
+    let tag = registry.reference("app:live");
+    let v1 = push_file(&registry, &guests.v1, &tag);
+    let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let hosts: Vec<Wasmhouse> = caches
+        .iter()
+        .map(|cache| host(&registry, &tag, true, cache.path()).start())
+        .collect();
+    for host in &hosts {
+        assert_eq!(get(&host.url("/version")).await.json["version"], 1);
+    }
+    let loads: Vec<VersionLoad> = hosts.iter().map(|host| VersionLoad::start(host, 3)).collect();
+
+    let pushed = Instant::now();
+    let v2 = push_file(&registry, &guests.v2, &tag);
+    for (index, host) in hosts.iter().enumerate() {
+        let took = wait_for_version(host, 2, pushed).await;
+        eprintln!("host {index} serves the pushed digest {took:?} after the push began");
+        assert_eq!(live(host).await["digest"], digest_of(&v2));
+    }
+
+    // Roll back: point the tag at v1's digest again.
+    let moved = Instant::now();
+    let (ok, stdout, stderr) = push(&[&v1, &tag, "--insecure-registry", &registry.host()], &[]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().last().map(str::trim), Some(v1.as_str()));
+    for host in &hosts {
+        wait_for_version(host, 1, moved).await;
+        assert_eq!(live(host).await["digest"], digest_of(&v1));
+    }
+    for (index, load) in loads.into_iter().enumerate() {
+        load.finish(&format!("host {index}")).await;
+    }
+}
+
+/// Push `blobs` and a manifest naming them to `repository:tag`, as any
+/// registry client would (not through wasmhouse).
+async fn push_raw(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    blobs: &[&[u8]],
+    manifest: &serde_json::Value,
+    media_type: &str,
+) {
+    let client = client();
+    let base = format!("http://{}", registry.host());
+    for blob in blobs {
+        let started = client
+            .post(format!("{base}/v2/{repository}/blobs/uploads/"))
+            .send()
+            .await
+            .expect("start upload");
+        assert_eq!(started.status(), 202);
+        let location = started.headers()["location"].to_str().unwrap().to_owned();
+        let location = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = client
+            .put(format!(
+                "{location}{separator}digest={}",
+                sha256_digest(blob)
+            ))
+            .header("content-type", "application/octet-stream")
+            .body(blob.to_vec())
+            .send()
+            .await
+            .expect("finish upload");
+        assert_eq!(put.status(), 201, "{}", put.text().await.unwrap_or_default());
+    }
+    let put = client
+        .put(format!("{base}/v2/{repository}/manifests/{tag}"))
+        .header("content-type", media_type)
+        .body(manifest.to_string())
+        .send()
+        .await
+        .expect("push manifest");
+    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap_or_default());
+}
+
+fn descriptor(media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": media_type,
+        "digest": sha256_digest(bytes),
+        "size": bytes.len(),
+    })
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_refuses_what_is_not_a_good_component_once_and_keeps_serving() {
+    let registry = Registry::start();
+    let guests = guests();
+    let tag = registry.reference("app:live");
+    push_file(&registry, &guests.v1, &tag);
+    let cache = tempfile::tempdir().unwrap();
+    let host = host(&registry, &tag, true, cache.path()).start();
+    let load = VersionLoad::start(&host, 2);
+
+    // The tag moves to a "component" that is not WebAssembly.
+    let config = b"{}".to_vec();
+    let text = b"not a component at all".to_vec();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.wasm.config.v0+json", &config),
+        "layers": [descriptor("application/wasm", &text)],
+    });
+    push_raw(&registry, "app", "live", &[&config, &text], &manifest, OCI_MANIFEST).await;
+    host.wait_for_log("will not serve", Duration::from_secs(15)).await;
+    // Several more looks at the same tag: nothing more is logged or counted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count_lines(&host, "will not serve"), 1, "{}", host.log());
+    assert_eq!(rejected(&host).await, 1);
+    assert_eq!(get(&host.url("/version")).await.json["version"], 1);
+
+    // The tag moves to v2 whose blob was corrupted in the registry's storage
+    // (same length, other bytes): the host's own digest check refuses it.
+    let v2 = push_file(&registry, &guests.v2, &registry.reference("app:v2"));
+    let component = std::fs::read(&guests.v2).unwrap();
+    let blob = registry.blob_file(&sha256_digest(&component));
+    let mut corrupted = std::fs::read(&blob).expect("the blob in storage");
+    assert_eq!(corrupted, component);
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+    std::fs::write(&blob, &corrupted).unwrap();
+    let (ok, stdout, stderr) = push(&[&v2, &tag, "--insecure-registry", &registry.host()], &[]);
+    assert!(ok, "{stdout}\n{stderr}");
+    host.wait_for_log_line("the corrupted blob refused", Duration::from_secs(15), |line| {
+        line.contains("will not serve") && line.contains("digest")
+            && line.contains(digest_of(&v2))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count_lines(&host, "will not serve"), 2, "{}", host.log());
+    assert_eq!(rejected(&host).await, 2);
+    assert_eq!(get(&host.url("/version")).await.json["version"], 1);
+    load.finish("the refusing host").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_keep_serving_while_the_registry_is_down_and_restart_from_disk() {
+    let mut registry = Registry::start();
+    let guests = guests();
+    let tag = registry.reference("app:live");
+    let v1 = push_file(&registry, &guests.v1, &tag);
+    let cache = tempfile::tempdir().unwrap();
+    let insecure = registry.host();
+    let host_builder = || {
+        HostBuilder::without_clickhouse()
+            .env("WASMHOUSE_COMPONENT", &tag)
+            .env("WASMHOUSE_INSECURE_REGISTRIES", &insecure)
+            .env("WASMHOUSE_COMPILE_CACHE", cache.path())
+            .env("WASMHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("WASMHOUSE_FOLLOW", FOLLOW)
+            .env("DOCKER_CONFIG", "/nonexistent-docker-config")
+    };
+    let first = host_builder().start();
+    let load = VersionLoad::start(&first, 2);
+
+    registry.stop();
+    first
+        .wait_for_log("the registry does not answer", Duration::from_secs(15))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count_lines(&first, "the registry does not answer"),
+        1,
+        "{}",
+        first.log()
+    );
+    load.finish("the host with its registry down").await;
+
+    // A restart while the registry is down serves the digest it last pulled.
+    drop(first);
+    let second = host_builder().start();
+    assert_eq!(get(&second.url("/version")).await.json["version"], 1);
+    assert_eq!(live(&second).await["digest"], digest_of(&v1));
+    assert!(
+        second.log().contains("serving the digest the tag had at the last pull"),
+        "{}",
+        second.log()
+    );
+
+    second
+        .wait_for_log("the registry does not answer", Duration::from_secs(15))
+        .await;
+
+    // The registry comes back; a push reaches the host that kept following.
+    registry.restart();
+    let pushed = Instant::now();
+    push_file(&registry, &guests.v2, &tag);
+    wait_for_version(&second, 2, pushed).await;
+    second
+        .wait_for_log("the followed tag resolves again", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_behind_a_login_needs_credentials() {
+    let registry = Registry::start_with_login("deployer", "s3cret-pass");
+    let guests = guests();
+    let target = registry.reference("private/app:live");
+    let file = guests.v1.to_str().unwrap();
+    let insecure = registry.host();
+
+    let (ok, _, stderr) = push(&[file, &target, "--insecure-registry", &insecure], &[]);
+    assert!(!ok, "pushed without credentials");
+    assert!(stderr.contains("docker login"), "{stderr}");
+    let (ok, _, stderr) = push(
+        &[file, &target, "--insecure-registry", &insecure],
+        &[
+            ("WASMHOUSE_REGISTRY_USERNAME", "deployer"),
+            ("WASMHOUSE_REGISTRY_PASSWORD", "wrong"),
+        ],
+    );
+    assert!(!ok, "pushed with a wrong password");
+    assert!(stderr.contains("refused access"), "{stderr}");
+    let (ok, stdout, stderr) = push(
+        &[file, &target, "--insecure-registry", &insecure],
+        &[
+            ("WASMHOUSE_REGISTRY_USERNAME", "deployer"),
+            ("WASMHOUSE_REGISTRY_PASSWORD", "s3cret-pass"),
+        ],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+
+    // Without credentials the host does not start, and says why.
+    let cache = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--component", &target])
+        .env("WASMHOUSE_INSECURE_REGISTRIES", &insecure)
+        .env("WASMHOUSE_COMPILE_CACHE", cache.path())
+        .env("DOCKER_CONFIG", "/nonexistent-docker-config")
+        .env_remove("WASMHOUSE_REGISTRY_USERNAME")
+        .output()
+        .expect("running wasmhouse serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("docker login"), "{stderr}");
+
+    // With a Docker config file (what `docker login` writes, or a
+    // Kubernetes dockerconfigjson secret mounted as DOCKER_CONFIG).
+    let docker = tempfile::tempdir().unwrap();
+    let auth = base64_encode(b"deployer:s3cret-pass");
+    std::fs::write(
+        docker.path().join("config.json"),
+        serde_json::json!({ "auths": { insecure.clone(): { "auth": auth } } }).to_string(),
+    )
+    .unwrap();
+    let host = HostBuilder::without_clickhouse()
+        .env("WASMHOUSE_COMPONENT", &target)
+        .env("WASMHOUSE_INSECURE_REGISTRIES", &insecure)
+        .env("WASMHOUSE_COMPILE_CACHE", cache.path())
+        .env("DOCKER_CONFIG", docker.path())
+        .start();
+    assert_eq!(get(&host.url("/version")).await.json["version"], 1);
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_pushed_as_spin_pushes_is_served() {
+    let registry = Registry::start();
+    let component = std::fs::read(guests::hostile(2)).unwrap();
+    // Spin's layout: its locked application as the config, each component
+    // a `vnd.wasm.content.layer` layer, static files as data layers.
+    let config = br#"{"spin_lock_version":1,"components":[{"id":"app"}]}"#.to_vec();
+    let asset = b"<h1>static</h1>".to_vec();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.fermyon.spin.application.v1+config", &config),
+        "layers": [
+            descriptor("application/vnd.wasm.content.layer.v1+wasm", &component),
+            descriptor("application/vnd.wasm.content.layer.v1+data", &asset),
+        ],
+    });
+    push_raw(
+        &registry,
+        "spin/app",
+        "1.0",
+        &[&config, &component, &asset],
+        &manifest,
+        OCI_MANIFEST,
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let host = host(
+        &registry,
+        &registry.reference("spin/app:1.0"),
+        false,
+        cache.path(),
+    )
+    .start();
+    assert_eq!(get(&host.url("/version")).await.json["version"], 2);
+    assert_eq!(
+        live(&host).await["digest"],
+        sha256_digest(manifest.to_string().as_bytes())
+    );
+}
