@@ -238,6 +238,18 @@ ensure_docker_image() {
   return 0
 }
 
+# The OCI registry the registry tests push to and pull from (distribution's
+# docker-registry, Debian's package) and htpasswd for its login.
+ensure_registry() {
+  local missing=()
+  command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "${missing[*]} missing and apt-get is not available (the registry tests need them)"
+  say "installing ${missing[*]} with apt-get (for the registry tests)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # systemd-analyze and strace, to check deploy/systemd/wasmhouse.service and
 # that its system call filter fits what the host calls (not fatal).
 ensure_systemd_analyze() {
