@@ -52,7 +52,12 @@ fn push_file(registry: &Registry, file: &Path, target: &str) -> String {
         &[],
     );
     assert!(ok, "push failed:\n{stdout}\n{stderr}");
-    let pinned = stdout.lines().last().expect("a last line").trim().to_owned();
+    let pinned = stdout
+        .lines()
+        .last()
+        .expect("a last line")
+        .trim()
+        .to_owned();
     assert!(
         pinned.starts_with(target) && pinned.contains("@sha256:"),
         "{pinned}"
@@ -162,7 +167,11 @@ async fn a_pushed_component_is_served_by_tag_and_by_digest() {
     assert_eq!(deployed.json["digest"], digest_of(&v2));
     assert_eq!(get(&by_tag.url("/version")).await.json["version"], 2);
     for (body, status, kind) in [
-        ("{\"component\": \"ghcr.io/no-scheme:1\"}", 400, "bad_reference"),
+        (
+            "{\"component\": \"ghcr.io/no-scheme:1\"}",
+            400,
+            "bad_reference",
+        ),
         ("{\"wrong\": 1}", 400, "bad_reference"),
         (
             &format!(
@@ -234,7 +243,10 @@ async fn following_hosts_take_a_moved_tag_under_load_and_roll_back() {
     for host in &hosts {
         assert_eq!(get(&host.url("/version")).await.json["version"], 1);
     }
-    let loads: Vec<VersionLoad> = hosts.iter().map(|host| VersionLoad::start(host, 3)).collect();
+    let loads: Vec<VersionLoad> = hosts
+        .iter()
+        .map(|host| VersionLoad::start(host, 3))
+        .collect();
 
     let pushed = Instant::now();
     let v2 = push_file(&registry, &guests.v2, &tag);
@@ -294,7 +306,12 @@ async fn push_raw(
             .send()
             .await
             .expect("finish upload");
-        assert_eq!(put.status(), 201, "{}", put.text().await.unwrap_or_default());
+        assert_eq!(
+            put.status(),
+            201,
+            "{}",
+            put.text().await.unwrap_or_default()
+        );
     }
     let put = client
         .put(format!("{base}/v2/{repository}/manifests/{tag}"))
@@ -303,7 +320,12 @@ async fn push_raw(
         .send()
         .await
         .expect("push manifest");
-    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap_or_default());
+    assert_eq!(
+        put.status(),
+        201,
+        "{}",
+        put.text().await.unwrap_or_default()
+    );
 }
 
 fn descriptor(media_type: &str, bytes: &[u8]) -> serde_json::Value {
@@ -335,8 +357,17 @@ async fn a_follower_refuses_what_is_not_a_good_component_once_and_keeps_serving(
         "config": descriptor("application/vnd.wasm.config.v0+json", &config),
         "layers": [descriptor("application/wasm", &text)],
     });
-    push_raw(&registry, "app", "live", &[&config, &text], &manifest, OCI_MANIFEST).await;
-    host.wait_for_log("will not serve", Duration::from_secs(15)).await;
+    push_raw(
+        &registry,
+        "app",
+        "live",
+        &[&config, &text],
+        &manifest,
+        OCI_MANIFEST,
+    )
+    .await;
+    host.wait_for_log("will not serve", Duration::from_secs(15))
+        .await;
     // Several more looks at the same tag: nothing more is logged or counted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count_lines(&host, "will not serve"), 1, "{}", host.log());
@@ -355,10 +386,15 @@ async fn a_follower_refuses_what_is_not_a_good_component_once_and_keeps_serving(
     std::fs::write(&blob, &corrupted).unwrap();
     let (ok, stdout, stderr) = push(&[&v2, &tag, "--insecure-registry", &registry.host()], &[]);
     assert!(ok, "{stdout}\n{stderr}");
-    host.wait_for_log_line("the corrupted blob refused", Duration::from_secs(15), |line| {
-        line.contains("will not serve") && line.contains("digest")
-            && line.contains(digest_of(&v2))
-    })
+    host.wait_for_log_line(
+        "the corrupted blob refused",
+        Duration::from_secs(15),
+        |line| {
+            line.contains("will not serve")
+                && line.contains("digest")
+                && line.contains(digest_of(&v2))
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count_lines(&host, "will not serve"), 2, "{}", host.log());
@@ -406,7 +442,9 @@ async fn hosts_keep_serving_while_the_registry_is_down_and_restart_from_disk() {
     assert_eq!(get(&second.url("/version")).await.json["version"], 1);
     assert_eq!(live(&second).await["digest"], digest_of(&v1));
     assert!(
-        second.log().contains("serving the digest the tag had at the last pull"),
+        second
+            .log()
+            .contains("serving the digest the tag had at the last pull"),
         "{}",
         second.log()
     );

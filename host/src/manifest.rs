@@ -583,6 +583,44 @@ mod tests {
     }
 
     #[test]
+    fn a_route_may_come_from_a_registry_and_follow_its_tag() {
+        let routes = parse_ok(
+            "[[route]]\nprefix = \"/\"\ncomponent = \"oci://registry.example:5000/team/app:live\"\nfollow = \"30s\"\n",
+        );
+        let ComponentSource::Oci(reference) = &routes[0].source else {
+            panic!("not a registry source: {:?}", routes[0].source);
+        };
+        assert_eq!(reference.registry, "registry.example:5000");
+        assert_eq!(reference.repository, "team/app");
+        assert_eq!(reference.tag.as_deref(), Some("live"));
+        assert_eq!(routes[0].follow, Some(Duration::from_secs(30)));
+
+        let pinned = format!("oci://r.example/app@sha256:{}", "a".repeat(64));
+        assert!(
+            parse_err(&format!(
+                "[[route]]\nprefix = \"/\"\ncomponent = \"{pinned}\"\nfollow = \"30s\"\n"
+            ))
+            .contains("a digest never moves")
+        );
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\ncomponent = \"app.wasm\"\nfollow = \"30s\"\n")
+                .contains("follow needs a component in a registry")
+        );
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\ncomponent = \"oci://r.example/app:1\"\nfollow = \"10ms\"\n")
+                .contains("at least 1s")
+        );
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\ncomponent = \"oci://r.example/app:1\"\nfollow = \"often\"\n")
+                .contains("follow \"often\"")
+        );
+        assert!(
+            parse_err("[[route]]\nprefix = \"/\"\ncomponent = \"oci://no-repository\"\n")
+                .contains("component:")
+        );
+    }
+
+    #[test]
     fn sql_files_become_routes_below_the_prefix() {
         let dir = tempfile::tempdir().expect("temp dir");
         let queries = dir.path().join("queries");
