@@ -315,6 +315,11 @@ async fn metrics_move_to_the_admin_listener_when_there_is_one() {
     // On the main port, /metrics is the guest's path again (the seed's 404).
     let main = get(&host.url("/metrics")).await;
     assert_eq!(main.status, 404, "{}", main.text);
+    // The host's own readiness answer, whatever the routes serve on /health.
+    let health = get(&host.admin_url("/health").expect("admin listener")).await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    assert_eq!(health.json["status"], "ok", "{}", health.text);
+    assert_eq!(health.json["routes"], 1, "{}", health.text);
 }
 
 #[tokio::test(flavor = "multi_thread")]

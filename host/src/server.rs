@@ -100,6 +100,12 @@ pub async fn serve_until_signalled(
     server.run(listener, admin, signals::shutdown()).await
 }
 
+/// On the admin listener, answered by the host itself: it is up, its routes
+/// are compiled and it is not draining (the admin listener closes when it
+/// starts to). What an orchestrator's readiness probe asks: it depends on
+/// neither ClickHouse nor a route's code.
+pub(crate) const HEALTH_PATH: &str = "/health";
+
 /// A server ready to run: routes compiled, ClickHouse pool built (no
 /// connection is opened until the first query).
 pub struct Server {
@@ -193,8 +199,16 @@ impl Server {
                     accept(admin, grace, shutdown, move |request, _peer| {
                         let (deployer, config) = (deployer.clone(), config.clone());
                         async move {
-                            if request.uri().path() == METRICS_PATH {
-                                return metrics_response(deployer.metrics());
+                            match request.uri().path() {
+                                METRICS_PATH => return metrics_response(deployer.metrics()),
+                                HEALTH_PATH => {
+                                    let routes = deployer.routes().routes().len();
+                                    return crate::respond::json(
+                                        200,
+                                        &serde_json::json!({ "status": "ok", "routes": routes }),
+                                    );
+                                }
+                                _ => {}
                             }
                             admin::handle(&deployer, &config, request).await
                         }
