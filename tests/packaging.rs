@@ -770,3 +770,183 @@ async fn nginx_passes_clients_and_request_ids() {
     assert_eq!(other.status, 200, "{}", other.text);
     assert_eq!(other.headers["x-request-id"], "through-nginx-3");
 }
+
+// ---------------------------------------------------------------------------
+// Kubernetes
+
+/// Every document of a YAML file, as JSON values.
+fn yaml_documents(path: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize as _;
+    serde_yaml_ng::Deserializer::from_str(&read_repo_file(path))
+        .map(|document| {
+            serde_json::Value::deserialize(document).unwrap_or_else(|err| panic!("{path}: {err}"))
+        })
+        .filter(|document| !document.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(documents: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    let found: Vec<_> = documents.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} expected");
+    found[0]
+}
+
+fn seconds(value: &serde_json::Value) -> u64 {
+    let text = value.as_str().expect("a duration string");
+    let digits = text.strip_suffix('s').expect("a duration in seconds");
+    digits.parse().expect("whole seconds")
+}
+
+#[test]
+fn kubernetes_manifests_hold_what_the_readme_says() {
+    let documents = yaml_documents("deploy/kubernetes/wasmhouse.yaml");
+    let secrets = yaml_documents("deploy/kubernetes/secret.example.yaml");
+    let deployment = of_kind(&documents, "Deployment");
+    let pod = &deployment["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    assert_eq!(&deployment["spec"]["selector"]["matchLabels"], labels);
+    let containers = pod["spec"]["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let container = &containers[0];
+    let env: std::collections::BTreeMap<String, serde_json::Value> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().to_owned(), v.clone()))
+        .collect();
+    let value = |name: &str| {
+        env[name]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no value"))
+            .to_owned()
+    };
+    // Every variable is one the binary reads (DOCKER_CONFIG is Docker's own,
+    // read for registry credentials).
+    let names: Vec<String> = env
+        .keys()
+        .filter(|n| *n != "DOCKER_CONFIG")
+        .cloned()
+        .collect();
+    assert_variables_exist(&names);
+
+    // Ports: the named ports the probes and the Service use exist, and the
+    // host listens where they say.
+    let port_of = |name: &str| {
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no container port {name}"))["containerPort"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(value("WASMHOUSE_LISTEN").ends_with(&format!(":{}", port_of("http"))));
+    assert!(value("WASMHOUSE_ADMIN_LISTEN").ends_with(&format!(":{}", port_of("admin"))));
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["path"], "/health", "{probe}");
+        assert_eq!(container[probe]["httpGet"]["port"], "admin", "{probe}");
+    }
+
+    // A component from a registry, following its tag.
+    assert!(value("WASMHOUSE_COMPONENT").starts_with("oci://"));
+    assert!(seconds(&env["WASMHOUSE_FOLLOW"]["value"]) >= 1);
+
+    // The drain: the grace period covers the preStop pause and the host's
+    // own drain (the request budget).
+    let pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("preStop sleep");
+    let drain = seconds(&env["WASMHOUSE_REQUEST_TIMEOUT"]["value"]);
+    assert_eq!(
+        drain,
+        REQUEST_BUDGET.as_secs(),
+        "the manifest's request timeout is the default"
+    );
+    let grace = pod["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace period");
+    assert!(
+        grace > pause + drain,
+        "grace {grace}s ≤ pause {pause}s + drain {drain}s"
+    );
+
+    // Requests from the measured RSS (BENCHMARKS.md: 33–48 MiB), a memory limit.
+    assert_eq!(container["resources"]["requests"]["memory"], "64Mi");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+
+    // The image's user, a read-only root, the compile cache writable.
+    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 65534);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    let mounted_at = |path: &str| {
+        mounts
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("nothing mounted at {path}"))["name"]
+            .clone()
+    };
+    assert!(!mounted_at(&value("WASMHOUSE_COMPILE_CACHE")).is_null());
+    let volume_named = |name: &serde_json::Value| {
+        pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| &v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .clone()
+    };
+
+    // Secrets: every key the Deployment reads is in the example; the pull
+    // secret is mounted as DOCKER_CONFIG's config.json.
+    let secret = |name: &str| {
+        secrets
+            .iter()
+            .find(|s| s["kind"] == "Secret" && s["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("secret.example.yaml has no secret {name}"))
+            .clone()
+    };
+    for (name, variable) in &env {
+        if let Some(reference) = variable.get("valueFrom").map(|v| &v["secretKeyRef"]) {
+            let held = secret(reference["name"].as_str().unwrap());
+            assert!(
+                held["stringData"]
+                    .get(reference["key"].as_str().unwrap())
+                    .is_some(),
+                "{name}: the secret has no key {}",
+                reference["key"]
+            );
+        }
+    }
+    assert!(
+        env["CLICKHOUSE_URL"].get("valueFrom").is_some(),
+        "ClickHouse credentials come from a Secret"
+    );
+    let registry = volume_named(&mounted_at(&value("DOCKER_CONFIG")));
+    let pull = secret(registry["secret"]["secretName"].as_str().unwrap());
+    assert_eq!(pull["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(registry["secret"]["items"][0]["key"], ".dockerconfigjson");
+    assert_eq!(registry["secret"]["items"][0]["path"], "config.json");
+    let config: serde_json::Value =
+        serde_json::from_str(pull["stringData"][".dockerconfigjson"].as_str().unwrap())
+            .expect("JSON");
+    assert!(config["auths"].is_object());
+
+    // The Service, the autoscaler and the budget all point at these pods.
+    let service = of_kind(&documents, "Service");
+    assert_eq!(&service["spec"]["selector"], labels);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    let autoscaler = of_kind(&documents, "HorizontalPodAutoscaler");
+    assert_eq!(
+        autoscaler["spec"]["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
+    assert_eq!(autoscaler["spec"]["metrics"][0]["resource"]["name"], "cpu");
+    let budget = of_kind(&documents, "PodDisruptionBudget");
+    assert_eq!(&budget["spec"]["selector"]["matchLabels"], labels);
+    assert!(
+        budget["spec"]["minAvailable"].as_u64().unwrap()
+            < deployment["spec"]["replicas"].as_u64().unwrap()
+    );
+}
