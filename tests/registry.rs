@@ -569,3 +569,68 @@ async fn a_component_pushed_as_spin_pushes_is_served() {
         sha256_digest(manifest.to_string().as_bytes())
     );
 }
+
+/// A client of `wkg`'s own stack (oci-wasm on its oci-client), over plain
+/// HTTP to the loopback registry.
+fn wkg_client() -> oci_wasm::WasmClient {
+    use oci_client_wkg::client::{ClientConfig, ClientProtocol};
+    oci_wasm::WasmClient::new(oci_client_wkg::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    }))
+}
+
+fn wkg_reference(registry: &Registry, path: &str) -> oci_client_wkg::Reference {
+    format!("{}/{path}", registry.host())
+        .parse()
+        .expect("a reference")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_wkg_pushes_is_served_and_what_wasmhouse_pushes_wkg_reads() {
+    let registry = Registry::start();
+    let anonymous = oci_client_wkg::secrets::RegistryAuth::Anonymous;
+    let client = wkg_client();
+
+    // `wkg oci push`'s writer: served as it is.
+    let v2 = std::fs::read(guests::hostile(2)).unwrap();
+    let (config, layer) =
+        oci_wasm::WasmConfig::from_raw_component(v2.clone(), None).expect("a component");
+    client
+        .push(&wkg_reference(&registry, "wkg/app:1"), &anonymous, layer, config, None)
+        .await
+        .expect("pushed as wkg pushes");
+    let cache = tempfile::tempdir().unwrap();
+    let host = host(&registry, &registry.reference("wkg/app:1"), false, cache.path()).start();
+    assert_eq!(get(&host.url("/version")).await.json["version"], 2);
+    assert_eq!(live(&host).await["origin"], "registry");
+
+    // `wasmhouse push`'s output through wkg's reader: its config is a
+    // component's, its one layer the component's bytes.
+    let v1 = std::fs::read(guests::hostile(1)).unwrap();
+    push_file(&registry, &guests::hostile(1), &registry.reference("ours/app:1"));
+    let reference = wkg_reference(&registry, "ours/app:1");
+    let (manifest, config, _digest) = client
+        .pull_manifest_and_config(&reference, &anonymous)
+        .await
+        .expect("wkg reads the manifest and config");
+    assert_eq!(config.architecture, "wasm");
+    assert_eq!(config.os, "wasip2");
+    assert_eq!(config.layer_digests, vec![sha256_digest(&v1)]);
+    let component = config.component.expect("the component's world");
+    assert!(
+        component
+            .exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler")),
+        "{:?}",
+        component.exports
+    );
+    assert_eq!(manifest.layers.len(), 1);
+    let image = client
+        .pull(&reference, &anonymous)
+        .await
+        .expect("wkg pulls it");
+    assert_eq!(image.layers.len(), 1);
+    assert_eq!(image.layers[0].data.as_ref(), v1.as_slice());
+}
