@@ -411,15 +411,15 @@ async fn hosts_keep_serving_while_the_registry_is_down_and_restart_from_disk() {
     let v1 = push_file(&registry, &guests.v1, &tag);
     let cache = tempfile::tempdir().unwrap();
     let insecure = registry.host();
-    let host_builder = || {
+    let host_for = |component: &str| {
         HostBuilder::without_clickhouse()
-            .env("WASMHOUSE_COMPONENT", &tag)
+            .env("WASMHOUSE_COMPONENT", component)
             .env("WASMHOUSE_INSECURE_REGISTRIES", &insecure)
             .env("WASMHOUSE_COMPILE_CACHE", cache.path())
             .env("WASMHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("WASMHOUSE_FOLLOW", FOLLOW)
             .env("DOCKER_CONFIG", "/nonexistent-docker-config")
     };
+    let host_builder = || host_for(&tag).env("WASMHOUSE_FOLLOW", FOLLOW);
     let first = host_builder().start();
     let load = VersionLoad::start(&first, 2);
 
@@ -452,6 +452,11 @@ async fn hosts_keep_serving_while_the_registry_is_down_and_restart_from_disk() {
     second
         .wait_for_log("the registry does not answer", Duration::from_secs(15))
         .await;
+    // A pinned digest pulled before starts without the network at all.
+    let pinned = host_for(&v1).start();
+    assert_eq!(get(&pinned.url("/version")).await.json["version"], 1);
+    assert!(pinned.log().contains("from_disk=true"), "{}", pinned.log());
+    drop(pinned);
 
     // The registry comes back; a push reaches the host that kept following.
     registry.restart();
@@ -597,18 +602,34 @@ async fn what_wkg_pushes_is_served_and_what_wasmhouse_pushes_wkg_reads() {
     let (config, layer) =
         oci_wasm::WasmConfig::from_raw_component(v2.clone(), None).expect("a component");
     client
-        .push(&wkg_reference(&registry, "wkg/app:1"), &anonymous, layer, config, None)
+        .push(
+            &wkg_reference(&registry, "wkg/app:1"),
+            &anonymous,
+            layer,
+            config,
+            None,
+        )
         .await
         .expect("pushed as wkg pushes");
     let cache = tempfile::tempdir().unwrap();
-    let host = host(&registry, &registry.reference("wkg/app:1"), false, cache.path()).start();
+    let host = host(
+        &registry,
+        &registry.reference("wkg/app:1"),
+        false,
+        cache.path(),
+    )
+    .start();
     assert_eq!(get(&host.url("/version")).await.json["version"], 2);
     assert_eq!(live(&host).await["origin"], "registry");
 
     // `wasmhouse push`'s output through wkg's reader: its config is a
     // component's, its one layer the component's bytes.
     let v1 = std::fs::read(guests::hostile(1)).unwrap();
-    push_file(&registry, &guests::hostile(1), &registry.reference("ours/app:1"));
+    push_file(
+        &registry,
+        &guests::hostile(1),
+        &registry.reference("ours/app:1"),
+    );
     let reference = wkg_reference(&registry, "ours/app:1");
     let (manifest, config, _digest) = client
         .pull_manifest_and_config(&reference, &anonymous)
