@@ -289,7 +289,10 @@ async fn push_raw(
             .await
             .expect("start upload");
         assert_eq!(started.status(), 202);
-        let location = started.headers()["location"].to_str().unwrap().to_owned();
+        let location = started.headers()["location"]
+            .to_str()
+            .expect("a Location header")
+            .to_owned();
         let location = if location.starts_with('/') {
             format!("{base}{location}")
         } else {
