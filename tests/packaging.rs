@@ -255,6 +255,73 @@ async fn container_serves_simple_query() {
     assert_eq!(status.trim(), "0", "exit status after SIGTERM");
 }
 
+#[tokio::test]
+async fn container_serves_a_component_from_a_registry() {
+    let Some(image) = std::env::var("WASMHOUSE_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
+    else {
+        eprintln!(
+            "skipped: set WASMHOUSE_IMAGE (scripts/docker-image builds one) to run the container test"
+        );
+        return;
+    };
+    // The image carries CA roots where TLS clients look (a scratch image has
+    // none of its own): the registry client needs them for HTTPS.
+    let created = run(Command::new("docker").args(["create", &image]));
+    assert!(
+        created.status.success(),
+        "docker create: {}",
+        text(&created)
+    );
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let copied = run(Command::new("docker").args([
+        "cp",
+        &format!("{id}:/etc/ssl/certs/ca-certificates.crt"),
+        "-",
+    ]));
+    let _ = Command::new("docker").args(["rm", &id]).output();
+    assert!(
+        copied.status.success(),
+        "no CA bundle in the image: {}",
+        text(&copied)
+    );
+    assert!(
+        copied.stdout.len() > 10_000,
+        "the CA bundle is nearly empty"
+    );
+
+    // The seed routes pushed to a registry, served by the container from it.
+    let registry = common::registry::Registry::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = dir.path().join("seed.wasm");
+    std::fs::write(&component, wasmhouse::BUILTIN_COMPONENT).expect("write the component");
+    let target = registry.reference("seed:live");
+    let pushed = run(Command::new(env!("CARGO_BIN_EXE_wasmhouse")).args([
+        "push",
+        component.to_str().expect("UTF-8 path"),
+        &target,
+        "--insecure-registry",
+        &registry.host(),
+    ]));
+    assert!(pushed.status.success(), "push: {}", text(&pushed));
+    let clickhouse = ClickHouse::start();
+    let port = clickhouse.http_port().to_string();
+    let (container, base) = run_container(
+        &image,
+        &[
+            ("CLICKHOUSE_HOST", "127.0.0.1"),
+            ("CLICKHOUSE_PORT", &port),
+            ("WASMHOUSE_COMPONENT", &target),
+            ("WASMHOUSE_INSECURE_REGISTRIES", &registry.host()),
+        ],
+        &[],
+    )
+    .await;
+    common::seed::assert_simple_query(&base).await;
+    assert!(container.logs().contains("pulled"), "{}", container.logs());
+}
+
 /// `image` run with `env` (and extra `docker run` arguments), answering
 /// `/health`: the container and its base URL.
 async fn run_container(image: &str, env: &[(&str, &str)], extra: &[&str]) -> (Container, String) {

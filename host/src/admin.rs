@@ -285,7 +285,7 @@ fn deploy_error(err: &DeployError) -> hyper::Response<ResponseBody> {
         DeployError::Manifest(_) => (400, "invalid_manifest"),
         DeployError::Route { .. } => (400, "reload_failed"),
         DeployError::Refused { .. } => (400, "sql_check_failed"),
-        DeployError::Registry { source, .. } => match source {
+        DeployError::Registry { failure, .. } => match failure {
             RegistryError::Unreachable { .. } => (502, "registry_unreachable"),
             RegistryError::Refused { .. } => (400, "registry_refused"),
         },

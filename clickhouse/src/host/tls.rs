@@ -117,6 +117,20 @@ fn default_roots() -> rustls::RootCertStore {
     roots
 }
 
+/// The same roots as [`default_roots`], as certificates, for clients that
+/// take certificates rather than a rustls store (the OCI registry client,
+/// whose own default refuses to build without a system store).
+pub fn default_root_certificates() -> Vec<CertificateDer<'static>> {
+    let system = rustls_native_certs::load_native_certs().certs;
+    let mut parsable = rustls::RootCertStore::empty();
+    let (added, _ignored) = parsable.add_parsable_certificates(system.iter().cloned());
+    if added == 0 {
+        webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec()
+    } else {
+        system
+    }
+}
+
 /// A client builder for the host's HTTP requests that are not to ClickHouse
 /// (its own health check, `wasmhouse load`, OTLP export): HTTPS verified
 /// against the same default roots, so it builds in a scratch container too

@@ -66,12 +66,13 @@ pub(crate) enum DeployError {
         why: String,
     },
     /// A route's registry reference could not be pulled.
-    #[error("route {route:?}: {source}")]
+    #[error("route {route:?}: {failure}")]
     Registry {
         /// The route's name.
         route: String,
-        /// What the registry answered, or that it did not.
-        source: RegistryError,
+        /// What the registry answered, or that it did not (in the message,
+        /// not a separate source: it would be printed twice).
+        failure: RegistryError,
     },
     /// Compiling was cut short (the host is shutting down).
     #[error("compiling was interrupted: {0}")]
@@ -260,9 +261,9 @@ impl Deployer {
             self.registry
                 .pull(reference)
                 .await
-                .map_err(|source| DeployError::Registry {
+                .map_err(|failure| DeployError::Registry {
                     route: name.to_owned(),
-                    source,
+                    failure,
                 })?;
         self.deploy_pulled(&route, pulled, false)
             .await
@@ -477,10 +478,10 @@ impl Deployer {
             ComponentSource::File(path) => self.compiled.compile_file(&self.runtime, path),
             ComponentSource::Oci(reference) => {
                 let pulled =
-                    block_on(self.registry.pull_or_last_known(reference)).map_err(|source| {
+                    block_on(self.registry.pull_or_last_known(reference)).map_err(|failure| {
                         DeployError::Registry {
                             route: spec.name.clone(),
-                            source,
+                            failure,
                         }
                     })?;
                 tracing::info!(

@@ -22,6 +22,7 @@ pub(crate) mod reference;
 pub(crate) mod store;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Args;
@@ -251,7 +252,9 @@ impl RegistryArgs {
 
 /// Pulls components from registries and pushes them there.
 pub(crate) struct Registry {
-    client: oci_client::Client,
+    /// Made on first use: a host that never pulls never reads a CA store.
+    client: OnceLock<Result<oci_client::Client, String>>,
+    insecure: Vec<String>,
     store: LocalStore,
     max_component_bytes: u64,
 }
@@ -267,21 +270,51 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// A client for `config`'s registries.
     pub(crate) fn new(config: &RegistryConfig) -> Self {
-        wasmhouse_clickhouse::host::tls::install_crypto_provider();
-        let client = oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: concat!("wasmhouse/", env!("CARGO_PKG_VERSION")),
-            // A reference names one component, never a list to choose from.
-            platform_resolver: None,
-            ..ClientConfig::default()
-        });
         Self {
-            client,
+            client: OnceLock::new(),
+            insecure: config.insecure.clone(),
             store: LocalStore::new(config.store.clone()),
             max_component_bytes: config.max_component_bytes,
         }
+    }
+
+    /// The distribution client, made on first use: HTTPS verified against
+    /// the system's roots (Mozilla's where it has none, as in a scratch
+    /// container), plain HTTP for the listed registries.
+    fn client(&self, reference: &OciReference) -> Result<&oci_client::Client, RegistryError> {
+        let client = self.client.get_or_init(|| {
+            wasmhouse_clickhouse::host::tls::install_crypto_provider();
+            let roots = wasmhouse_clickhouse::host::tls::default_root_certificates()
+                .into_iter()
+                .map(|der| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Der,
+                    data: der.to_vec(),
+                })
+                .collect();
+            // oci-client builds a default reqwest client beside the one it
+            // is asked for, and that one panics where the system has no CA
+            // store: say so rather than die.
+            let config = ClientConfig {
+                protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
+                connect_timeout: Some(CONNECT_TIMEOUT),
+                read_timeout: Some(READ_TIMEOUT),
+                user_agent: concat!("wasmhouse/", env!("CARGO_PKG_VERSION")),
+                tls_certs_only: roots,
+                // A reference names one component, never a list to choose from.
+                platform_resolver: None,
+                ..ClientConfig::default()
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                oci_client::Client::try_from(config)
+            }))
+                .map_err(|_| {
+                    "the system has no CA certificates (install ca-certificates, or point SSL_CERT_FILE at a PEM bundle)".to_owned()
+                })?
+                .map_err(|err| error_chain(&err))
+        });
+        client
+            .as_ref()
+            .map_err(|why| RegistryError::refused(reference, format!("no registry client: {why}")))
     }
 
     /// The digest `reference` names now: its pinned digest, or what its
@@ -291,10 +324,11 @@ impl Registry {
             return Ok(digest.clone());
         }
         let auth = self.auth(reference).await?;
+        let client = self.client(reference)?;
         let client_reference = reference.client_reference();
         let digest = tokio::time::timeout(
             RESOLVE_TIMEOUT,
-            self.client.fetch_manifest_digest(&client_reference, &auth),
+            client.fetch_manifest_digest(&client_reference, &auth),
         )
         .await
         .map_err(|_| {
@@ -382,15 +416,15 @@ impl Registry {
             return Ok(pulled);
         }
         let auth = self.auth(pinned).await?;
+        let client = self.client(pinned)?;
         let client_reference = pinned.client_reference();
-        self.client
+        client
             .store_auth_if_needed(client_reference.resolve_registry(), &auth)
             .await;
         let manifest = match self.store.blob(&digest) {
             Some(manifest) => manifest,
             None => {
-                let (manifest, _) = self
-                    .client
+                let (manifest, _) = client
                     .pull_manifest_raw(&client_reference, &auth, &format::ACCEPTED_MANIFESTS)
                     .await
                     .map_err(|err| RegistryError::from_client(pinned, err))?;
@@ -447,8 +481,8 @@ impl Registry {
         client_reference: &oci_client::Reference,
         layer: &format::Descriptor,
     ) -> Result<Vec<u8>, RegistryError> {
-        let mut stream = self
-            .client
+        let client = self.client(pinned)?;
+        let mut stream = client
             .pull_blob_stream(client_reference, &layer.client_descriptor())
             .await
             .map_err(|err| RegistryError::from_client(pinned, err))?;
@@ -515,26 +549,27 @@ impl Registry {
         let artifact = format::artifact(component, imports, exports);
         let digest = sha256_digest(&artifact.manifest);
         let auth = self.auth(reference).await?;
+        let client = self.client(reference)?;
         let client_reference = reference.client_reference();
         let push = async {
-            self.client
+            client
                 .store_auth_if_needed(client_reference.resolve_registry(), &auth)
                 .await;
-            self.client
+            client
                 .push_blob(
                     &client_reference,
                     component.to_vec(),
                     &artifact.layer_digest,
                 )
                 .await?;
-            self.client
+            client
                 .push_blob(
                     &client_reference,
                     artifact.config.clone(),
                     &artifact.config_digest,
                 )
                 .await?;
-            self.client
+            client
                 .push_manifest_raw(
                     &client_reference,
                     artifact.manifest.clone(),
@@ -572,8 +607,8 @@ impl Registry {
         let digest = self.resolve(source).await?;
         let pinned = source.at(&digest);
         let auth = self.auth(source).await?;
-        let (manifest, _) = self
-            .client
+        let client = self.client(source)?;
+        let (manifest, _) = client
             .pull_manifest_raw(
                 &pinned.client_reference(),
                 &auth,
@@ -601,7 +636,7 @@ impl Registry {
         })?;
         let mut target = target.clone();
         target.digest = None;
-        self.client
+        client
             .push_manifest_raw(&target.client_reference(), manifest, content_type)
             .await
             .map_err(|err| RegistryError::from_client(&target, err))?;
