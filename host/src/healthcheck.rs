@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::config::DEFAULT_LISTEN;
+use crate::errors::error_chain;
 
 /// Default budget for the whole check: below Docker's default HEALTHCHECK
 /// timeout (30 s) and well below the image's (3 s).
@@ -148,22 +149,6 @@ pub fn run(args: &HealthcheckArgs) -> (String, bool) {
         ),
         Err(err) => (format!("unhealthy: {err}"), false),
     }
-}
-
-/// An error and its causes on one line ("error sending request: connection
-/// refused").
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ mod deploy;
 mod dispatch;
 mod docs;
 mod embedded;
+mod errors;
 mod manifest;
 mod metrics;
 mod openapi;

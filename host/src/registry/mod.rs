@@ -31,6 +31,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 
+use crate::errors::error_chain;
 pub(crate) use reference::OciReference;
 use store::{LocalStore, sha256_digest};
 
@@ -185,6 +186,21 @@ impl RegistryError {
     }
 }
 
+/// `operation` on `reference`, given up as unanswered after `limit`.
+async fn within<T>(
+    limit: Duration,
+    reference: &OciReference,
+    operation: &str,
+    future: impl Future<Output = Result<T, RegistryError>>,
+) -> Result<T, RegistryError> {
+    tokio::time::timeout(limit, future).await.map_err(|_| {
+        RegistryError::unreachable(
+            reference,
+            format!("{operation} took more than {}s", limit.as_secs()),
+        )
+    })?
+}
+
 /// How to give credentials for `reference`'s registry.
 fn credentials_hint(reference: &OciReference) -> String {
     format!(
@@ -193,21 +209,6 @@ fn credentials_hint(reference: &OciReference) -> String {
         auth::USERNAME_VARIABLE,
         auth::PASSWORD_VARIABLE
     )
-}
-
-/// `err` and every error under it, `: `-separated.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        if !text.contains(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A component pulled and checked.
@@ -324,20 +325,24 @@ impl Registry {
             return Ok(digest.clone());
         }
         let auth = self.auth(reference).await?;
+        self.resolve_tag(reference, &auth).await
+    }
+
+    /// What `reference`'s tag points at, asked with `auth`.
+    async fn resolve_tag(
+        &self,
+        reference: &OciReference,
+        auth: &RegistryAuth,
+    ) -> Result<String, RegistryError> {
         let client = self.client(reference)?;
         let client_reference = reference.client_reference();
-        let digest = tokio::time::timeout(
-            RESOLVE_TIMEOUT,
-            client.fetch_manifest_digest(&client_reference, &auth),
-        )
-        .await
-        .map_err(|_| {
-            RegistryError::unreachable(
-                reference,
-                format!("no answer in {}s", RESOLVE_TIMEOUT.as_secs()),
-            )
-        })?
-        .map_err(|err| RegistryError::from_client(reference, err))?;
+        let digest = within(RESOLVE_TIMEOUT, reference, "resolving the tag", async {
+            client
+                .fetch_manifest_digest(&client_reference, auth)
+                .await
+                .map_err(|err| RegistryError::from_client(reference, err))
+        })
+        .await?;
         if !reference::is_sha256_digest(&digest) {
             return Err(RegistryError::refused(
                 reference,
@@ -350,16 +355,22 @@ impl Registry {
     /// Resolve `reference`, then pull what it names and check it; what is
     /// on this host's disk already is not fetched again.
     pub(crate) async fn pull(&self, reference: &OciReference) -> Result<Pulled, RegistryError> {
-        let digest = self.resolve(reference).await?;
+        // The credentials a tag was resolved with serve the pull too.
+        let (digest, auth) = match &reference.digest {
+            Some(digest) => (digest.clone(), None),
+            None => {
+                let auth = self.auth(reference).await?;
+                (self.resolve_tag(reference, &auth).await?, Some(auth))
+            }
+        };
         let pinned = reference.at(&digest);
-        let pulled = tokio::time::timeout(TRANSFER_TIMEOUT, self.pull_pinned(&pinned))
-            .await
-            .map_err(|_| {
-                RegistryError::unreachable(
-                    &pinned,
-                    format!("the pull took more than {}s", TRANSFER_TIMEOUT.as_secs()),
-                )
-            })??;
+        let pulled = within(
+            TRANSFER_TIMEOUT,
+            &pinned,
+            "the pull",
+            self.pull_pinned(&pinned, auth),
+        )
+        .await?;
         if let Some(name) = reference.tag_name() {
             self.store.keep_tag(&name, &digest);
         }
@@ -410,12 +421,21 @@ impl Registry {
         })
     }
 
-    async fn pull_pinned(&self, pinned: &OciReference) -> Result<Pulled, RegistryError> {
+    /// Pull what `pinned` names (`auth`: the credentials, when the caller
+    /// has them already).
+    async fn pull_pinned(
+        &self,
+        pinned: &OciReference,
+        auth: Option<RegistryAuth>,
+    ) -> Result<Pulled, RegistryError> {
         let digest = pinned.digest.clone().expect("pinned");
         if let Some(pulled) = self.pull_pinned_locally(pinned) {
             return Ok(pulled);
         }
-        let auth = self.auth(pinned).await?;
+        let auth = match auth {
+            Some(auth) => auth,
+            None => self.auth(pinned).await?,
+        };
         let client = self.client(pinned)?;
         let client_reference = pinned.client_reference();
         client
@@ -423,31 +443,7 @@ impl Registry {
             .await;
         let manifest = match self.store.blob(&digest) {
             Some(manifest) => manifest,
-            None => {
-                let (manifest, _) = client
-                    .pull_manifest_raw(&client_reference, &auth, &format::ACCEPTED_MANIFESTS)
-                    .await
-                    .map_err(|err| RegistryError::from_client(pinned, err))?;
-                if manifest.len() > MAX_MANIFEST_BYTES {
-                    return Err(RegistryError::refused(
-                        pinned,
-                        format!(
-                            "the manifest is {} bytes; more than {MAX_MANIFEST_BYTES} is no component's",
-                            manifest.len()
-                        ),
-                    ));
-                }
-                let actual = sha256_digest(&manifest);
-                if actual != digest {
-                    return Err(RegistryError::refused(
-                        pinned,
-                        format!(
-                            "the registry's manifest has digest {actual}, not {digest}: refused"
-                        ),
-                    ));
-                }
-                manifest.to_vec()
-            }
+            None => self.fetch_manifest(pinned, &auth).await?,
         };
         let layer = format::component_layer(&manifest)
             .map_err(|why| RegistryError::refused(pinned, why))?;
@@ -472,6 +468,41 @@ impl Registry {
             component,
             local: false,
         })
+    }
+
+    /// The manifest `pinned` names, bounded and checked against its digest.
+    async fn fetch_manifest(
+        &self,
+        pinned: &OciReference,
+        auth: &RegistryAuth,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let digest = pinned.digest.as_deref().expect("pinned");
+        let (manifest, _) = self
+            .client(pinned)?
+            .pull_manifest_raw(
+                &pinned.client_reference(),
+                auth,
+                &format::ACCEPTED_MANIFESTS,
+            )
+            .await
+            .map_err(|err| RegistryError::from_client(pinned, err))?;
+        if manifest.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::refused(
+                pinned,
+                format!(
+                    "the manifest is {} bytes; more than {MAX_MANIFEST_BYTES} is no component's",
+                    manifest.len()
+                ),
+            ));
+        }
+        let actual = sha256_digest(&manifest);
+        if actual != digest {
+            return Err(RegistryError::refused(
+                pinned,
+                format!("the registry's manifest has digest {actual}, not {digest}: refused"),
+            ));
+        }
+        Ok(manifest.to_vec())
     }
 
     /// The layer's bytes, no more than it declares, checked against its digest.
@@ -577,15 +608,11 @@ impl Registry {
                 )
                 .await
         };
-        tokio::time::timeout(TRANSFER_TIMEOUT, push)
-            .await
-            .map_err(|_| {
-                RegistryError::unreachable(
-                    reference,
-                    format!("the push took more than {}s", TRANSFER_TIMEOUT.as_secs()),
-                )
-            })?
-            .map_err(|err| RegistryError::from_client(reference, err))?;
+        within(TRANSFER_TIMEOUT, reference, "the push", async {
+            push.await
+                .map_err(|err| RegistryError::from_client(reference, err))
+        })
+        .await?;
         Ok(digest)
     }
 
@@ -604,24 +631,13 @@ impl Registry {
                 format!("tagging copies no blobs: {source} must be in the same repository"),
             ));
         }
-        let digest = self.resolve(source).await?;
-        let pinned = source.at(&digest);
         let auth = self.auth(source).await?;
-        let client = self.client(source)?;
-        let (manifest, _) = client
-            .pull_manifest_raw(
-                &pinned.client_reference(),
-                &auth,
-                &format::ACCEPTED_MANIFESTS,
-            )
-            .await
-            .map_err(|err| RegistryError::from_client(&pinned, err))?;
-        if sha256_digest(&manifest) != digest {
-            return Err(RegistryError::refused(
-                &pinned,
-                "the registry's manifest does not have the digest it was asked for",
-            ));
-        }
+        let digest = match &source.digest {
+            Some(digest) => digest.clone(),
+            None => self.resolve_tag(source, &auth).await?,
+        };
+        let pinned = source.at(&digest);
+        let manifest = self.fetch_manifest(&pinned, &auth).await?;
         format::component_layer(&manifest).map_err(|why| RegistryError::refused(&pinned, why))?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
             .ok()
@@ -636,7 +652,7 @@ impl Registry {
         })?;
         let mut target = target.clone();
         target.digest = None;
-        client
+        self.client(&target)?
             .push_manifest_raw(&target.client_reference(), manifest, content_type)
             .await
             .map_err(|err| RegistryError::from_client(&target, err))?;
