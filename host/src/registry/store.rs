@@ -72,22 +72,14 @@ impl LocalStore {
     }
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename, so a
-/// reader never sees half a file; a failure is logged and otherwise ignored
-/// (the store is a cache).
+/// Write `bytes` to `path` whole, creating its directory; a failure is
+/// logged and otherwise ignored (the store is a cache).
 fn write_atomically(path: &Path, bytes: &[u8]) {
-    let write = || -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let temporary = dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
-            std::process::id()
-        ));
-        std::fs::write(&temporary, bytes)?;
-        std::fs::rename(&temporary, path)
-    };
-    if let Err(err) = write() {
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| crate::runtime::compile_cache::write_whole(path, bytes));
+    if let Err(err) = written {
         tracing::warn!(path = %path.display(), error = %err, "could not keep a pulled blob on disk");
     }
 }

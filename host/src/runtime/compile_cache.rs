@@ -156,25 +156,9 @@ impl CompileCache {
         }
     }
 
-    /// Write `compiled` to `path` whole: a temporary file of this write
-    /// alone (two compiles of one component, in this process or another
-    /// host sharing the directory, never write the same file), then a rename.
+    /// Write `compiled` to `path` whole (see [`write_whole`]).
     fn store(&self, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        let temporary = self.directory.join(format!(
-            ".{}.{}.{}.tmp",
-            path.file_name()
-                .map(|name| name.to_string_lossy())
-                .unwrap_or_default(),
-            std::process::id(),
-            WRITES.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written =
-            std::fs::write(&temporary, compiled).and_then(|()| std::fs::rename(&temporary, path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        written
+        write_whole(path, compiled)
     }
 
     /// Remove the least recently used files past [`CACHE_LIMIT_BYTES`],
@@ -222,6 +206,29 @@ fn own_uid() -> Option<u32> {
     std::fs::metadata("/proc/self")
         .ok()
         .map(|metadata| metadata.uid())
+}
+
+/// Write `bytes` to `path` whole: a temporary file beside it of this write
+/// alone (two writers of one file, in this process or another host sharing
+/// the directory, never write the same temporary), then a rename, so a
+/// reader sees no file or all of it. The directory must exist.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let temporary = directory.join(format!(
+        ".{}.{}.{}.tmp",
+        path.file_name()
+            .map(|name| name.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written =
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[cfg(test)]
