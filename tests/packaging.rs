@@ -161,15 +161,23 @@ impl Drop for Container {
     }
 }
 
-#[tokio::test]
-async fn container_serves_simple_query() {
-    let Some(image) = std::env::var("WASMHOUSE_IMAGE")
+/// The image the container tests run (`WASMHOUSE_IMAGE`); `None`, after
+/// saying the test is skipped, when none is given.
+fn container_image() -> Option<String> {
+    let image = std::env::var("WASMHOUSE_IMAGE")
         .ok()
-        .filter(|image| !image.is_empty())
-    else {
+        .filter(|image| !image.is_empty());
+    if image.is_none() {
         eprintln!(
             "skipped: set WASMHOUSE_IMAGE (scripts/docker-image builds one) to run the container test"
         );
+    }
+    image
+}
+
+#[tokio::test]
+async fn container_serves_simple_query() {
+    let Some(image) = container_image() else {
         return;
     };
     let clickhouse = ClickHouse::start();
@@ -257,13 +265,7 @@ async fn container_serves_simple_query() {
 
 #[tokio::test]
 async fn container_serves_a_component_from_a_registry() {
-    let Some(image) = std::env::var("WASMHOUSE_IMAGE")
-        .ok()
-        .filter(|image| !image.is_empty())
-    else {
-        eprintln!(
-            "skipped: set WASMHOUSE_IMAGE (scripts/docker-image builds one) to run the container test"
-        );
+    let Some(image) = container_image() else {
         return;
     };
     // The image carries CA roots where TLS clients look (a scratch image has
@@ -372,11 +374,7 @@ async fn run_container(image: &str, env: &[(&str, &str)], extra: &[&str]) -> (Co
 
 #[tokio::test]
 async fn container_reaches_clickhouse_over_https() {
-    let Some(image) = std::env::var("WASMHOUSE_IMAGE")
-        .ok()
-        .filter(|image| !image.is_empty())
-    else {
-        eprintln!("skipped: set WASMHOUSE_IMAGE to run the container test");
+    let Some(image) = container_image() else {
         return;
     };
     let certs = common::certs::Certs::generate();

@@ -78,13 +78,14 @@ fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// A host serving `component` (a reference) on every path, following it
-/// when `follow`, with its own compile cache (and so its own store of
-/// pulled components) in `cache`.
-fn host(registry: &Registry, component: &str, follow: bool, cache: &Path) -> HostBuilder {
+/// A host serving `component` (a reference) on every path, from the
+/// registry at `insecure` (`HOST:PORT`, plain HTTP), following it when
+/// `follow`, with its own compile cache (and so its own store of pulled
+/// components) in `cache`; no credentials.
+fn host(insecure: &str, component: &str, follow: bool, cache: &Path) -> HostBuilder {
     let mut builder = HostBuilder::without_clickhouse()
         .env("WASMHOUSE_COMPONENT", component)
-        .env("WASMHOUSE_INSECURE_REGISTRIES", registry.host())
+        .env("WASMHOUSE_INSECURE_REGISTRIES", insecure)
         .env("WASMHOUSE_COMPILE_CACHE", cache)
         .env("WASMHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("DOCKER_CONFIG", "/nonexistent-docker-config")
@@ -143,7 +144,7 @@ async fn a_pushed_component_is_served_by_tag_and_by_digest() {
     let cache = tempfile::tempdir().expect("temp dir");
 
     // By tag: the admin API and the metrics name the digest it resolved to.
-    let by_tag = host(&registry, &tag, false, cache.path()).start();
+    let by_tag = host(&registry.host(), &tag, false, cache.path()).start();
     assert_eq!(get(&by_tag.url("/version")).await.json["version"], 1);
     let described = live(&by_tag).await;
     assert_eq!(described["origin"], "registry", "{described}");
@@ -202,7 +203,7 @@ async fn a_pushed_component_is_served_by_tag_and_by_digest() {
 
     // By digest: the registry need not keep the tag.
     let other = tempfile::tempdir().expect("temp dir");
-    let by_digest = host(&registry, &pinned, false, other.path()).start();
+    let by_digest = host(&registry.host(), &pinned, false, other.path()).start();
     assert_eq!(get(&by_digest.url("/version")).await.json["version"], 1);
     assert_eq!(live(&by_digest).await["digest"], digest_of(&pinned));
 }
@@ -238,7 +239,7 @@ async fn following_hosts_take_a_moved_tag_under_load_and_roll_back() {
     let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let hosts: Vec<Wasmhouse> = caches
         .iter()
-        .map(|cache| host(&registry, &tag, true, cache.path()).start())
+        .map(|cache| host(&registry.host(), &tag, true, cache.path()).start())
         .collect();
     for host in &hosts {
         assert_eq!(get(&host.url("/version")).await.json["version"], 1);
@@ -348,7 +349,7 @@ async fn a_follower_refuses_what_is_not_a_good_component_once_and_keeps_serving(
     let tag = registry.reference("app:live");
     push_file(&registry, &guests.v1, &tag);
     let cache = tempfile::tempdir().unwrap();
-    let host = host(&registry, &tag, true, cache.path()).start();
+    let host = host(&registry.host(), &tag, true, cache.path()).start();
     let load = VersionLoad::start(&host, 2);
 
     // The tag moves to a "component" that is not WebAssembly.
@@ -414,15 +415,7 @@ async fn hosts_keep_serving_while_the_registry_is_down_and_restart_from_disk() {
     let v1 = push_file(&registry, &guests.v1, &tag);
     let cache = tempfile::tempdir().unwrap();
     let insecure = registry.host();
-    let host_for = |component: &str| {
-        HostBuilder::without_clickhouse()
-            .env("WASMHOUSE_COMPONENT", component)
-            .env("WASMHOUSE_INSECURE_REGISTRIES", &insecure)
-            .env("WASMHOUSE_COMPILE_CACHE", cache.path())
-            .env("WASMHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("DOCKER_CONFIG", "/nonexistent-docker-config")
-    };
-    let host_builder = || host_for(&tag).env("WASMHOUSE_FOLLOW", FOLLOW);
+    let host_builder = || host(&insecure, &tag, true, cache.path());
     let first = host_builder().start();
     let load = VersionLoad::start(&first, 2);
 
@@ -456,7 +449,7 @@ async fn hosts_keep_serving_while_the_registry_is_down_and_restart_from_disk() {
         .wait_for_log("the registry does not answer", Duration::from_secs(15))
         .await;
     // A pinned digest pulled before starts without the network at all.
-    let pinned = host_for(&v1).start();
+    let pinned = host(&insecure, &v1, false, cache.path()).start();
     assert_eq!(get(&pinned.url("/version")).await.json["version"], 1);
     assert!(pinned.log().contains("from_disk=true"), "{}", pinned.log());
     drop(pinned);
@@ -523,10 +516,7 @@ async fn a_registry_behind_a_login_needs_credentials() {
         serde_json::json!({ "auths": { insecure.clone(): { "auth": auth } } }).to_string(),
     )
     .unwrap();
-    let host = HostBuilder::without_clickhouse()
-        .env("WASMHOUSE_COMPONENT", &target)
-        .env("WASMHOUSE_INSECURE_REGISTRIES", &insecure)
-        .env("WASMHOUSE_COMPILE_CACHE", cache.path())
+    let host = host(&insecure, &target, false, cache.path())
         .env("DOCKER_CONFIG", docker.path())
         .start();
     assert_eq!(get(&host.url("/version")).await.json["version"], 1);
@@ -565,7 +555,7 @@ async fn a_component_pushed_as_spin_pushes_is_served() {
     .await;
     let cache = tempfile::tempdir().unwrap();
     let host = host(
-        &registry,
+        &registry.host(),
         &registry.reference("spin/app:1.0"),
         false,
         cache.path(),
@@ -616,7 +606,7 @@ async fn what_wkg_pushes_is_served_and_what_wasmhouse_pushes_wkg_reads() {
         .expect("pushed as wkg pushes");
     let cache = tempfile::tempdir().unwrap();
     let host = host(
-        &registry,
+        &registry.host(),
         &registry.reference("wkg/app:1"),
         false,
         cache.path(),
