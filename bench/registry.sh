@@ -15,6 +15,8 @@
 # 127.0.0.1, for a bounded time.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$ROOT"
+# The embedded Python shares bench/benchlib.py.
+export PYTHONPATH="$ROOT/bench${PYTHONPATH:+:$PYTHONPATH}"
 
 PUSHES="${BENCH_PUSHES:-5}"
 FOLLOW="${BENCH_FOLLOW:-2s}"
@@ -85,20 +87,7 @@ hosts = [urllib.parse.urlparse(h) for h in sys.argv[8:]]
 pushes = int(pushes)
 v1, v2 = open(v1_path, "rb").read(), open(v2_path, "rb").read()
 
-def leb(n):
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-def unique(component, nonce):
-    """The component with a custom section naming `nonce`: new bytes, a new
-    digest, nothing has compiled it."""
-    name = b"wasmhouse-bench-nonce"
-    body = leb(len(name)) + name + nonce.encode()
-    return component + b"\x00" + leb(len(body)) + body
+from benchlib import unique
 
 def version(host):
     connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
@@ -138,14 +127,10 @@ PY
 for n in 0 1; do
   eval "wait \$WRK_$n" || true
   python3 - "$WORK/wrk-$n" "$CONNECTIONS" "$((n + 1))" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-total = re.search(r"(\d+) requests in", text)
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-failed = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
-print(f"host {sys.argv[3]}: wrk -c{sys.argv[2]} on /version, {float(rps.group(1)):.0f} req/s, "
-      f"{total.group(1)} requests, {failed} failed")
+import sys
+from benchlib import wrk_summary
+rps, total, failed = wrk_summary(open(sys.argv[1]).read())
+print(f"host {sys.argv[3]}: wrk -c{sys.argv[2]} on /version, {rps:.0f} req/s, "
+      f"{total} requests, {failed} failed")
 PY
 done
