@@ -194,6 +194,20 @@ ensure_chdb() {
   fi
 }
 
+# componentize-py, at the version sdk-python/pyproject.toml pins, in a virtual
+# environment under target/ (the Python guest and SDK tests build with it).
+ensure_componentize_py() {
+  command -v python3 >/dev/null 2>&1 || die "python3 (3.11 or later) is needed for the Python route tests"
+  local venv="$ROOT/target/python-tools" version
+  version="$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["tool"]["wasmhouse"]["componentize-py"])' "$ROOT/sdk-python/pyproject.toml")"
+  if [ "$(cat "$venv/componentize-py.version" 2>/dev/null)" != "$version" ] || [ ! -x "$venv/bin/componentize-py" ]; then
+    say "installing componentize-py $version with pip (for the Python route tests)"
+    python3 -m venv --clear "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "componentize-py==$version"
+    echo -n "$version" > "$venv/componentize-py.version"
+  fi
+}
+
 # Docker for the container test: installed (apt) and started when missing,
 # then the image built with scripts/docker-image and WASMHOUSE_IMAGE exported.
 # Never fatal: without docker the container test reports itself skipped.

@@ -353,3 +353,57 @@ async fn a_new_javascript_project_builds_and_serves_typed_routes() {
     let host = serve_twice(&clickhouse, &component, &dir);
     assert_template_routes(&host).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_python_project_builds_serves_typed_routes_and_reloads_in_dev() {
+    let (_parent, dir) = new_project("python", "events-py");
+    // The project's own tests, under the machine's Python.
+    run(&dir, "python3", &["-m", "unittest", "--quiet"]);
+    let component = build(&dir);
+    assert!(component.ends_with("dist/events-py.wasm"));
+
+    let clickhouse = ClickHouse::start();
+    let host = serve_twice(&clickhouse, &component, &dir);
+    assert_template_routes(&host).await;
+    drop(host);
+
+    // `wasmhouse dev` against that ClickHouse: an edit is rebuilt and
+    // swapped in, a broken one leaves the last good version serving.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhouse"));
+    command
+        .current_dir(&dir)
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .env("CLICKHOUSE_URL", clickhouse.url())
+        .env_remove("CARGO_TARGET_DIR");
+    let mut dev = HostBuilder::from_command(command).start();
+    let hello = get(&dev.url("/hello/dev")).await;
+    assert_eq!(hello.json["greeting"], "Hello, dev!", "{}", hello.text);
+    let source = dir.join("src/app.py");
+    let original = std::fs::read_to_string(&source).expect("src/app.py");
+    assert!(original.contains("concat('Hello, '"));
+    std::fs::write(
+        &source,
+        original.replace("concat('Hello, '", "concat('Hi, '"),
+    )
+    .expect("edit");
+    let swapped = wait_for_greeting(&dev, "Hi, dev!").await;
+    eprintln!("a Python edit was live {swapped:?} after the save");
+    // A module that raises while it is imported (at build time) fails the
+    // build with Python's own traceback.
+    std::fs::write(&source, format!("{original}\nraise RuntimeError('no')\n")).expect("break");
+    dev.wait_for_log(
+        "the last version that built keeps serving",
+        Duration::from_secs(300),
+    )
+    .await;
+    assert!(dev.log().contains("RuntimeError"), "{}", dev.log());
+    let still = get(&dev.url("/hello/dev")).await;
+    assert_eq!(still.json["greeting"], "Hi, dev!", "{}", still.text);
+    dev.signal("TERM");
+    assert_eq!(
+        dev.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        dev.log()
+    );
+}

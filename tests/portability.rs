@@ -57,7 +57,7 @@ impl JcoServe {
         }
         let child = command.spawn().expect("spawning jco serve");
         let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(180);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "jco serve did not start");
             std::thread::sleep(Duration::from_millis(100));
@@ -81,9 +81,17 @@ impl Drop for JcoServe {
 
 /// `wasmhouse compose` of the built-in seed routes.
 fn composed_seed(dir: &Path) -> PathBuf {
+    composed(dir, None)
+}
+
+/// `wasmhouse compose [GUEST]`: `guest` (the built-in routes when none)
+/// with the adapter plugged in.
+fn composed(dir: &Path, guest: Option<&Path>) -> PathBuf {
     let output = dir.join("seed.wasm");
     let status = Command::new(env!("CARGO_BIN_EXE_wasmhouse"))
-        .args(["compose", "-o"])
+        .arg("compose")
+        .args(guest)
+        .arg("-o")
         .arg(&output)
         .status()
         .expect("running wasmhouse compose");
@@ -196,13 +204,34 @@ async fn javascript_seed_guest_passes_the_route_tests_on_the_host() {
     common::seed::assert_clickhouse_down(&base).await;
 }
 
+/// The seed routes in Python, composed with the adapter, on `jco serve`:
+/// the same route tests, and the same answers as on the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_seed_routes_pass_on_jco_serve() {
+    let clickhouse = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = composed(dir.path(), Some(&guests::python_seed()));
+    let jco = JcoServe::start(&component, &[("CLICKHOUSE_URL", clickhouse.url())]);
+    let base = jco.url("");
+    common::seed::assert_routes(&base, &clickhouse).await;
+    common::seed::assert_client_errors(&base).await;
+}
+
 /// `wasmtime serve` 48 from `cargo install wasmtime-cli` (`./scripts/test`
 /// installs it when missing).
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_routes_pass_on_wasmtime_serve() {
+    for guest in [None, Some(guests::python_seed())] {
+        seed_routes_on_wasmtime_serve(guest.as_deref()).await;
+    }
+}
+
+/// The route tests against `wasmtime serve` of `guest` (the built-in routes
+/// when none) composed with the adapter.
+async fn seed_routes_on_wasmtime_serve(guest: Option<&Path>) {
     let clickhouse = ClickHouse::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let component = composed_seed(dir.path());
+    let component = composed(dir.path(), guest);
     let port = common::clickhouse::free_port();
     let mut child = Command::new("wasmtime")
         .args(["serve", "-S", "cli", "--addr"])
@@ -215,7 +244,9 @@ async fn seed_routes_pass_on_wasmtime_serve() {
         .stderr(Stdio::null())
         .spawn()
         .expect("wasmtime on PATH: cargo install wasmtime-cli --version 48.0.8 --locked (./scripts/test does)");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // It compiles the component first: the Python one (18 MB) takes
+    // tens of seconds on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(240);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "wasmtime serve did not start");
         std::thread::sleep(Duration::from_millis(100));

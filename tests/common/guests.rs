@@ -1,5 +1,6 @@
 //! Test guests: the Rust ones built by the build (`tests/programs`), the
-//! JavaScript one with componentize-js when its source changed.
+//! JavaScript one with componentize-js and the Python ones with
+//! componentize-py when their sources changed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,4 +63,64 @@ pub fn javascript_seed() -> PathBuf {
         output
     })
     .clone()
+}
+
+/// The seed routes in Python (`guest-python/app.py` on `sdk-python/`),
+/// built with componentize-py; rebuilt only when a source is newer than the
+/// component.
+pub fn python_seed() -> PathBuf {
+    static SEED: OnceLock<PathBuf> = OnceLock::new();
+    SEED.get_or_init(|| python_component("guest-python", "seed-py.wasm"))
+        .clone()
+}
+
+/// A misbehaving Python route component (`tests/guests/hostile-python`):
+/// routes that loop, overflow the stack, exhaust memory or raise.
+pub fn python_hostile() -> PathBuf {
+    static HOSTILE: OnceLock<PathBuf> = OnceLock::new();
+    HOSTILE
+        .get_or_init(|| python_component("tests/guests/hostile-python", "hostile-py.wasm"))
+        .clone()
+}
+
+/// `app.py` in `source` (under the workspace root) with the Python SDK,
+/// built into `target/python/{output}` by the componentize-py
+/// `./scripts/test` installs.
+fn python_component(source: &str, output: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let output = root.join("target/python").join(output);
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let sources = [root.join(source), root.join("sdk-python/wasmhouse")];
+    let newest_source = sources
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).expect("a Python source directory"))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "py"))
+        .filter_map(|path| modified(&path))
+        .max();
+    if modified(&output).is_some() && modified(&output) >= newest_source {
+        return output;
+    }
+    let componentize = root.join("target/python-tools/bin/componentize-py");
+    assert!(
+        componentize.exists(),
+        "{} is missing: ./scripts/test installs it (see ensure_componentize_py in scripts/lib.sh)",
+        componentize.display()
+    );
+    std::fs::create_dir_all(output.parent().expect("target/python")).expect("create target/python");
+    // Built to a temporary name: another test binary may read the last build.
+    let building = output.with_extension(format!("{}.wasm", std::process::id()));
+    let status = Command::new(componentize)
+        .current_dir(root)
+        .args(["--wit-path", "wit", "--world", "route", "componentize", "app"])
+        .args(["--python-path", source, "--python-path", "sdk-python", "--output"])
+        .arg(&building)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running componentize-py");
+    assert!(status.success(), "building the Python guest in {source} failed");
+    std::fs::rename(&building, &output).expect("move the Python guest into place");
+    output
 }

@@ -1,5 +1,6 @@
 //! `wasmhouse build`: a project's component, with the language's own tools
-//! (cargo for Rust, componentize-js through npm for JavaScript). Their
+//! (cargo for Rust, componentize-js through npm for JavaScript,
+//! componentize-py installed with pip for Python). Their
 //! output goes to standard error; standard output gets one line, the
 //! component's path, so `wasmhouse build | tail -1` is the path.
 
@@ -43,6 +44,7 @@ pub(crate) fn build_project(project: &Project) -> anyhow::Result<PathBuf> {
     match project.lang {
         Lang::Rust => build_rust(&project.dir),
         Lang::JavaScript => build_javascript(&project.dir),
+        Lang::Python => build_python(&project.dir),
     }
 }
 
@@ -151,4 +153,217 @@ fn build_javascript(dir: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(component)
+}
+
+/// What `pyproject.toml` says about the build.
+#[derive(Debug, PartialEq, Eq)]
+struct PythonProject {
+    /// `[project] name`: the component is `dist/{name}.wasm`.
+    name: String,
+    /// `[project] dependencies`: bundled into the component.
+    dependencies: Vec<String>,
+    /// `[tool.wasmhouse] module`: the module componentize-py builds.
+    module: String,
+    /// `[tool.wasmhouse] componentize-py`: the builder's version.
+    componentize_py: String,
+}
+
+impl PythonProject {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let doc: toml::Table = toml::from_str(text).context("pyproject.toml is not valid TOML")?;
+        let project = doc
+            .get("project")
+            .and_then(|p| p.as_table())
+            .context("pyproject.toml has no [project] table")?;
+        let name = project
+            .get("name")
+            .and_then(|n| n.as_str())
+            .context("pyproject.toml has no [project] name")?
+            .to_owned();
+        let dependencies = match project.get("dependencies") {
+            None => Vec::new(),
+            Some(list) => list
+                .as_array()
+                .and_then(|items| {
+                    items
+                        .iter()
+                        .map(|item| item.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .context("[project] dependencies must be a list of requirement strings")?,
+        };
+        let tool = doc
+            .get("tool")
+            .and_then(|t| t.get("wasmhouse"))
+            .and_then(|t| t.as_table());
+        let setting = |key: &str| tool.and_then(|t| t.get(key)).and_then(|v| v.as_str());
+        let module = setting("module").unwrap_or("app").to_owned();
+        if module.is_empty()
+            || !module
+                .split('.')
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        {
+            bail!("[tool.wasmhouse] module = {module:?} is not a Python module name");
+        }
+        let componentize_py = setting("componentize-py")
+            .map(str::to_owned)
+            .unwrap_or_else(super::template::componentize_py_version);
+        Ok(Self {
+            name,
+            dependencies,
+            module,
+            componentize_py,
+        })
+    }
+}
+
+/// Where a Python project's build keeps its tools and bundled packages.
+const PYTHON_STATE: &str = ".wasmhouse/python";
+
+fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {
+    let project = PythonProject::parse(
+        &std::fs::read_to_string(dir.join("pyproject.toml")).context("reading pyproject.toml")?,
+    )?;
+    let state = dir.join(PYTHON_STATE);
+    let componentize = ensure_componentize_py(&state, &project.componentize_py)?;
+    let mut paths = vec![dir.join("src"), dir.join("lib")];
+    if !project.dependencies.is_empty() {
+        paths.push(bundle_dependencies(&state, &project.dependencies)?);
+    }
+    std::fs::create_dir_all(dir.join("dist")).context("creating dist/")?;
+    let component = dir.join("dist").join(format!("{}.wasm", project.name));
+    let mut command = Command::new(&componentize);
+    command
+        .current_dir(dir)
+        .args(["--wit-path", "wit", "--world", "route", "componentize"])
+        .arg(&project.module)
+        .arg("--output")
+        .arg(&component);
+    for path in paths.iter().filter(|path| path.is_dir()) {
+        command.arg("--python-path").arg(path);
+    }
+    let status = command
+        .stdout(to_stderr()?)
+        .status()
+        .with_context(|| format!("running {}", componentize.display()))?;
+    if !status.success() {
+        bail!(
+            "the build failed (componentize-py's messages are above: a Python error there is raised while src/{}.py is imported)",
+            project.module.replace('.', "/")
+        );
+    }
+    Ok(component)
+}
+
+/// The project's own componentize-py, installed with pip in a virtual
+/// environment under `state` the first time (and when the pin changes).
+fn ensure_componentize_py(state: &Path, version: &str) -> anyhow::Result<PathBuf> {
+    let venv = state.join("tools");
+    let componentize = venv.join("bin/componentize-py");
+    let stamp = venv.join("componentize-py.version");
+    if componentize.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|v| v == version) {
+        return Ok(componentize);
+    }
+    eprintln!("installing componentize-py {version} with pip (once, about 20 s)");
+    let status = Command::new(python3()?)
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .stdout(to_stderr()?)
+        .status()
+        .context("running python3 -m venv")?;
+    if !status.success() {
+        bail!("python3 -m venv failed (its messages are above): install Python's venv module (apt-get install python3-venv)");
+    }
+    let status = Command::new(venv.join("bin/python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .arg(format!("componentize-py=={version}"))
+        .stdout(to_stderr()?)
+        .status()
+        .context("running pip")?;
+    if !status.success() {
+        bail!("pip could not install componentize-py=={version} (its messages are above)");
+    }
+    std::fs::write(&stamp, version).context("recording componentize-py's version")?;
+    Ok(componentize)
+}
+
+/// The interpreter that runs the build tools: Python 3.11 or later.
+fn python3() -> anyhow::Result<PathBuf> {
+    let output = Command::new("python3")
+        .args(["-c", "import sys; print(sys.version_info >= (3, 11))"])
+        .output()
+        .context("running python3: install Python 3.11 or later (it runs componentize-py)")?;
+    if String::from_utf8_lossy(&output.stdout).trim() != "True" {
+        bail!("python3 is older than 3.11: componentize-py needs Python 3.11 or later");
+    }
+    Ok(PathBuf::from("python3"))
+}
+
+/// The project's `dependencies`, installed with pip into a directory
+/// bundled into the component; reinstalled only when the list changes.
+/// Only pure-Python wheels can run inside the component.
+fn bundle_dependencies(state: &Path, dependencies: &[String]) -> anyhow::Result<PathBuf> {
+    let site = state.join("site");
+    let stamp = state.join("site.requirements");
+    let wanted = dependencies.join("\n");
+    if site.is_dir() && std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted) {
+        return Ok(site);
+    }
+    eprintln!("bundling {} with pip", dependencies.join(", "));
+    if site.exists() {
+        std::fs::remove_dir_all(&site).with_context(|| format!("clearing {}", site.display()))?;
+    }
+    let status = Command::new(state.join("tools/bin/python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(["--only-binary", ":all:", "--platform", "any", "--implementation", "py"])
+        .arg("--target")
+        .arg(&site)
+        .args(dependencies)
+        .stdout(to_stderr()?)
+        .status()
+        .context("running pip")?;
+    if !status.success() {
+        bail!(
+            "pip could not bundle {} (its messages are above): only pure-Python packages (py3-none-any wheels) run inside a component",
+            dependencies.join(", ")
+        );
+    }
+    std::fs::write(&stamp, &wanted).context("recording the bundled packages")?;
+    Ok(site)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyproject_settings_and_their_defaults() {
+        let project = PythonProject::parse(
+            "[project]\nname = \"ev\"\ndependencies = [\"humanize==4.9.0\"]\n[tool.wasmhouse]\nmodule = \"routes\"\ncomponentize-py = \"0.25.0\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            project,
+            PythonProject {
+                name: "ev".into(),
+                dependencies: vec!["humanize==4.9.0".into()],
+                module: "routes".into(),
+                componentize_py: "0.25.0".into(),
+            }
+        );
+        let bare = PythonProject::parse("[project]\nname = \"ev\"\n").expect("valid");
+        assert_eq!(bare.module, "app");
+        assert_eq!(bare.componentize_py, super::super::template::componentize_py_version());
+        assert!(bare.dependencies.is_empty());
+        for (bad, says) in [
+            ("name = 1", "[project] table"),
+            ("[project]\nversion = \"1\"", "[project] name"),
+            ("[project]\nname = \"a\"\ndependencies = [1]", "list of requirement strings"),
+            ("[project]\nname = \"a\"\n[tool.wasmhouse]\nmodule = \"a-b\"", "not a Python module name"),
+            ("[project", "not valid TOML"),
+        ] {
+            let err = PythonProject::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 }

@@ -228,11 +228,11 @@ fn is_source(dir: &Path, path: &Path) -> bool {
         return false;
     }
     let name = relative.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    matches!(name, "Cargo.toml" | "package.json")
+    matches!(name, "Cargo.toml" | "package.json" | "pyproject.toml")
         || relative
             .extension()
             .and_then(|e| e.to_str())
-            .is_some_and(|ext| matches!(ext, "rs" | "js" | "mjs" | "wit"))
+            .is_some_and(|ext| matches!(ext, "rs" | "js" | "mjs" | "py" | "wit"))
 }
 
 #[cfg(test)]
@@ -249,6 +249,9 @@ mod tests {
             "lib/router.js",
             "wasmhouse-sdk/src/router.rs",
             "wit/clickhouse.wit",
+            "src/app.py",
+            "lib/wasmhouse/router.py",
+            "pyproject.toml",
         ] {
             assert!(is_source(dir, &dir.join(source)), "{source}");
         }
@@ -261,6 +264,8 @@ mod tests {
             "README.md",
             "wasmhouse.toml",
             "package-lock.json",
+            "src/__pycache__/app.cpython-311.pyc",
+            ".wasmhouse/python/site/six.py",
         ] {
             assert!(!is_source(dir, &dir.join(other)), "{other}");
         }

@@ -3,9 +3,9 @@
 //! rebuilds it on every save.
 //!
 //! A project is a directory with a `wasmhouse.toml` beside the language's
-//! own build file (`Cargo.toml`, `package.json`); the language is read from
-//! which one is there, so a kind added later (Python, SQL) is one more
-//! [`Lang`] with its template and its build step.
+//! own build file (`Cargo.toml`, `package.json`, `pyproject.toml`); the
+//! language is read from which one is there, so a kind added later is one
+//! more [`Lang`] with its template and its build step.
 
 mod build;
 mod dev;
@@ -27,6 +27,9 @@ pub enum Lang {
     /// JavaScript, with the wasmhouse router (built with componentize-js).
     #[value(name = "js", alias = "javascript")]
     JavaScript,
+    /// Python, with the wasmhouse Python SDK (built with componentize-py).
+    #[value(name = "python", alias = "py")]
+    Python,
 }
 
 impl Lang {
@@ -35,6 +38,37 @@ impl Lang {
         match self {
             Self::Rust => "Cargo.toml",
             Self::JavaScript => "package.json",
+            Self::Python => "pyproject.toml",
+        }
+    }
+
+    /// Every language, in the order a directory's markers are looked for.
+    const ALL: [Self; 3] = [Self::Rust, Self::JavaScript, Self::Python];
+
+    /// Its name, for messages.
+    fn display(self) -> &'static str {
+        match self {
+            Self::Rust => "Rust",
+            Self::JavaScript => "JavaScript",
+            Self::Python => "Python",
+        }
+    }
+
+    /// Where a new project's routes are.
+    fn routes(self) -> &'static str {
+        match self {
+            Self::Rust => "src/lib.rs",
+            Self::JavaScript => "src/routes.js",
+            Self::Python => "src/app.py",
+        }
+    }
+
+    /// How a new project's declarations are tested.
+    fn test_command(self) -> &'static str {
+        match self {
+            Self::Rust => "cargo test",
+            Self::JavaScript => "npm test  (after the first build, which runs npm install)",
+            Self::Python => "python3 -m unittest",
         }
     }
 }
@@ -71,12 +105,12 @@ impl Project {
                 dir.display()
             );
         }
-        let lang = [Lang::Rust, Lang::JavaScript]
+        let lang = Lang::ALL
             .into_iter()
             .find(|lang| dir.join(lang.marker()).is_file())
             .with_context(|| {
                 format!(
-                    "{} has a wasmhouse.toml but neither Cargo.toml (Rust) nor package.json (JavaScript)",
+                    "{} has a wasmhouse.toml but no Cargo.toml (Rust), package.json (JavaScript) or pyproject.toml (Python)",
                     dir.display()
                 )
             })?;
@@ -114,26 +148,17 @@ pub fn new_project(args: &NewArgs) -> anyhow::Result<()> {
         std::fs::write(&path, &file.contents)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let test = match args.lang {
-        Lang::Rust => "cargo test",
-        Lang::JavaScript => "npm test  (after the first build, which runs npm install)",
-    };
     println!(
         "wrote a {} route project in {dir}\n\n  cd {dir}\n  wasmhouse dev     # build, serve on http://127.0.0.1:8000 with a local ClickHouse, rebuild on save\n  {test}\n  wasmhouse build   # the component, for `wasmhouse serve --manifest wasmhouse.toml`\n\nThe routes are in {routes}; README.md says more.",
-        match args.lang {
-            Lang::Rust => "Rust",
-            Lang::JavaScript => "JavaScript",
-        },
+        args.lang.display(),
         dir = args.path.display(),
-        routes = match args.lang {
-            Lang::Rust => "src/lib.rs",
-            Lang::JavaScript => "src/routes.js",
-        },
+        test = args.lang.test_command(),
+        routes = args.lang.routes(),
     );
     Ok(())
 }
 
-/// A name Cargo and npm both take: `my-routes`, `events2`.
+/// A name Cargo, npm and Python packaging all take: `my-routes`, `events2`.
 fn check_name(name: &str) -> anyhow::Result<()> {
     let valid = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())

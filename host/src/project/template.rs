@@ -11,6 +11,9 @@ use super::Lang;
 
 static RUST: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates/rust");
 static JAVASCRIPT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates/js");
+static PYTHON: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates/python");
+/// The Python SDK package, the same files the Python seed uses.
+static PYTHON_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../sdk-python/wasmhouse");
 /// The SDK crate as it is in this repository (its `wit/` included).
 static SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../sdk");
 static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../wit");
@@ -25,6 +28,9 @@ const JS_LIBRARY: [(&str, &str); 2] = [
 /// The workspace's lock file: a new Rust project starts from the versions
 /// this SDK was tested with (Cargo drops the entries it does not need).
 const CARGO_LOCK: &str = include_str!("../../../Cargo.lock");
+/// The Python SDK's project file: it pins the componentize-py every Python
+/// build installs (the tests' Python guest included).
+const PYTHON_SDK_PROJECT: &str = include_str!("../../../sdk-python/pyproject.toml");
 /// The JavaScript build tools' versions, the ones the tests use.
 const JS_TOOLS: &str = include_str!("../../../tests/portability/package.json");
 
@@ -65,8 +71,34 @@ pub(crate) fn files(lang: Lang, name: &str) -> Vec<File> {
                 });
             }
         }
+        Lang::Python => {
+            values.push(("componentize_py_version", componentize_py_version()));
+            files.extend(templated(&PYTHON, Path::new(""), &values));
+            files.extend(copied(&WIT, Path::new("wit")));
+            files.extend(
+                copied(&PYTHON_SDK, Path::new("lib/wasmhouse"))
+                    .into_iter()
+                    .filter(|file| file.path.extension().is_some_and(|ext| ext == "py")),
+            );
+        }
     }
     files
+}
+
+/// The componentize-py version the SDK is built and tested with.
+pub(crate) fn componentize_py_version() -> String {
+    toml::from_str::<toml::Table>(PYTHON_SDK_PROJECT)
+        .ok()
+        .and_then(|doc| {
+            doc.get("tool")?
+                .get("wasmhouse")?
+                .get("componentize-py")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| {
+            unreachable!("sdk-python/pyproject.toml pins [tool.wasmhouse] componentize-py")
+        })
 }
 
 /// The template's files with `{{key}}` replaced; `gitignore` becomes
@@ -157,6 +189,39 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("{{"), "a placeholder left: {text}");
+    }
+
+    #[test]
+    fn a_python_project_carries_the_sdk_and_a_pinned_builder() {
+        let paths = paths(Lang::Python);
+        for expected in [
+            "pyproject.toml",
+            "src/app.py",
+            "tests/test_routes.py",
+            "lib/wasmhouse/__init__.py",
+            "lib/wasmhouse/router.py",
+            "wit/clickhouse.wit",
+            "wasmhouse.toml",
+            ".gitignore",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == expected),
+                "{expected} missing: {paths:?}"
+            );
+        }
+        assert!(!paths.iter().any(|p| p.contains("__pycache__")), "{paths:?}");
+        let project = files(Lang::Python, "my-routes")
+            .into_iter()
+            .find(|f| f.path == Path::new("pyproject.toml"))
+            .expect("pyproject.toml");
+        let project: toml::Table =
+            toml::from_str(std::str::from_utf8(&project.contents).expect("UTF-8")).expect("TOML");
+        assert_eq!(project["project"]["name"].as_str(), Some("my-routes"));
+        let pinned = project["tool"]["wasmhouse"]["componentize-py"]
+            .as_str()
+            .expect("pinned");
+        assert_eq!(pinned, componentize_py_version());
+        assert!(pinned.starts_with(|c: char| c.is_ascii_digit()), "{pinned}");
     }
 
     #[test]

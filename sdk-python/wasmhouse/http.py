@@ -1,0 +1,133 @@
+"""The glue between an ``App`` and ``wasi:http``: ``serve(app)`` is the class
+componentize-py exports as the component's ``wasi:http/incoming-handler``.
+
+    IncomingHandler = serve(app)
+
+Paths are matched below the route's prefix (the ``spin-path-info`` header the
+host and Spin send), so the component works at ``/`` and under any prefix,
+on every runtime. A ``QueryError`` or ``HTTPException`` out of a handler is
+its JSON error; a ``MemoryError`` traps the instance (the host answers 500,
+``memory_limit``); anything else is a 500 naming the exception, with the
+traceback on standard error (the host logs it).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any, Optional
+
+from .clickhouse import Streamed
+from .router import App, HTTPException, Request, Response, error_response
+
+try:  # Inside a component: the bindings componentize-py generates.
+    from componentize_py_types import Err as _Err
+    from componentize_py_types import Ok as _Ok
+    from wit_world import exports as _exports
+    from wit_world.imports import types as _types
+except ImportError:  # Under CPython (unit tests): nothing to serve.
+    _exports = None
+
+#: The most request body a handler may read.
+MAX_BODY = 16 << 20
+#: WASI's blocking write takes at most this much at a time.
+_WRITE_CHUNK = 4096
+
+_METHODS = {
+    "Method_Get": "GET",
+    "Method_Head": "HEAD",
+    "Method_Post": "POST",
+    "Method_Put": "PUT",
+    "Method_Delete": "DELETE",
+    "Method_Patch": "PATCH",
+    "Method_Options": "OPTIONS",
+    "Method_Connect": "CONNECT",
+    "Method_Trace": "TRACE",
+}
+
+
+def _method(variant: Any) -> str:
+    name = type(variant).__name__
+    return variant.value if name == "Method_Other" else _METHODS[name]
+
+
+def _read_body(incoming: Any) -> bytes:
+    body = incoming.consume()
+    stream = body.stream()
+    parts = []
+    size = 0
+    try:
+        while True:
+            try:
+                chunk = stream.blocking_read(65536)
+            except _Err as err:
+                if type(err.value).__name__ == "StreamError_Closed":
+                    break
+                raise
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise HTTPException(413, f"the request body is over {MAX_BODY >> 20} MiB")
+            parts.append(chunk)
+    finally:
+        stream.__exit__(None, None, None)
+    return b"".join(parts)
+
+
+def _send(out: Any, response: Response) -> None:
+    headers = [("content-type", response.media_type.encode())]
+    headers.extend((name, value.encode()) for name, value in response.headers)
+    outgoing = _types.OutgoingResponse(_types.Fields.from_list(headers))
+    outgoing.set_status_code(response.status)
+    body = outgoing.body()
+    _types.ResponseOutparam.set(out, _Ok(outgoing))
+    stream = body.write()
+    complete = True
+    try:
+        if isinstance(response, Streamed):
+            response.result.forward(stream)
+        else:
+            data = response.body
+            for offset in range(0, len(data), _WRITE_CHUNK):
+                stream.blocking_write_and_flush(data[offset : offset + _WRITE_CHUNK])
+    except Exception:  # the client went away, or the query failed mid-way
+        complete = False
+    stream.__exit__(None, None, None)
+    # An unfinished body tells the client the response was cut short.
+    if complete:
+        _types.OutgoingBody.finish(body, None)
+
+
+def _answer(app: App, incoming: Any) -> Response:
+    target = incoming.path_with_query() or "/"
+    path, _, query_string = target.partition("?")
+    fields = incoming.headers()
+
+    def header(name: str) -> Optional[str]:
+        values = fields.get(name)
+        return values[0].decode(errors="replace") if values else None
+
+    prefixed = header("spin-path-info")
+    request = Request(_method(incoming.method()), prefixed or path, query_string, header, lambda: _read_body(incoming))
+    try:
+        return app.handle(request)
+    except HTTPException as err:
+        return err.response()
+    except MemoryError:
+        # Out of the route's memory: let the instance trap, so the host
+        # answers (and counts) it as the memory limit it is.
+        raise
+    except Exception as err:
+        traceback.print_exc(file=sys.stderr)
+        return error_response(500, "internal", f"{type(err).__name__}: {err}")
+
+
+def serve(app: App) -> type:
+    """``app`` as the component's ``wasi:http/incoming-handler`` export: assign
+    it to ``IncomingHandler`` in the module componentize-py builds."""
+    base = _exports.IncomingHandler if _exports is not None else object
+
+    class IncomingHandler(base):  # type: ignore[misc, valid-type]
+        def handle(self, request: Any, response_out: Any) -> None:
+            _send(response_out, _answer(app, request))
+
+    return IncomingHandler
