@@ -64,7 +64,7 @@ PIDS+=("$CH_PID")
 start_wasmhouse() {
   local component=() admin_port; admin_port="$(free_port)"
   [ "$1" = builtin ] || component=(--component "$1")
-  CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT="$CH_PORT" RUST_LOG=warn WASMHOUSE_ADMIN_TOKEN=bench \
+  CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT="$CH_PORT" RUST_LOG=warn WASMHOUSE_ADMIN_TOKEN=bench-token-0123456789 \
     WASMHOUSE_COMPILE_CACHE="$WORK/cache" \
     "$BIN" serve --listen 127.0.0.1:0 --admin-listen "127.0.0.1:$admin_port" "${component[@]}" "${@:2}" \
     > "$WORK/wh.out" 2> "$WORK/wh.err" &
@@ -175,7 +175,7 @@ wrk -t2 -c"$CONNECTIONS" -d"$((DURATION + 30))s" --latency "$WH/health" > "$WORK
 WRK_PID=$!
 sleep 2
 t0="$(date +%s%N)"
-curl -fsS -X PUT -H "Authorization: Bearer bench" --data-binary @"$WORK/seed-py-new.wasm" \
+curl -fsS -X PUT -H "Authorization: Bearer bench-token-0123456789" --data-binary @"$WORK/seed-py-new.wasm" \
   "$WH_ADMIN/admin/components/py" > "$WORK/deploy.json"
 t1="$(date +%s%N)"
 until curl -fsS "$WH/py/concurrent/simple-query" > /dev/null 2>&1; do sleep 0.01; done

@@ -24,6 +24,22 @@ fn jco() -> PathBuf {
     jco
 }
 
+/// The major version of the `node` on PATH.
+fn node_major_version() -> u32 {
+    let output = Command::new("node")
+        .arg("--version")
+        .output()
+        .expect("node on PATH");
+    let version = String::from_utf8_lossy(&output.stdout);
+    version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .unwrap_or_else(|| panic!("node --version printed {version:?}"))
+}
+
 /// A `jco serve` process serving `component`, killed when dropped.
 struct JcoServe {
     child: Child,
@@ -52,6 +68,12 @@ impl JcoServe {
         // jco runs the server in a child `node` process that outlives it:
         // give them a process group of their own and stop the whole group.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        // Python components use extended constant expressions, which V8
+        // enables by default from Node.js 22; before, jco's server process
+        // needs the flag (JCO_RUN_ARGS are its node arguments).
+        if node_major_version() < 22 {
+            command.env("JCO_RUN_ARGS", "--experimental-wasm-extended-const");
+        }
         for (key, value) in environment {
             command.env(key, value);
         }

@@ -36,7 +36,9 @@ async fn python_seed_guest_passes_the_route_tests_on_the_host() {
     let doc = get(&host.url("/openapi.json")).await;
     let health = &doc.json["paths"]["/health"]["get"];
     assert_eq!(health["summary"], "Liveness: answers without touching ClickHouse", "{}", doc.text);
-    assert!(health["responses"].get("503").is_none(), "{health}");
+    // queries=False: no ClickHouse answers listed (the host adds its own 503).
+    assert!(health["responses"].get("502").is_none(), "{health}");
+    assert!(health["responses"].get("504").is_none(), "{health}");
     clickhouse.stop();
     common::seed::assert_clickhouse_down(&base).await;
 }
@@ -92,9 +94,15 @@ async fn misbehaving_python_routes_are_contained() {
         assert_eq!(reply.json["kind"], "timeout");
     }
 
-    let overflow = get(&host.url("/overflow")).await;
-    assert_eq!(overflow.status, 500, "{}", overflow.text);
-    assert_eq!(overflow.json["kind"], "trap", "{}", overflow.text);
+    // An exception no handler may catch (SystemExit) traps the instance.
+    let crash = get(&host.url("/exit")).await;
+    assert_eq!(crash.status, 500, "{}", crash.text);
+    assert_eq!(crash.json["kind"], "trap", "{}", crash.text);
+    // Python keeps its frames in linear memory: unbounded recursion meets
+    // the memory limit.
+    let recursion = get(&host.url("/recurse")).await;
+    assert_eq!(recursion.status, 500, "{}", recursion.text);
+    assert_eq!(recursion.json["kind"], "memory_limit", "{}", recursion.text);
 
     let hog = get(&host.url("/hog")).await;
     assert_eq!(hog.status, 500, "{}", hog.text);

@@ -13,12 +13,14 @@ traceback on standard error (the host logs it).
 
 from __future__ import annotations
 
+import gc
 import sys
 import traceback
+import weakref
 from typing import Any, Optional
 
 from .clickhouse import Streamed
-from .router import App, HTTPException, Request, Response, error_response
+from .router import OPENAPI_PATH, App, HTTPException, Request, Response, error_response
 
 try:  # Inside a component: the bindings componentize-py generates.
     from componentize_py_types import Err as _Err
@@ -77,9 +79,14 @@ def _send(out: Any, response: Response) -> None:
     headers = [("content-type", response.media_type.encode())]
     headers.extend((name, value.encode()) for name, value in response.headers)
     outgoing = _types.OutgoingResponse(_types.Fields.from_list(headers))
+    _write(out, outgoing, response, _types.ResponseOutparam, _Ok)
+
+
+def _write(out: Any, outgoing: Any, response: Response, outparam: Any, ok: Any) -> None:
     outgoing.set_status_code(response.status)
     body = outgoing.body()
-    _types.ResponseOutparam.set(out, _Ok(outgoing))
+    if outparam is not _Rehearsal:
+        outparam.set(out, ok(outgoing))
     stream = body.write()
     complete = True
     try:
@@ -93,11 +100,11 @@ def _send(out: Any, response: Response) -> None:
         complete = False
     stream.__exit__(None, None, None)
     # An unfinished body tells the client the response was cut short.
-    if complete:
+    if complete and outparam is not _Rehearsal:
         _types.OutgoingBody.finish(body, None)
 
 
-def _answer(app: App, incoming: Any) -> Response:
+def _request(incoming: Any) -> Request:
     target = incoming.path_with_query() or "/"
     path, _, query_string = target.partition("?")
     fields = incoming.headers()
@@ -107,7 +114,11 @@ def _answer(app: App, incoming: Any) -> Response:
         return values[0].decode(errors="replace") if values else None
 
     prefixed = header("spin-path-info")
-    request = Request(_method(incoming.method()), prefixed or path, query_string, header, lambda: _read_body(incoming))
+    return Request(_method(incoming.method()), prefixed or path, query_string, header, lambda: _read_body(incoming))
+
+
+def _answer(app: App, incoming: Any) -> Response:
+    request = _request(incoming)
     try:
         return app.handle(request)
     except HTTPException as err:
@@ -121,10 +132,83 @@ def _answer(app: App, incoming: Any) -> Response:
         return error_response(500, "internal", f"{type(err).__name__}: {err}")
 
 
+class _Rehearsal:
+    """Stand-ins for the ``wasi:http`` resources, for rehearsing the glue at
+    build time (see ``_warm``): each method answers what the real one would
+    for a small GET."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    # IncomingRequest
+    def path_with_query(self) -> str:
+        return "/.wasmhouse-rehearsal?a=1"
+
+    def headers(self) -> "_Rehearsal":
+        return self
+
+    def method(self) -> Any:
+        return _types.Method_Get()
+
+    # Fields
+    def get(self, name: str) -> list:
+        return [b"x"] if name == "host" else []
+
+    # OutgoingResponse, OutgoingBody, OutputStream
+    def set_status_code(self, status: int) -> None:
+        pass
+
+    def body(self) -> "_Rehearsal":
+        return self
+
+    def write(self) -> "_Rehearsal":
+        return self
+
+    def blocking_write_and_flush(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def __exit__(self, *_: Any) -> None:
+        pass
+
+
+def _warm(app: App) -> None:
+    """Run, at build time, what every request would otherwise do for the
+    first time in its fresh instance: componentize-py snapshots the
+    interpreter after the module is imported, so work done here is done once
+    for all requests instead of once per request. Python rewrites code as it
+    specialises it, and a page it writes in a request's instance is a page
+    the host must copy and later reset.
+
+    - The bindings wrap every resource handle (the request, the response, its
+      body) with ``weakref.finalize``, whose first use imports ``atexit``:
+      import machinery on every request, unless a finalizer was made before.
+    - The router matches and checks a sample request for every route
+      (``App.rehearse``), answers a 404, its OpenAPI document and JSON.
+    - The glue turns a stand-in request into a ``Request`` and writes a
+      response to stand-in resources.
+    - ``gc.freeze()`` then moves every object made so far out of the
+      collector's sight, so a collection during a request walks only that
+      request's objects instead of writing to the snapshot's.
+    """
+    for _ in range(8):
+        weakref.finalize(_warm, lambda: None).detach()
+    app.rehearse()
+    stand_in = _Rehearsal()
+    for _ in range(8):
+        request = _request(stand_in)
+        request.header("content-type")
+        _write(stand_in, stand_in, app.handle(Request("GET", OPENAPI_PATH)), _Rehearsal, lambda value: value)
+        _write(stand_in, stand_in, app.handle(request), _Rehearsal, lambda value: value)
+    gc.collect()
+    gc.freeze()
+
+
 def serve(app: App) -> type:
     """``app`` as the component's ``wasi:http/incoming-handler`` export: assign
     it to ``IncomingHandler`` in the module componentize-py builds."""
     base = _exports.IncomingHandler if _exports is not None else object
+    if _exports is not None:
+        _warm(app)
 
     class IncomingHandler(base):  # type: ignore[misc, valid-type]
         def handle(self, request: Any, response_out: Any) -> None:

@@ -382,6 +382,25 @@ def _parse_date(text: str) -> _dt.date:
         raise _Invalid(f"day {day} does not exist in {match.group(1)}-{match.group(2)}") from None
 
 
+def _sample(param: _Param) -> str:
+    """A value of ``param``'s kind as URL text, for rehearsals."""
+    if param.default is not None:
+        value = param.default
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value).replace(" ", "%20")
+    spec = param.spec
+    low = spec.ge if spec.ge is not None else spec.gt + 1 if spec.gt is not None else 1
+    return {
+        "int": str(int(low)),
+        "float": str(low),
+        "bool": "true",
+        "date": "2024-01-31",
+        "datetime": "2024-01-31%2012:00:00",
+        "choice": str(param.choices[0]) if param.choices else "x",
+    }.get(param.kind, "x")
+
+
 def _decode_segment(segment: str) -> Optional[str]:
     """A path segment percent-decoded; ``None`` when it is not UTF-8."""
     if "%" not in segment:
@@ -537,9 +556,11 @@ class App:
         """A DELETE route."""
         return self.route("DELETE", pattern, **options)
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request, *, call: bool = True) -> Response:
         """Answer ``request`` (its path below the route's prefix). Exceptions
-        the handler raises are the caller's: ``wasmhouse.http`` maps them."""
+        the handler raises are the caller's: ``wasmhouse.http`` maps them.
+        With ``call=False`` the request is matched and its parameters checked
+        but the handler is not run (its answer is ``null``)."""
         method, path = request.method, request.path
         if path == OPENAPI_PATH and method in ("GET", "HEAD"):
             return JSONResponse(self.openapi())
@@ -564,13 +585,13 @@ class App:
                     if route.method == "GET":
                         allowed.append("HEAD")
                     continue
-                return self._call(route, request, raw)
+                return self._call(route, request, raw, call)
         if not allowed:
             return error_response(404, "not_found", f"no route for {path}")
         allow = ", ".join(allowed)
         return error_response(405, "method_not_allowed", f"{path} takes {allow}, not {method}", headers=[("allow", allow)])
 
-    def _call(self, route: _Route, request: Request, raw_path: dict[str, str]) -> Response:
+    def _call(self, route: _Route, request: Request, raw_path: dict[str, str], call: bool) -> Response:
         arguments: dict[str, Any] = {}
         for param in route.params:
             raw = raw_path.get(param.key) if param.where == "path" else request.query.get(param.key)
@@ -594,11 +615,27 @@ class App:
             arguments[name] = value
         if route.request_arg is not None:
             arguments[route.request_arg] = request
+        if not call:
+            return to_response(None)
         try:
             result = route.handler(**arguments)
         except HTTPException as err:
             return err.response()
         return to_response(result)
+
+    def rehearse(self, times: int = 8) -> None:
+        """Match and check a sample request for every route ``times`` times,
+        without running the handlers: run at build time, so that the
+        interpreter has specialised this code before the snapshot and a
+        request's fresh instance does not rewrite (and copy) it."""
+        for route in self.routes:
+            samples = {p.key: _sample(p) for p in route.params}
+            path = "/" + "/".join(samples[name] if is_param else name for is_param, name in route.segments)
+            query = "&".join(f"{p.key}={samples[p.key]}" for p in route.params if p.where == "query")
+            for _ in range(times):
+                self.handle(Request(route.method, path, query, body=lambda: b"{}"), call=False)
+        for _ in range(times):
+            self.handle(Request("GET", "/.wasmhouse-rehearsal/none"))
 
     def openapi(self) -> dict[str, Any]:
         """The routes as an OpenAPI 3 document, paths below the component's prefix."""

@@ -114,13 +114,29 @@ fn python_component(source: &str, output: &str) -> PathBuf {
     let building = output.with_extension(format!("{}.wasm", std::process::id()));
     let status = Command::new(componentize)
         .current_dir(root)
-        .args(["--wit-path", "wit", "--world", "route", "componentize", "app"])
-        .args(["--python-path", source, "--python-path", "sdk-python", "--output"])
+        .args([
+            "--wit-path",
+            "wit",
+            "--world",
+            "route",
+            "componentize",
+            "app",
+        ])
+        .args([
+            "--python-path",
+            source,
+            "--python-path",
+            "sdk-python",
+            "--output",
+        ])
         .arg(&building)
         .stdout(std::process::Stdio::null())
         .status()
         .expect("running componentize-py");
-    assert!(status.success(), "building the Python guest in {source} failed");
+    assert!(
+        status.success(),
+        "building the Python guest in {source} failed"
+    );
     std::fs::rename(&building, &output).expect("move the Python guest into place");
     output
 }

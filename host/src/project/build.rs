@@ -199,9 +199,9 @@ impl PythonProject {
         let setting = |key: &str| tool.and_then(|t| t.get(key)).and_then(|v| v.as_str());
         let module = setting("module").unwrap_or("app").to_owned();
         if module.is_empty()
-            || !module
-                .split('.')
-                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            || !module.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+            })
         {
             bail!("[tool.wasmhouse] module = {module:?} is not a Python module name");
         }
@@ -272,10 +272,18 @@ fn ensure_componentize_py(state: &Path, version: &str) -> anyhow::Result<PathBuf
         .status()
         .context("running python3 -m venv")?;
     if !status.success() {
-        bail!("python3 -m venv failed (its messages are above): install Python's venv module (apt-get install python3-venv)");
+        bail!(
+            "python3 -m venv failed (its messages are above): install Python's venv module (apt-get install python3-venv)"
+        );
     }
     let status = Command::new(venv.join("bin/python"))
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .arg(format!("componentize-py=={version}"))
         .stdout(to_stderr()?)
         .status()
@@ -314,8 +322,21 @@ fn bundle_dependencies(state: &Path, dependencies: &[String]) -> anyhow::Result<
         std::fs::remove_dir_all(&site).with_context(|| format!("clearing {}", site.display()))?;
     }
     let status = Command::new(state.join("tools/bin/python"))
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-        .args(["--only-binary", ":all:", "--platform", "any", "--implementation", "py"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args([
+            "--only-binary",
+            ":all:",
+            "--platform",
+            "any",
+            "--implementation",
+            "py",
+        ])
         .arg("--target")
         .arg(&site)
         .args(dependencies)
@@ -353,13 +374,22 @@ mod tests {
         );
         let bare = PythonProject::parse("[project]\nname = \"ev\"\n").expect("valid");
         assert_eq!(bare.module, "app");
-        assert_eq!(bare.componentize_py, super::super::template::componentize_py_version());
+        assert_eq!(
+            bare.componentize_py,
+            super::super::template::componentize_py_version()
+        );
         assert!(bare.dependencies.is_empty());
         for (bad, says) in [
             ("name = 1", "[project] table"),
             ("[project]\nversion = \"1\"", "[project] name"),
-            ("[project]\nname = \"a\"\ndependencies = [1]", "list of requirement strings"),
-            ("[project]\nname = \"a\"\n[tool.wasmhouse]\nmodule = \"a-b\"", "not a Python module name"),
+            (
+                "[project]\nname = \"a\"\ndependencies = [1]",
+                "list of requirement strings",
+            ),
+            (
+                "[project]\nname = \"a\"\n[tool.wasmhouse]\nmodule = \"a-b\"",
+                "not a Python module name",
+            ),
             ("[project", "not valid TOML"),
         ] {
             let err = PythonProject::parse(bad).expect_err(bad).to_string();

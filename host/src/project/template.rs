@@ -209,7 +209,10 @@ mod tests {
                 "{expected} missing: {paths:?}"
             );
         }
-        assert!(!paths.iter().any(|p| p.contains("__pycache__")), "{paths:?}");
+        assert!(
+            !paths.iter().any(|p| p.contains("__pycache__")),
+            "{paths:?}"
+        );
         let project = files(Lang::Python, "my-routes")
             .into_iter()
             .find(|f| f.path == Path::new("pyproject.toml"))

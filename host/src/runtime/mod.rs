@@ -38,6 +38,11 @@ pub(crate) const DEFAULT_MAX_INSTANCES: u32 = 512;
 pub(crate) const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 /// Default bytes of each memory kept resident between instances.
 pub(crate) const DEFAULT_KEEP_RESIDENT: usize = 256 << 10;
+/// Most bytes of each memory kept resident between instances where the
+/// kernel reports which pages were written: only written pages are kept
+/// (restored from the image), so a small guest keeps what it always did and
+/// a large one (an interpreter's heap) most of what it writes per request.
+const PAGEMAP_KEEP_RESIDENT: usize = 16 << 20;
 
 /// Sizing of the pooling allocator, fixed for the life of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,20 @@ impl Runtime {
         compile_cache: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
+        // Where the kernel can say which pages an instance wrote
+        // (PAGEMAP_SCAN, Linux 6.7+), only those are restored from the image,
+        // and they stay mapped for the next instance in the slot: no page
+        // faults, no madvise and none of the TLB shootdowns they cost on
+        // every core. Without it, everything past the first
+        // `keep_resident_bytes` is given back and faulted in again.
+        let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
+        let keep_resident = if pagemap {
+            pool.pagemap_scan(wasmtime::Enabled::Yes);
+            sizing.keep_resident_bytes.max(PAGEMAP_KEEP_RESIDENT)
+        } else {
+            sizing.keep_resident_bytes
+        };
+        tracing::debug!(pagemap, keep_resident, "instance memory reset");
         let instances = sizing.max_instances;
         pool.total_component_instances(instances)
             // A Rust guest is a handful of core instances (its module plus
@@ -96,8 +115,8 @@ impl Runtime {
             .total_tables(instances.saturating_mul(8))
             .total_stacks(instances)
             .max_memory_size(sizing.max_memory_bytes)
-            .linear_memory_keep_resident(sizing.keep_resident_bytes)
-            .table_keep_resident(sizing.keep_resident_bytes)
+            .linear_memory_keep_resident(keep_resident)
+            .table_keep_resident(keep_resident)
             .decommit_batch_size(64);
         let mut config = Config::new();
         config

@@ -21,9 +21,15 @@ def spin():
         n += 1
 
 
-@app.get("/overflow", queries=False)
-def overflow():
-    """Recurses past the WebAssembly stack: a trap, not a Python exception."""
+@app.get("/exit", queries=False)
+def leave():
+    """SystemExit is not an Exception: nothing catches it, the instance traps."""
+    raise SystemExit(3)
+
+
+@app.get("/recurse", queries=False)
+def recurse():
+    """Recursion without a Python limit: its frames fill the route's memory."""
     sys.setrecursionlimit(10_000_000)
 
     def deeper(n):
