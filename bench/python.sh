@@ -7,6 +7,7 @@
 #
 #   bench/python.sh                                   # 10 s per case, c=32, 2 uvicorn workers
 #   BENCH_DURATION=5 BENCH_SEED_WORKERS=4 bench/python.sh
+#   BENCH_BIN=target/x86_64-unknown-linux-musl/release/wasmhouse bench/python.sh   # a binary built already
 #
 # Per case: req/s, p50/p99, CPU per request of the server's processes
 # (utime + stime from /proc, all uvicorn processes summed), their peak RSS
@@ -36,8 +37,12 @@ ensure_clickhouse_installed
 ensure_componentize_py
 [ -d "$SEED_DIR" ] || die "the FastAPI seed is not at $SEED_DIR (set FASTAPI_SEED_DIR)"
 say "building (release) and the Python guest"
-cargo build --release -q -p wasmhouse
-BIN="$ROOT/target/release/wasmhouse"
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN="$(realpath "$BENCH_BIN")"
+else
+  cargo build --release -q -p wasmhouse
+  BIN="$ROOT/target/release/wasmhouse"
+fi
 build_python() { # $1: output; $2: a nonce, so the bytes (and hash) are new
   local src="$WORK/src-$2"
   mkdir -p "$src" && cp guest-python/app.py "$src/app.py"
@@ -78,15 +83,29 @@ start_wasmhouse() {
 # The process and its descendants.
 tree() { echo "$1"; for child in $(cat "/proc/$1/task/"*/children 2>/dev/null); do tree "$child"; done; }
 ticks() { local sum=0 pid; for pid in $(tree "$1"); do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0))); done; echo "$sum"; }
-rss_kib() { local sum=0 pid; for pid in $(tree "$1"); do sum=$((sum + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done; echo "$sum"; }
+# RSS counts a page once per mapping of it (the pool maps one memory image
+# into every instance's slot); PSS shares each page among its mappings, so a
+# page counts once in all: both are sampled, as "rss pss" in KiB.
+mem_kib() {
+  local rss=0 pss=0 pid
+  for pid in $(tree "$1"); do
+    rss=$((rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+    pss=$((pss + $(awk '/^Pss:/ {print $2; exit}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
+  done
+  echo "$rss $pss"
+}
 sample_rss() { # pid out stop
-  local peak=0 now
-  while [ ! -e "$3" ]; do now="$(rss_kib "$1")"; [ "$now" -gt "$peak" ] && peak="$now"; sleep 0.05; done
-  echo "$peak" > "$2"
+  local peak=0 peak_pss=0 rss pss
+  while [ ! -e "$3" ]; do
+    read -r rss pss < <(mem_kib "$1")
+    [ "$rss" -gt "$peak" ] && peak="$rss"; [ "$pss" -gt "$peak_pss" ] && peak_pss="$pss"
+    sleep 0.1
+  done
+  echo "$peak $peak_pss" > "$2"
 }
 HZ="$(getconf CLK_TCK)"
 
-# "req/s p50_ms p99_ms cpu_us_per_req peak_rss_mib failed" for wrk on $1 with process tree $2.
+# "req/s p50_ms p99_ms cpu_us_per_req peak_rss_mib peak_pss_mib failed" for wrk on $1 with process tree $2.
 measure() {
   local url="$1" pid="$2" stop="$WORK/stop" rss="$WORK/rss" c0 c1
   rm -f "$stop" "$rss"
@@ -95,17 +114,17 @@ measure() {
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" > "$WORK/wrk" 2>&1 || true
   c1="$(ticks "$pid")"
   touch "$stop"; while [ ! -e "$rss" ]; do sleep 0.05; done
-  PYTHONPATH="$ROOT/bench" python3 - "$WORK/wrk" "$((c1 - c0))" "$HZ" "$(cat "$rss")" <<'PY'
+  PYTHONPATH="$ROOT/bench" python3 - "$WORK/wrk" "$((c1 - c0))" "$HZ" $(cat "$rss") <<'PY'
 import re, sys
 from benchlib import wrk_summary
 text = open(sys.argv[1]).read()
-ticks, hz, rss = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ticks, hz, rss, pss = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rps, total, failed = wrk_summary(text)
 def ms(label):
     m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", text)
     n, unit = float(m.group(1)), m.group(2)
     return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
-print(f"{rps:.0f} {ms(50):.2f} {ms(99):.2f} {ticks / hz * 1e6 / total:.0f} {rss / 1024:.0f} {failed}")
+print(f"{rps:.0f} {ms(50):.2f} {ms(99):.2f} {ticks / hz * 1e6 / total:.0f} {rss / 1024:.0f} {pss / 1024:.0f} {failed}")
 PY
 }
 
@@ -139,11 +158,11 @@ run_wasmhouse() { # label component path -> appends a table row
   start_wasmhouse "$component"
   DURATION=2 measure "$WH$path" "$WH_PID" > /dev/null
   histogram > "$WORK/h0"
-  read -r rps p50 p99 cpu rss failed < <(measure "$WH$path" "$WH_PID")
+  read -r rps p50 p99 cpu rss pss failed < <(measure "$WH$path" "$WH_PID")
   histogram > "$WORK/h1"
   local inst; inst="$(p50_between "$WORK/h0" "$WORK/h1")"
-  say "$label $path: $rps req/s, $cpu µs CPU/req, RSS $rss MiB, instantiation p50 $inst µs"
-  echo "$label|$path|$rps|$p50|$p99|$cpu|$rss|$inst|$failed" >> "$WORK/rows"
+  say "$label $path: $rps req/s, $cpu µs CPU/req, RSS $rss MiB (PSS $pss), instantiation p50 $inst µs"
+  echo "$label|$path|$rps|$p50|$p99|$cpu|$rss|$pss|$inst|$failed" >> "$WORK/rows"
   kill "$WH_PID"; wait "$WH_PID" 2>/dev/null || true
 }
 
@@ -160,9 +179,9 @@ SEED_PID=$!; PIDS+=("$SEED_PID")
 for _ in $(seq 1 300); do curl -fs -o /dev/null "http://127.0.0.1:$SEED_PORT/health" && break; sleep 0.1; done
 for path in /concurrent/simple-query /health; do
   DURATION=2 measure "http://127.0.0.1:$SEED_PORT$path" "$SEED_PID" > /dev/null
-  read -r rps p50 p99 cpu rss failed < <(measure "http://127.0.0.1:$SEED_PORT$path" "$SEED_PID")
-  say "FastAPI $path: $rps req/s, $cpu µs CPU/req, RSS $rss MiB"
-  echo "FastAPI seed, $SEED_WORKERS uvicorn workers|$path|$rps|$p50|$p99|$cpu|$rss|–|$failed" >> "$WORK/rows"
+  read -r rps p50 p99 cpu rss pss failed < <(measure "http://127.0.0.1:$SEED_PORT$path" "$SEED_PID")
+  say "FastAPI $path: $rps req/s, $cpu µs CPU/req, RSS $rss MiB (PSS $pss)"
+  echo "FastAPI seed, $SEED_WORKERS uvicorn workers|$path|$rps|$p50|$p99|$cpu|$rss|$pss|–|$failed" >> "$WORK/rows"
 done
 kill "$SEED_PID"; wait "$SEED_PID" 2>/dev/null || true
 
@@ -192,8 +211,8 @@ echo
 echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), $(nproc) cores ($CPU), $(uname -sr)."
 echo "Load: wrk -t2 -c$CONNECTIONS -d${DURATION}s on loopback, ClickHouse $(curl -s "http://127.0.0.1:$CH_PORT/?query=SELECT%20version()"); the Python component: $PY_SIZE_MB MB, built in $BUILD_S s."
 echo
-echo "| server | path | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | instantiation p50 µs | failed |"
-echo "|---|---|---|---|---|---|---|---|---|"
-awk -F'|' '{printf "| %s | `%s` | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$WORK/rows"
+echo "| server | path | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | peak PSS MiB | instantiation p50 µs | failed |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+awk -F'|' '{printf "| %s | `%s` | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}' "$WORK/rows"
 echo
 echo "First deploy of a never-compiled Python component (PUT answered after $DEPLOY_S s, serving $SERVES_S s after the PUT began) while \`/health\` of the Rust route was under \`wrk -c$CONNECTIONS\`: $DEPLOY_RPS req/s over the run, $DEPLOY_TOTAL requests, $DEPLOY_FAILED failed, p99 $DEPLOY_P99, max $DEPLOY_MAX."
