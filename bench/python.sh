@@ -74,8 +74,8 @@ start_wasmhouse() {
     "$BIN" serve --listen 127.0.0.1:0 --admin-listen "127.0.0.1:$admin_port" "${component[@]}" "${@:2}" \
     > "$WORK/wh.out" 2> "$WORK/wh.err" &
   WH_PID=$!; PIDS+=("$WH_PID")
-  for _ in $(seq 1 1200); do grep -q "listening on http://" "$WORK/wh.out" && break; sleep 0.1; done
-  WH="$(grep -o 'http://[0-9.:]*' "$WORK/wh.out" | head -1)"
+  for _ in $(seq 1 1200); do grep -q "^wasmhouse listening on http://" "$WORK/wh.out" && break; sleep 0.1; done
+  WH="$(grep '^wasmhouse listening on http://' "$WORK/wh.out" | grep -o 'http://[0-9.:]*' | head -1)"
   [ -n "$WH" ] || die "wasmhouse did not start: $(cat "$WORK/wh.err")"
   WH_ADMIN="http://127.0.0.1:$admin_port"
 }
@@ -162,6 +162,7 @@ run_wasmhouse() { # label component path -> appends a table row
   histogram > "$WORK/h1"
   local inst; inst="$(p50_between "$WORK/h0" "$WORK/h1")"
   say "$label $path: $rps req/s, $cpu µs CPU/req, RSS $rss MiB (PSS $pss), instantiation p50 $inst µs"
+  [ "$failed" = 0 ] || say "warning: $failed requests failed"
   echo "$label|$path|$rps|$p50|$p99|$cpu|$rss|$pss|$inst|$failed" >> "$WORK/rows"
   kill "$WH_PID"; wait "$WH_PID" 2>/dev/null || true
 }
@@ -188,7 +189,7 @@ kill "$SEED_PID"; wait "$SEED_PID" 2>/dev/null || true
 say "first deploy of a never-compiled Python component while the Rust route is under load"
 build_python "$WORK/seed-py-new.wasm" "deploy-$(date +%s)"
 MANIFEST="$WORK/wasmhouse.toml"
-printf '[[route]]\nname = "rust"\nprefix = "/"\n\n[[route]]\nname = "py"\nprefix = "/py"\ncomponent = "%s"\n' "$WORK/seed-py.wasm" > "$MANIFEST"
+printf '[[route]]\nname = "rust"\nprefix = "/"\ncomponent = "builtin"\n\n[[route]]\nname = "py"\nprefix = "/py"\ncomponent = "%s"\n' "$WORK/seed-py.wasm" > "$MANIFEST"
 start_wasmhouse builtin --manifest "$MANIFEST"
 wrk -t2 -c"$CONNECTIONS" -d"$((DURATION + 30))s" --latency "$WH/health" > "$WORK/deploy-wrk" 2>&1 &
 WRK_PID=$!

@@ -35,7 +35,11 @@ async fn python_seed_guest_passes_the_route_tests_on_the_host() {
     // The description the host serves is the one the signatures make.
     let doc = get(&host.url("/openapi.json")).await;
     let health = &doc.json["paths"]["/health"]["get"];
-    assert_eq!(health["summary"], "Liveness: answers without touching ClickHouse", "{}", doc.text);
+    assert_eq!(
+        health["summary"], "Liveness: answers without touching ClickHouse",
+        "{}",
+        doc.text
+    );
     // queries=False: no ClickHouse answers listed (the host adds its own 503).
     assert!(health["responses"].get("502").is_none(), "{health}");
     assert!(health["responses"].get("504").is_none(), "{health}");
@@ -114,7 +118,8 @@ async fn misbehaving_python_routes_are_contained() {
     assert_eq!(raised.status, 500, "{}", raised.text);
     assert_eq!(raised.json["kind"], "internal");
     assert_eq!(raised.json["error"], "ValueError: a bug in the route");
-    host.wait_for_log("a bug in the route", Duration::from_secs(5)).await;
+    host.wait_for_log("a bug in the route", Duration::from_secs(5))
+        .await;
     assert!(host.log().contains("Traceback"), "{}", host.log());
 
     assert_eq!(get(&host.url("/health")).await.status, 200);
