@@ -357,8 +357,16 @@ async fn a_new_javascript_project_builds_and_serves_typed_routes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_python_project_builds_serves_typed_routes_and_reloads_in_dev() {
     let (_parent, dir) = new_project("python", "events-py");
-    // The project's own tests, under the machine's Python.
-    run(&dir, "python3", &["-m", "unittest", "--quiet"]);
+    // The project's own tests, under the machine's Python: discovered from
+    // the project's directory, as its README says to run them.
+    let tested = Command::new("python3")
+        .current_dir(&dir)
+        .args(["-m", "unittest"])
+        .output()
+        .expect("running python3");
+    let said = String::from_utf8_lossy(&tested.stderr);
+    assert!(tested.status.success(), "{said}");
+    assert!(said.contains("Ran 3 tests"), "{said}");
     let component = build(&dir);
     assert!(component.ends_with("dist/events-py.wasm"));
 

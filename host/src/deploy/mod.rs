@@ -301,6 +301,7 @@ impl Deployer {
         only_if_live: bool,
     ) -> Result<Option<Arc<Deployment>>, DeployError> {
         let name = route.name();
+        let ticket = route.begin_deploy();
         let deployer = self.clone();
         let (bytes, compiled) = tokio::task::spawn_blocking(move || {
             let compiled = deployer.compiled.compile(&deployer.runtime, &bytes);
@@ -318,7 +319,15 @@ impl Deployer {
             return Ok(None);
         }
         let previous = route.current();
-        let deployment = route.deploy(component, registry, origin);
+        let Some(deployment) = route.deploy(component, registry, origin, ticket, only_if_live)
+        else {
+            tracing::debug!(
+                route = name,
+                origin,
+                "not deployed: a change made after this one is live already"
+            );
+            return Ok(None);
+        };
         if deployment.version != previous.version {
             self.metrics
                 .deployed(name, deployment.id(), Some(previous.id()), origin);

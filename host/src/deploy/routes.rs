@@ -82,6 +82,12 @@ pub(crate) struct Route {
     current: ArcSwap<Deployment>,
     history: Mutex<Vec<Arc<Deployment>>>,
     last_version: AtomicU64,
+    /// Deploys begun ([`Route::begin_deploy`]): each gets the next number.
+    deploys_begun: AtomicU64,
+    /// The number of the latest-begun deploy that went live (written under
+    /// the history lock): a background deploy begun before it, and still
+    /// compiling, must not go live over it.
+    newest_live_deploy: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -131,6 +137,8 @@ impl Route {
             }),
             history: Mutex::new(Vec::new()),
             last_version: AtomicU64::new(1),
+            deploys_begun: AtomicU64::new(0),
+            newest_live_deploy: AtomicU64::new(0),
             metrics,
         }
     }
@@ -209,16 +217,36 @@ impl Route {
     /// one) in one atomic step; the one it replaces is kept for
     /// [`Route::rollback`]. Deploying what is live already (the same bytes
     /// under the same registry digest) changes nothing.
+    /// The number of a deploy about to begin (before its compile), for
+    /// [`Route::deploy`]: the order deploys began in is the order they
+    /// count in, whatever order their compiles finish in.
+    pub(crate) fn begin_deploy(&self) -> u64 {
+        self.deploys_begun.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Make `component` live (a no-op when it is live already), for the
+    /// deploy numbered `ticket`. With `yield_to_newer` (a file saved, a tag
+    /// moved), `None` when a deploy begun after it is live already: two
+    /// saves in a row compile at once, and the second one's must be what
+    /// serves even when the first one's compile finishes last.
     pub(crate) fn deploy(
         &self,
         component: Arc<RouteComponent>,
         registry: Option<Arc<RegistryOrigin>>,
         origin: &'static str,
-    ) -> Arc<Deployment> {
+        ticket: u64,
+        yield_to_newer: bool,
+    ) -> Option<Arc<Deployment>> {
         let mut history = self.lock_history();
+        let newest = self.newest_live_deploy.load(Ordering::Relaxed);
+        if yield_to_newer && ticket < newest {
+            return None;
+        }
+        self.newest_live_deploy
+            .store(newest.max(ticket), Ordering::Relaxed);
         let live = self.current.load_full();
         if live.component.sha256() == component.sha256() && same_digest(&live.registry, &registry) {
-            return live;
+            return Some(live);
         }
         let version = self.last_version.fetch_add(1, Ordering::Relaxed) + 1;
         let deployment = Arc::new(Deployment {
@@ -233,7 +261,7 @@ impl Route {
         let replaced = self.current.swap(deployment.clone());
         history.push(replaced);
         self.trim(&mut history);
-        deployment
+        Some(deployment)
     }
 
     /// Put the previous deployment back; `None` when there is none.

@@ -197,6 +197,7 @@ mod tests {
         for expected in [
             "pyproject.toml",
             "src/app.py",
+            "tests/__init__.py",
             "tests/test_routes.py",
             "lib/wasmhouse/__init__.py",
             "lib/wasmhouse/router.py",
