@@ -121,7 +121,6 @@ impl Runtime {
             .linear_memory_keep_resident(keep_resident)
             .table_keep_resident(keep_resident)
             .decommit_batch_size(64);
-        lower_compile_priority();
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
@@ -177,24 +176,36 @@ impl Runtime {
     /// Compile the component `bytes` (SHA-256 `sha256`), or map it from the
     /// compile cache when it was compiled before.
     ///
-    /// Compiling runs at a lower CPU priority than serving (on a thread of
-    /// its own, and on the compile pool [`lower_compile_priority`] set up),
-    /// so a deploy under load slows requests little; it takes longer
-    /// instead, in the time the requests leave.
+    ///
+    /// A large component (an interpreter's, [`LARGE_COMPILE_BYTES`] or more)
+    /// compiles for many seconds: it does so at a lower CPU priority than
+    /// serving, on a thread and a compile pool of its own, so a deploy under
+    /// load costs the requests little and takes longer instead, in the time
+    /// they leave. A small one compiles at normal priority: it is done in a
+    /// fraction of a second, and a swap should be too.
     pub(crate) fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let compile = || match &self.compile_cache {
+            Some(cache) => cache.component(&self.engine, sha256, bytes),
+            None => {
+                let component = Component::new(&self.engine, bytes);
+                release_compile_memory();
+                component
+            }
+        };
+        let Some(pool) = (bytes.len() >= LARGE_COMPILE_BYTES)
+            .then(background_compile_pool)
+            .flatten()
+        else {
+            return compile();
+        };
         thread::scope(|scope| {
             let compiling = thread::Builder::new()
                 .name("wasmhouse-compile".into())
                 .spawn_scoped(scope, || {
                     lower_this_thread_priority();
-                    match &self.compile_cache {
-                        Some(cache) => cache.component(&self.engine, sha256, bytes),
-                        None => {
-                            let component = Component::new(&self.engine, bytes);
-                            release_compile_memory();
-                            component
-                        }
-                    }
+                    // Wasmtime's parallel compile runs on the pool it is
+                    // called from.
+                    pool.install(compile)
                 })
                 .map_err(|err| wasmtime::format_err!("starting a compile thread: {err}"))?;
             compiling
@@ -204,24 +215,32 @@ impl Runtime {
     }
 }
 
-/// The nice value of compile threads: a compile gets about a tenth of a core
-/// that requests want, and all of one they leave idle.
+/// Components at least this big compile at low priority
+/// ([`Runtime::compile`]): a Rust route is well under it (0.3–1.5 MB, compiled
+/// in a few hundred ms), one embedding a JavaScript or Python interpreter
+/// (14–19 MB, 5–15 s of compiling) over it.
+const LARGE_COMPILE_BYTES: usize = 4 << 20;
+
+/// The nice value of low-priority compile threads: where requests want the
+/// cores, such a compile gets about a tenth of one, and all that they leave.
 const COMPILE_NICE: i32 = 10;
 
-/// Make rayon's global pool, where Wasmtime compiles functions in parallel,
-/// with threads at [`COMPILE_NICE`]. Once per process; a pool someone made
-/// first is left as it is.
-fn lower_compile_priority() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let built = rayon::ThreadPoolBuilder::new()
+/// The rayon pool large components compile on, its threads at
+/// [`COMPILE_NICE`]; made on first use. `None` (compile at normal priority)
+/// if it cannot be made.
+fn background_compile_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("wasmhouse-compile-{i}"))
             .start_handler(|_| lower_this_thread_priority())
-            .build_global();
-        if let Err(err) = built {
-            tracing::debug!(error = %err, "rayon's pool was made already; compiling at normal priority");
-        }
-    });
+            .build()
+            .inspect_err(|err| {
+                tracing::warn!(error = %err, "no low-priority compile pool; large components compile at normal priority");
+            })
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Lower the calling thread's CPU priority to [`COMPILE_NICE`] (on Linux a
