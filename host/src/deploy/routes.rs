@@ -213,10 +213,6 @@ impl Route {
         history
     }
 
-    /// Serve new requests with `component` (pulled as `registry`, if from
-    /// one) in one atomic step; the one it replaces is kept for
-    /// [`Route::rollback`]. Deploying what is live already (the same bytes
-    /// under the same registry digest) changes nothing.
     /// The number of a deploy about to begin (before its compile), for
     /// [`Route::deploy`]: the order deploys began in is the order they
     /// count in, whatever order their compiles finish in.
@@ -224,11 +220,16 @@ impl Route {
         self.deploys_begun.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Make `component` live (a no-op when it is live already), for the
-    /// deploy numbered `ticket`. With `yield_to_newer` (a file saved, a tag
-    /// moved), `None` when a deploy begun after it is live already: two
-    /// saves in a row compile at once, and the second one's must be what
-    /// serves even when the first one's compile finishes last.
+    /// Serve new requests with `component` (pulled as `registry`, if from
+    /// one) in one atomic step; the one it replaces is kept for
+    /// [`Route::rollback`]. Deploying what is live already (the same bytes
+    /// under the same registry digest) changes nothing.
+    ///
+    /// `ticket` is the deploy's number from [`Route::begin_deploy`]. With
+    /// `yield_to_newer` (a file saved, a tag moved) the answer is `None`
+    /// when a deploy begun after this one is live already: two saves in a
+    /// row compile at once, and the second one's must be what serves even
+    /// when the first one's compile finishes last.
     pub(crate) fn deploy(
         &self,
         component: Arc<RouteComponent>,

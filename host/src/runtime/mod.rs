@@ -43,8 +43,8 @@ pub(crate) const DEFAULT_KEEP_RESIDENT: usize = 256 << 10;
 /// (restored from the image), so a small guest keeps what it always did and
 /// a large one (an interpreter's heap) the first runs of what it writes
 /// (Wasmtime scans for at most 32 runs). For the Python seed guest this cut
-/// page faults per request by a sixth and raised throughput 10–20%; 16 MiB
-/// kept no more than 4 (BENCHMARKS.md, "Routes in Python").
+/// page faults per request by a sixth and raised throughput 10–20%; allowing
+/// 16 MiB saved no more faults than 4 (BENCHMARKS.md, "Routes in Python").
 const PAGEMAP_KEEP_RESIDENT: usize = 4 << 20;
 
 /// Sizing of the pooling allocator, fixed for the life of the engine.
