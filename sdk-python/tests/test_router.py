@@ -91,6 +91,10 @@ class Routing(unittest.TestCase):
             ("/users/1/events?ratio=inf", "ratio", "must be a number"),
             ("/users/1/events?at=2024-01-01", "at", "must be a date and time, YYYY-MM-DD hh:mm:ss"),
             ("/need", "q", "is required"),
+            ("/numbers?limit=%EF%BC%91%EF%BC%92", "limit", "must be an integer"),
+            ("/numbers?limit=" + "9" * 5000, "limit", "must be an integer of at most 400 digits"),
+            ("/users/1/events?ratio=%D9%A0.5", "ratio", "must be a number"),
+            ("/users/1/events?since=%EF%BC%92024-01-01", "since", "must be a date, YYYY-MM-DD"),
         ]:
             with self.subTest(target=target):
                 reply = get(self.app, target)

@@ -36,10 +36,15 @@ from urllib.parse import parse_qsl, unquote
 #: ``/openapi.json`` and shows it at ``/docs``.
 OPENAPI_PATH = "/.well-known/openapi.json"
 
-_INTEGER = re.compile(r"[+-]?\d+\Z")
-_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z")
-_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d\Z")
+# ASCII digits only, as the Rust and JavaScript routers read them: Python's
+# own `\d` and `int()` also take other scripts' digits (`１２` is 12).
+_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
+_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\Z")
+#: Longer integers than this are refused unparsed (CPython refuses to parse
+#: more than 4300 digits, and no bound a route sets needs as many).
+_MAX_INTEGER_DIGITS = 400
 _MISSING: Any = inspect.Parameter.empty
 
 
@@ -267,6 +272,8 @@ class _Param:
         if kind == "int":
             if not _INTEGER.match(text):
                 raise _Invalid("must be an integer")
+            if len(text) > _MAX_INTEGER_DIGITS:
+                raise _Invalid(f"must be an integer of at most {_MAX_INTEGER_DIGITS} digits")
             return self._bounded(int(text))
         if kind == "float":
             if not _DECIMAL.match(text):
