@@ -283,20 +283,37 @@ async fn a_new_rust_project_builds_outside_the_repository_and_serves_typed_route
         dev.log()
     );
 
-    // An edit is built and swapped in while the old version serves.
-    let source = dir.join("src/lib.rs");
-    let original = std::fs::read_to_string(&source).expect("src/lib.rs");
+    edit_then_break(&mut dev, &dir.join("src/lib.rs"), "\nfn broken( {\n").await;
+    // Its ClickHouse went with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", clickhouse_port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the local ClickHouse outlived wasmhouse dev"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Under `wasmhouse dev`: an edit of the greeting in `source` is built and
+/// swapped in while the old version serves; then `broken` appended fails
+/// the build and the last good version keeps serving; then dev stops
+/// cleanly on SIGTERM.
+async fn edit_then_break(dev: &mut Wasmhouse, source: &Path, broken: &str) {
+    let original = std::fs::read_to_string(source).expect("the template's routes");
     assert!(original.contains("concat('Hello, '"));
     std::fs::write(
-        &source,
+        source,
         original.replace("concat('Hello, '", "concat('Hi, '"),
     )
     .expect("edit");
-    let swapped = wait_for_greeting(&dev, "Hi, dev!").await;
-    eprintln!("an edit was live {swapped:?} after the save");
+    let swapped = wait_for_greeting(dev, "Hi, dev!").await;
+    eprintln!(
+        "an edit of {} was live {swapped:?} after the save",
+        source.display()
+    );
 
-    // A broken edit: the build fails, the last good version keeps serving.
-    std::fs::write(&source, format!("{original}\nfn broken( {{\n")).expect("break");
+    std::fs::write(source, format!("{original}{broken}")).expect("break");
     dev.wait_for_log(
         "the last version that built keeps serving",
         Duration::from_secs(300),
@@ -312,15 +329,6 @@ async fn a_new_rust_project_builds_outside_the_repository_and_serves_typed_route
         "{}",
         dev.log()
     );
-    // Its ClickHouse went with it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", clickhouse_port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the local ClickHouse outlived wasmhouse dev"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Poll `/hello/dev` until it greets with `greeting`; how long that took.
@@ -386,32 +394,13 @@ async fn a_new_python_project_builds_serves_typed_routes_and_reloads_in_dev() {
     let mut dev = HostBuilder::from_command(command).start();
     let hello = get(&dev.url("/hello/dev")).await;
     assert_eq!(hello.json["greeting"], "Hello, dev!", "{}", hello.text);
-    let source = dir.join("src/app.py");
-    let original = std::fs::read_to_string(&source).expect("src/app.py");
-    assert!(original.contains("concat('Hello, '"));
-    std::fs::write(
-        &source,
-        original.replace("concat('Hello, '", "concat('Hi, '"),
-    )
-    .expect("edit");
-    let swapped = wait_for_greeting(&dev, "Hi, dev!").await;
-    eprintln!("a Python edit was live {swapped:?} after the save");
     // A module that raises while it is imported (at build time) fails the
     // build with Python's own traceback.
-    std::fs::write(&source, format!("{original}\nraise RuntimeError('no')\n")).expect("break");
-    dev.wait_for_log(
-        "the last version that built keeps serving",
-        Duration::from_secs(300),
+    edit_then_break(
+        &mut dev,
+        &dir.join("src/app.py"),
+        "\nraise RuntimeError('no')\n",
     )
     .await;
     assert!(dev.log().contains("RuntimeError"), "{}", dev.log());
-    let still = get(&dev.url("/hello/dev")).await;
-    assert_eq!(still.json["greeting"], "Hi, dev!", "{}", still.text);
-    dev.signal("TERM");
-    assert_eq!(
-        dev.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        dev.log()
-    );
 }

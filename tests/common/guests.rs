@@ -32,16 +32,9 @@ pub fn javascript_seed() -> PathBuf {
             .parent()
             .expect("workspace root");
         let output = root.join("target/js/seed-js.wasm");
-        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
         // The seed imports the router and the glue beside it: any of them newer
         // than the component means a rebuild.
-        let newest_source = std::fs::read_dir(root.join("guest-js"))
-            .expect("guest-js/")
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "js"))
-            .filter_map(|path| modified(&path))
-            .max();
-        if modified(&output).is_some() && modified(&output) >= newest_source {
+        if is_up_to_date(&output, &[root.join("guest-js")], "js") {
             return output;
         }
         let componentize = root.join("tests/portability/node_modules/.bin/componentize-js");
@@ -91,16 +84,11 @@ fn python_component(source: &str, output: &str) -> PathBuf {
         .parent()
         .expect("workspace root");
     let output = root.join("target/python").join(output);
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let sources = [root.join(source), root.join("sdk-python/wasmhouse")];
-    let newest_source = sources
-        .iter()
-        .flat_map(|dir| std::fs::read_dir(dir).expect("a Python source directory"))
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "py"))
-        .filter_map(|path| modified(&path))
-        .max();
-    if modified(&output).is_some() && modified(&output) >= newest_source {
+    if is_up_to_date(
+        &output,
+        &[root.join(source), root.join("sdk-python/wasmhouse")],
+        "py",
+    ) {
         return output;
     }
     let componentize = root.join("target/python-tools/bin/componentize-py");
@@ -139,4 +127,20 @@ fn python_component(source: &str, output: &str) -> PathBuf {
     );
     std::fs::rename(&building, &output).expect("move the Python guest into place");
     output
+}
+
+/// Whether `output` exists and is no older than every `*.extension` file in
+/// `sources` (directories, not searched below).
+fn is_up_to_date(output: &Path, sources: &[PathBuf], extension: &str) -> bool {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let newest_source = sources
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+        })
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == extension))
+        .filter_map(|path| modified(&path))
+        .max();
+    modified(output).is_some() && modified(output) >= newest_source
 }

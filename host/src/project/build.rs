@@ -219,6 +219,8 @@ impl PythonProject {
 
 /// Where a Python project's build keeps its tools and bundled packages.
 const PYTHON_STATE: &str = ".wasmhouse/python";
+/// The build tools' virtual environment, under [`PYTHON_STATE`].
+const PYTHON_TOOLS: &str = "tools";
 
 fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {
     let project = PythonProject::parse(
@@ -258,7 +260,7 @@ fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {
 /// The project's own componentize-py, installed with pip in a virtual
 /// environment under `state` the first time (and when the pin changes).
 fn ensure_componentize_py(state: &Path, version: &str) -> anyhow::Result<PathBuf> {
-    let venv = state.join("tools");
+    let venv = state.join(PYTHON_TOOLS);
     let componentize = venv.join("bin/componentize-py");
     let stamp = venv.join("componentize-py.version");
     if componentize.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|v| v == version) {
@@ -276,16 +278,8 @@ fn ensure_componentize_py(state: &Path, version: &str) -> anyhow::Result<PathBuf
             "python3 -m venv failed (its messages are above): install Python's venv module (apt-get install python3-venv)"
         );
     }
-    let status = Command::new(venv.join("bin/python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
+    let status = pip_install(&venv)?
         .arg(format!("componentize-py=={version}"))
-        .stdout(to_stderr()?)
         .status()
         .context("running pip")?;
     if !status.success() {
@@ -293,6 +287,22 @@ fn ensure_componentize_py(state: &Path, version: &str) -> anyhow::Result<PathBuf
     }
     std::fs::write(&stamp, version).context("recording componentize-py's version")?;
     Ok(componentize)
+}
+
+/// `pip install` in the virtual environment `venv`, quiet, its output on
+/// standard error; the caller adds what to install.
+fn pip_install(venv: &Path) -> anyhow::Result<Command> {
+    let mut command = Command::new(venv.join("bin/python"));
+    command
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .stdout(to_stderr()?);
+    Ok(command)
 }
 
 /// The interpreter that runs the build tools: Python 3.11 or later.
@@ -321,14 +331,7 @@ fn bundle_dependencies(state: &Path, dependencies: &[String]) -> anyhow::Result<
     if site.exists() {
         std::fs::remove_dir_all(&site).with_context(|| format!("clearing {}", site.display()))?;
     }
-    let status = Command::new(state.join("tools/bin/python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
+    let status = pip_install(&state.join(PYTHON_TOOLS))?
         .args([
             "--only-binary",
             ":all:",
@@ -340,7 +343,6 @@ fn bundle_dependencies(state: &Path, dependencies: &[String]) -> anyhow::Result<
         .arg("--target")
         .arg(&site)
         .args(dependencies)
-        .stdout(to_stderr()?)
         .status()
         .context("running pip")?;
     if !status.success() {
