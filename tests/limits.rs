@@ -687,3 +687,58 @@ timeout = "60s"
         assert_eq!(reply.status, 504, "{}", reply.text);
     }
 }
+
+/// Baseline code (Winch), which serves a new component until its optimised
+/// code is ready, keeps every limit optimised code keeps: loops end at the
+/// deadline without starving others, memory stops at the limit, traps are
+/// answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn baseline_code_keeps_the_limits() {
+    let _cpu = common::cpu_heavy().await;
+    let clickhouse = ClickHouse::start();
+    let token = "baseline-admin-token-0123456789";
+    let guest = guests::hostile(1);
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .args(&["--compilation", "baseline", "--request-timeout", "4s"])
+        .args(&["--memory-limit", "32MiB"])
+        .env("WASMHOUSE_ADMIN_TOKEN", token)
+        .start();
+    let listed = common::send(
+        reqwest::Client::new()
+            .get(host.url("/admin/components"))
+            .bearer_auth(token),
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json["components"][0]["code"], "baseline");
+
+    let loops: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(get_owned(host.url("/loop"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..5 {
+        let reply = get(&host.url("/health")).await;
+        assert_eq!(reply.status, 200, "health {i} during loops: {}", reply.text);
+        let db = get(&host.url("/sleep?s=0")).await;
+        assert_eq!(db.status, 200, "query {i} during loops: {}", db.text);
+    }
+    for task in loops {
+        let reply = task.await.expect("loop request");
+        assert_eq!(reply.status, 504, "{}", reply.text);
+        assert_eq!(reply.json["kind"], "timeout");
+    }
+    let bomb = get(&host.url("/alloc")).await;
+    assert_eq!(bomb.status, 500, "{}", bomb.text);
+    assert_eq!(bomb.json["kind"], "memory_limit");
+    for path in ["/trap", "/panic"] {
+        let crashed = get(&host.url(path)).await;
+        assert_eq!(crashed.status, 500, "{path}: {}", crashed.text);
+        assert_eq!(crashed.json["kind"], "trap", "{path}: {}", crashed.text);
+    }
+    assert_eq!(get(&host.url("/version")).await.json["version"], 1);
+    assert!(
+        !host.log().contains("optimised code compiled"),
+        "baseline-only compilation produced optimised code"
+    );
+}

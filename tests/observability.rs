@@ -141,6 +141,15 @@ async fn metrics_move_by_exactly_the_traffic_sent() {
         assert_eq!(get(&host.url("/health")).await.status, 200);
         send(200);
     }
+    // The SDK's allocator starts in an arena inside the initial memory: a
+    // small request never grows its memory.
+    let grows = "wasmhouse_guest_memory_grows_total";
+    let middle = scrape(&host.url("/metrics")).await;
+    assert_eq!(
+        middle.get(grows, &[("route", "app")]) - before.get(grows, &[("route", "app")]),
+        0.0,
+        "/health grew its memory"
+    );
     for (path, status) in [
         ("/trap", 500),
         ("/loop", 504),
@@ -194,6 +203,12 @@ async fn metrics_move_by_exactly_the_traffic_sent() {
     assert_eq!(
         delta("wasmhouse_instantiation_duration_seconds_count", &[]),
         9.0
+    );
+    // `/alloc` grows until it hits the limit: 32 MiB in 1 MiB steps.
+    assert!(
+        delta(grows, &[("route", "app")]) >= 16.0,
+        "{}",
+        delta(grows, &[("route", "app")])
     );
     // Two queries reached ClickHouse; the KILL never left the host.
     assert_eq!(delta("wasmhouse_clickhouse_queries_total", &[]), 2.0);

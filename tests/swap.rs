@@ -357,3 +357,101 @@ async fn a_changed_file_is_deployed_once_and_never_over_a_reload() {
         assert_eq!(get(&host.url("/version")).await.json["version"], 2);
     }
 }
+
+/// Poll the admin API until `host`'s only route serves `code` ("baseline"
+/// or "optimized"); how long that took.
+async fn wait_for_code(host: &common::Wasmhouse, code: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let listed = common::send(admin(host, reqwest::Method::GET, "/admin/components")).await;
+        assert_eq!(listed.status, 200, "{}", listed.text);
+        if listed.json["components"][0]["code"] == code {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "still not {code} code after 180 s: {}",
+            listed.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Tiered compilation: a component never compiled before serves baseline
+/// code from its deploy on, and optimised code once the background compile
+/// is done, with no failed request between. The compile cache then holds
+/// the optimised code, so a restart serves it at once; with `--compilation
+/// optimized` there is no baseline code at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_components_serve_baseline_code_until_optimised_code_is_ready() {
+    let setup = setup();
+    let cache = tempfile::tempdir().expect("cache dir");
+    let start = |compilation: &str, cache: &Path| {
+        HostBuilder::without_clickhouse()
+            .args(&["--manifest", setup.manifest.to_str().expect("UTF-8")])
+            .args(&["--compilation", compilation])
+            .env("WASMHOUSE_ADMIN_TOKEN", TOKEN)
+            .env("WASMHOUSE_COMPILE_CACHE", cache)
+            .start()
+    };
+    let upload = |host: &common::Wasmhouse, bytes: &[u8]| {
+        common::send(
+            admin(host, reqwest::Method::PUT, "/admin/components/app").body(bytes.to_vec()),
+        )
+    };
+
+    // v1 at start-up, with an empty compile cache: baseline code first.
+    let host = start("tiered", cache.path());
+    wait_for_code(&host, "optimized").await;
+    let load = VersionLoad::start(&host, 4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deployed = upload(&host, &setup.v2).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.text);
+    // Cranelift takes far longer than the answer: the deploy went live with
+    // baseline code.
+    assert_eq!(deployed.json["code"], "baseline", "{}", deployed.text);
+    assert_eq!(get(&host.url("/version")).await.json["version"], 2);
+    let optimising = wait_for_code(&host, "optimized").await;
+    eprintln!("v2's optimised code served {optimising:?} after its baseline code");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = load.finish("the tiering host").await;
+    assert!(seen.iter().any(|(_, _, version)| *version == 2));
+    assert_eq!(get(&host.url("/version")).await.json["version"], 2);
+    let log = host.log();
+    assert_eq!(
+        log.matches("optimised code compiled").count(),
+        2,
+        "v1 and v2 were each optimised once:\n{log}"
+    );
+    drop(host);
+
+    // Restarted on the same cache: optimised code at once, for both.
+    let host = start("tiered", cache.path());
+    let listed = common::send(admin(&host, reqwest::Method::GET, "/admin/components")).await;
+    assert_eq!(
+        listed.json["components"][0]["code"], "optimized",
+        "{}",
+        listed.text
+    );
+    let deployed = upload(&host, &setup.v2).await;
+    assert_eq!(deployed.json["code"], "optimized", "{}", deployed.text);
+    assert!(
+        !host.log().contains("baseline code compiled"),
+        "{}",
+        host.log()
+    );
+    drop(host);
+
+    // Optimised code only, on an empty cache.
+    let empty = tempfile::tempdir().expect("cache dir");
+    let host = start("optimized", empty.path());
+    let deployed = upload(&host, &setup.v2).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.text);
+    assert_eq!(deployed.json["code"], "optimized", "{}", deployed.text);
+    assert_eq!(get(&host.url("/version")).await.json["version"], 2);
+    assert!(
+        !host.log().contains("baseline code compiled"),
+        "{}",
+        host.log()
+    );
+}

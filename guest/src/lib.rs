@@ -43,17 +43,12 @@ const MAX_STREAM_ROWS: u64 = 100_000_000;
 /// The routes, their parameters and their description, declared once.
 fn routes() -> Router {
     let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
-    let mut router = Router::new("wasmhouse built-in routes", "1.0.0")
+    Router::new("wasmhouse built-in routes", "1.0.0")
         .description("The FastAPI + clickhouse-connect seed service's routes, each answered by a fresh WebAssembly instance.")
         .tag("service", "Liveness and the ClickHouse connection")
         .tag("queries", "Queries that show throughput and isolation")
-        .tag("streaming", "Results streamed straight from ClickHouse");
-    if let Ok(serde_json::Value::Object(schemas)) = serde_json::from_str(SCHEMAS) {
-        for (name, schema) in schemas {
-            router = router.schema(&name, schema);
-        }
-    }
-    router
+        .tag("streaming", "Results streamed straight from ClickHouse")
+        .schemas_json(SCHEMAS)
         .route(
             Route::get("/health", health)
                 .tag("service")

@@ -228,6 +228,8 @@ fn describe(route: &Route) -> Value {
     described["name"] = json!(route.name());
     described["route"] = json!(route.prefix());
     described["loaded_at"] = json!(timestamp(live.component.loaded_at()));
+    // Baseline code serves until the optimised code is compiled.
+    described["code"] = json!(live.component.tier().name());
     described["previous"] = json!(previous);
     described
 }

@@ -22,7 +22,7 @@ use crate::manifest::{self, ComponentSource, RouteSource, RouteSpec};
 use crate::registry::{OciReference, RegistryArgs, RegistryConfig};
 use crate::route_settings::{ReadOnlySetting, RouteConfig, RouteSettings};
 use crate::runtime::instance::DEFAULT_REQUEST_TIMEOUT;
-use crate::runtime::{DEFAULT_MAX_INSTANCES, PoolSizing};
+use crate::runtime::{Compilation, DEFAULT_MAX_INSTANCES, PoolSizing};
 use crate::units::{format_bytes, parse_bytes};
 
 /// Default address to listen on.
@@ -497,6 +497,18 @@ pub(crate) struct LimitArgs {
     )]
     pub(crate) compile_cache: Option<String>,
 
+    /// How new components are compiled: `tiered` serves baseline code
+    /// (Winch) within a second and swaps in optimised code (Cranelift) when
+    /// its background compile is done; `optimized` serves once Cranelift is
+    /// done.
+    #[arg(
+        long = "compilation",
+        env = "WASMHOUSE_COMPILATION",
+        value_name = "WASMHOUSE_COMPILATION",
+        default_value = "tiered"
+    )]
+    pub(crate) compilation: Compilation,
+
     /// Allow guests to write (ClickHouse readonly off). Read-only by default.
     #[arg(
         long = "allow-writes",
@@ -529,6 +541,8 @@ pub struct ServeConfig {
     pub(crate) admin: AdminConfig,
     /// Where compiled components are cached; `None` to compile every time.
     pub(crate) compile_cache: Option<PathBuf>,
+    /// Baseline code first, or optimised code only.
+    pub(crate) compilation: Compilation,
     /// Worker threads of the `wasmhouse` binary.
     pub(crate) workers: usize,
     /// Where API keys come from.
@@ -562,6 +576,7 @@ impl ServeConfig {
             shutdown_grace: DEFAULT_REQUEST_TIMEOUT,
             admin: AdminConfig::default(),
             compile_cache: None,
+            compilation: Compilation::default(),
             workers: default_workers(),
             keys: KeySource::default(),
             trusted_proxies: TrustedProxies::default(),
@@ -763,6 +778,7 @@ impl ServeArgs {
             route_defaults,
             admin,
             compile_cache,
+            compilation: limits.compilation,
             workers: limits.workers.unwrap_or_else(default_workers),
             keys: KeySource {
                 file: self.access.keys_file.clone(),

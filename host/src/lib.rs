@@ -87,6 +87,7 @@ pub mod telemetry;
 
 pub use config::{ServeArgs, ServeConfig};
 pub use embedded::{BUILTIN_COMPONENT, SQL_COMPONENT};
+pub use runtime::Compilation;
 pub use runtime::instance::DEFAULT_REQUEST_TIMEOUT;
 pub use server::{Server, serve, serve_until_signalled};
 

@@ -187,6 +187,7 @@ pub(crate) struct Metrics {
     faults: Family<FaultLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
     instantiation: Histogram,
+    memory_grows: Family<RouteLabels, Counter>,
     in_flight: Gauge,
     queue_length: Gauge,
     queue_wait: Histogram,
@@ -211,6 +212,7 @@ impl Metrics {
             faults: Family::default(),
             denials: Family::default(),
             instantiation: Histogram::new(exponential_buckets(0.000_002, 2.0, 16)),
+            memory_grows: Family::default(),
             in_flight: Gauge::default(),
             queue_length: Gauge::default(),
             queue_wait: latency_histogram(),
@@ -244,6 +246,11 @@ impl Metrics {
             "instantiation_duration_seconds",
             "Time to instantiate a component for one request",
             metrics.instantiation.clone(),
+        );
+        registry.register(
+            "guest_memory_grows",
+            "Times guests grew a linear memory past its initial size, by route: each costs the host two changes of memory protection (a route whose requests fit their initial memory, as the Rust SDK's allocator arranges, counts none)",
+            metrics.memory_grows.clone(),
         );
         registry.register(
             "instances_in_flight",
@@ -331,6 +338,12 @@ impl Metrics {
                     .clone()
             }),
             instantiation: self.instantiation.clone(),
+            memory_grows: self
+                .memory_grows
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
         })
     }
 
@@ -419,6 +432,7 @@ pub(crate) struct RouteMetrics {
     faults: [Counter; 5],
     denials: [Counter; 3],
     instantiation: Histogram,
+    memory_grows: Counter,
 }
 
 impl RouteMetrics {
@@ -441,6 +455,13 @@ impl RouteMetrics {
     /// An instance took `seconds` to create.
     pub(crate) fn instantiated(&self, seconds: f64) {
         self.instantiation.observe(seconds);
+    }
+
+    /// An instance grew its memory `times` times.
+    pub(crate) fn memory_grown(&self, times: u64) {
+        if times > 0 {
+            self.memory_grows.inc_by(times);
+        }
     }
 }
 

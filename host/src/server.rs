@@ -116,7 +116,11 @@ impl Server {
     /// Build the engine and pool and compile the configured routes. Slow
     /// (it compiles): call it before serving, off the async threads.
     pub fn new(config: ServeConfig) -> anyhow::Result<Self> {
-        let runtime = Runtime::new(config.sizing, config.compile_cache.as_deref())?;
+        let runtime = Runtime::new(
+            config.sizing,
+            config.compile_cache.as_deref(),
+            config.compilation,
+        )?;
         let pool = Arc::new(
             ClickHousePool::new(config.clickhouse.clone())
                 .context("creating the ClickHouse connection pool")?,

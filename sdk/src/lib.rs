@@ -40,6 +40,8 @@
 //! - [`clickhouse`]: building and running queries, reading their rows.
 //! - [`bindings`]: the raw WIT bindings, for what the helpers do not cover.
 
+#[cfg(all(feature = "allocator", target_arch = "wasm32"))]
+pub mod allocator;
 pub mod clickhouse;
 pub mod http;
 pub mod router;

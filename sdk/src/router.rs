@@ -486,6 +486,36 @@ enum Segment {
     Param(String),
 }
 
+/// A response a route declares, as declared: every request builds the
+/// router, and only a request for the document needs the OpenAPI object.
+enum Documented {
+    /// An OpenAPI response object ([`Route::response`]).
+    Object(Value),
+    /// A JSON response's parts ([`Route::json_response`]).
+    Json {
+        description: String,
+        schema: Value,
+        example: Value,
+    },
+}
+
+impl Documented {
+    /// The OpenAPI response object.
+    fn openapi(&self) -> Value {
+        match self {
+            Self::Object(response) => response.clone(),
+            Self::Json {
+                description,
+                schema,
+                example,
+            } => json!({
+                "description": description,
+                "content": { "application/json": { "schema": schema, "example": example } }
+            }),
+        }
+    }
+}
+
 /// One method on one path pattern, with its parameters and description.
 pub struct Route {
     method: &'static str,
@@ -498,7 +528,7 @@ pub struct Route {
     description: Option<String>,
     tags: Vec<String>,
     operation_id: Option<String>,
-    responses: BTreeMap<u16, Value>,
+    responses: BTreeMap<u16, Documented>,
     body: Option<Value>,
     queries: bool,
     strict: bool,
@@ -615,26 +645,29 @@ impl Route {
     /// Describe answer `status` (an OpenAPI response object: `description`,
     /// `content` with a schema and an example…).
     pub fn response(mut self, status: u16, response: Value) -> Self {
-        self.responses.insert(status, response);
+        self.responses.insert(status, Documented::Object(response));
         self
     }
 
     /// Describe answer `status` as JSON of `schema` (an OpenAPI schema or a
     /// `$ref`), with an example.
     pub fn json_response(
-        self,
+        mut self,
         status: u16,
         description: &str,
         schema: Value,
         example: Value,
     ) -> Self {
-        self.response(
+        // Kept in parts: the OpenAPI object is built only for the document.
+        self.responses.insert(
             status,
-            json!({
-                "description": description,
-                "content": { "application/json": { "schema": schema, "example": example } }
-            }),
-        )
+            Documented::Json {
+                description: description.to_owned(),
+                schema,
+                example,
+            },
+        );
+        self
     }
 
     /// It takes a JSON body of `schema` ([`Call::json`] reads it).
@@ -810,7 +843,7 @@ impl Route {
         }
         let mut responses = Map::new();
         for (status, response) in &self.responses {
-            responses.insert(status.to_string(), response.clone());
+            responses.insert(status.to_string(), response.openapi());
         }
         let standard = |name: &str| json!({ "$ref": format!("#/components/responses/{name}") });
         if !self.responses.contains_key(&200) {
@@ -906,6 +939,7 @@ pub struct Router {
     description: Option<String>,
     tags: Vec<(String, String)>,
     schemas: Map<String, Value>,
+    schema_texts: Vec<&'static str>,
     routes: Vec<Route>,
 }
 
@@ -918,6 +952,7 @@ impl Router {
             description: None,
             tags: Vec::new(),
             schemas: Map::new(),
+            schema_texts: Vec::new(),
             routes: Vec::new(),
         }
     }
@@ -937,6 +972,17 @@ impl Router {
     /// A schema routes may `$ref` as `#/components/schemas/{name}`.
     pub fn schema(mut self, name: &str, schema: Value) -> Self {
         self.schemas.insert(name.to_owned(), schema);
+        self
+    }
+
+    /// Schemas routes may `$ref`, as the text of a JSON object from name to
+    /// schema (say `include_str!("schemas.json")`). The text is parsed only
+    /// when the OpenAPI document is asked for, not on every request, which
+    /// builds the router; a schema given to [`Router::schema`] wins over one
+    /// of the same name here. Text that is not a JSON object adds nothing
+    /// (test the document: `router.handle` of `/.well-known/openapi.json`).
+    pub fn schemas_json(mut self, text: &'static str) -> Self {
+        self.schema_texts.push(text);
         self
     }
 
@@ -1041,7 +1087,13 @@ impl Router {
                 "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
             })
         };
-        let mut schemas = self.schemas.clone();
+        let mut schemas = Map::new();
+        for text in &self.schema_texts {
+            if let Ok(Value::Object(parsed)) = serde_json::from_str(text) {
+                schemas.extend(parsed);
+            }
+        }
+        schemas.extend(self.schemas.clone());
         schemas.entry("Error").or_insert_with(|| {
             json!({
                 "type": "object",

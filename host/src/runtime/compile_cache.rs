@@ -96,23 +96,10 @@ impl CompileCache {
         sha256: &str,
         bytes: &[u8],
     ) -> wasmtime::Result<Component> {
-        let path = self
-            .directory
-            .join(format!("{sha256}-{:016x}.{EXTENSION}", self.engine));
-        if path.is_file() {
-            match self.map(engine, &path) {
-                Ok(component) => {
-                    // Recently used: the last to be evicted.
-                    touch(&path);
-                    return Ok(component);
-                }
-                Err(err) => tracing::warn!(
-                    path = %path.display(),
-                    error = %format!("{err:#}"),
-                    "a cached compiled component does not load; compiling it again"
-                ),
-            }
+        if let Some(component) = self.cached(engine, sha256) {
+            return Ok(component);
         }
+        let path = self.path(sha256);
         let compiled = engine.precompile_component(bytes);
         // Only a compile leaves compiler memory behind, not a mapped file.
         super::release_compile_memory();
@@ -138,6 +125,36 @@ impl CompileCache {
         unsafe {
             Component::deserialize(engine, &compiled)
         }
+    }
+
+    /// The component with SHA-256 `sha256`, mapped from its file if it was
+    /// compiled before; `None` if it was not (or its file does not load).
+    pub(crate) fn cached(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let path = self.path(sha256);
+        if !path.is_file() {
+            return None;
+        }
+        match self.map(engine, &path) {
+            Ok(component) => {
+                // Recently used: the last to be evicted.
+                touch(&path);
+                Some(component)
+            }
+            Err(err) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %format!("{err:#}"),
+                    "a cached compiled component does not load; compiling it again"
+                );
+                None
+            }
+        }
+    }
+
+    /// Where the compiled component with SHA-256 `sha256` is kept.
+    fn path(&self, sha256: &str) -> PathBuf {
+        self.directory
+            .join(format!("{sha256}-{:016x}.{EXTENSION}", self.engine))
     }
 
     /// Map the compiled component at `path`.

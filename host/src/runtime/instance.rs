@@ -113,7 +113,10 @@ pub(crate) async fn run(
         metrics,
         config,
     } = invocation;
-    let mut store = new_store(runtime, limits, query, deadline, config);
+    // The code it starts with serves the whole request, even if optimised
+    // code replaces it meanwhile.
+    let code = component.code();
+    let mut store = new_store(runtime, code.engine(), limits, query, deadline, config);
 
     // wasi:http needs an authority; HTTP/1.0 clients may send no Host.
     if !request.headers().contains_key(hyper::header::HOST) {
@@ -153,7 +156,7 @@ pub(crate) async fn run(
             let _slot = slot;
             let run = async {
                 let started = std::time::Instant::now();
-                let proxy = component
+                let proxy = code
                     .pre()
                     .instantiate_async(&mut store)
                     .await
@@ -165,7 +168,9 @@ pub(crate) async fn run(
                     .await
                     .map_err(classify_trap)
             };
-            let failure = match tokio::time::timeout_at(deadline, run).await {
+            let outcome = tokio::time::timeout_at(deadline, run).await;
+            metrics.memory_grown(store.data().memory.grows());
+            let failure = match outcome {
                 Ok(Ok(())) => {
                     // A guest's own diagnostics, attributed to its request.
                     let stderr = store.data().stderr();
@@ -252,6 +257,7 @@ pub(crate) async fn run(
 
 fn new_store(
     runtime: &Runtime,
+    engine: &wasmtime::Engine,
     limits: InstanceLimits,
     query: QueryContext,
     deadline: Instant,
@@ -261,7 +267,7 @@ fn new_store(
     let (callback, share) = runtime.cpu().epoch_callback(deadline.into_std());
     let query = query.with_on_wait(share);
     let state = RequestState::new(limits.memory_bytes, query, config);
-    let mut store = Store::new(runtime.engine(), state);
+    let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
     store.epoch_deadline_callback(callback);
     store.set_epoch_deadline(1);

@@ -1,5 +1,12 @@
-//! The Wasmtime side: one engine, one linker, components compiled once, and a
+//! The Wasmtime side: engines and linkers, components compiled once, and a
 //! fresh store and instance for every request.
+//!
+//! Compilation is tiered: a component never compiled before is compiled
+//! first with Wasmtime's baseline compiler (Winch, about a tenth of the
+//! time), serves at once, and is compiled again with the optimising one
+//! (Cranelift) in the background at low priority, then upgraded in place
+//! ([`component`]). Each compiler has an engine of its own: code from one
+//! cannot run in the other's stores.
 //!
 //! It knows nothing of routes or deployments: it compiles what it is given
 //! and runs one request in one fresh instance under the limits it is given.
@@ -15,12 +22,13 @@ pub(crate) mod cpu;
 pub mod instance;
 pub(crate) mod store;
 
+use std::sync::{Arc, Weak, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
 pub(crate) use compile_cache::CompileCache;
 pub(crate) use component::{ComponentError, RouteComponent};
@@ -70,65 +78,95 @@ impl Default for PoolSizing {
     }
 }
 
-/// The engine and linker every route component is compiled and linked with.
+/// How route components are compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Compilation {
+    /// Baseline code first (Winch: serving within a second), optimised code
+    /// (Cranelift) swapped in when the background compile is done. A
+    /// component the compile cache holds starts optimised.
+    #[default]
+    Tiered,
+    /// Optimised code only: a new component serves once Cranelift is done.
+    Optimized,
+    /// Baseline code only, never optimised (to measure what the baseline
+    /// compiler's code costs; a component it cannot compile gets optimised
+    /// code).
+    Baseline,
+}
+
+/// Which compiler made a component's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// Winch: fast to compile, slower to run.
+    Baseline,
+    /// Cranelift.
+    Optimized,
+}
+
+impl Tier {
+    /// How the admin API names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Optimized => "optimized",
+        }
+    }
+}
+
+/// One compiler's engine, and the linker made for it.
+pub(crate) struct Engines {
+    /// The engine code compiled by `tier` runs in.
+    pub(crate) engine: Engine,
+    /// Its linker: WASI p2, `wasi:http`, ClickHouse, `wasi:config`.
+    pub(crate) linker: Linker<RequestState>,
+    /// Which compiler it compiles with.
+    pub(crate) tier: Tier,
+}
+
+/// The engines and linkers every route component is compiled and linked
+/// with.
 #[derive(Clone)]
 pub(crate) struct Runtime {
-    engine: Engine,
-    linker: Linker<RequestState>,
+    optimized: Arc<Engines>,
+    /// `None` when compilation is not tiered.
+    baseline: Option<Arc<Engines>>,
     cpu: CpuSlots,
     compile_cache: Option<CompileCache>,
+    compilation: Compilation,
+    /// Where components serving baseline code queue for their optimising
+    /// compile; `None` when not tiered, and in the worker's own copy.
+    tier_up: Option<mpsc::Sender<TierUp>>,
+}
+
+/// A component waiting for its optimised code.
+struct TierUp {
+    /// Gone if the component was dropped (replaced, evicted) meanwhile.
+    component: Weak<RouteComponent>,
+    bytes: Vec<u8>,
 }
 
 impl Runtime {
-    /// Build the engine (pooling allocator, epoch interruption) and a linker
-    /// with WASI p2, `wasi:http` and the ClickHouse capability; start the
-    /// epoch ticker.
+    /// Build the engines (pooling allocator, epoch interruption) and their
+    /// linkers with WASI p2, `wasi:http`, the ClickHouse capability and
+    /// `wasi:config`; start the epoch ticker.
     ///
-    /// With `compile_cache`, compiled machine code is kept in that directory
+    /// With `compile_cache`, optimised machine code is kept in that directory
     /// (keyed by the component's hash and the engine's settings), so a
     /// restart loads components instead of compiling them.
     pub(crate) fn new(
         sizing: PoolSizing,
         compile_cache: Option<&std::path::Path>,
+        compilation: Compilation,
     ) -> anyhow::Result<Self> {
-        let mut pool = PoolingAllocationConfig::new();
-        // Where the kernel can say which pages an instance wrote
-        // (PAGEMAP_SCAN, Linux 6.7+), only those are restored from the image,
-        // and they stay mapped for the next instance in the slot: no page
-        // faults, no madvise and none of the TLB shootdowns they cost on
-        // every core. Without it, everything past the first
-        // `keep_resident_bytes` is given back and faulted in again.
-        let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
-        let keep_resident = if pagemap {
-            pool.pagemap_scan(wasmtime::Enabled::Yes);
-            sizing.keep_resident_bytes.max(PAGEMAP_KEEP_RESIDENT)
-        } else {
-            sizing.keep_resident_bytes
+        let optimized = Engines::new(sizing, Tier::Optimized)?;
+        let baseline = match compilation {
+            Compilation::Tiered | Compilation::Baseline => {
+                Some(Arc::new(Engines::new(sizing, Tier::Baseline)?))
+            }
+            Compilation::Optimized => None,
         };
-        tracing::debug!(pagemap, keep_resident, "instance memory reset");
-        let instances = sizing.max_instances;
-        pool.total_component_instances(instances)
-            // A Rust guest is a handful of core instances (its module plus
-            // the shims wit-component adds); a composed one a few more.
-            .max_core_instances_per_component(32)
-            .total_core_instances(instances.saturating_mul(8))
-            .max_memories_per_component(4)
-            .total_memories(instances.saturating_mul(2))
-            .max_tables_per_component(32)
-            .total_tables(instances.saturating_mul(8))
-            .total_stacks(instances)
-            .max_memory_size(sizing.max_memory_bytes)
-            .linear_memory_keep_resident(keep_resident)
-            .table_keep_resident(keep_resident)
-            .decommit_batch_size(64);
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .epoch_interruption(true)
-            .parallel_compilation(true);
-        let engine = Engine::new(&config).context("creating the Wasmtime engine")?;
         let compile_cache = compile_cache.and_then(|directory| {
-            CompileCache::open(directory, &engine)
+            CompileCache::open(directory, &optimized.engine)
                 .inspect_err(|err| {
                     tracing::warn!(
                         directory = %directory.display(),
@@ -138,34 +176,49 @@ impl Runtime {
                 })
                 .ok()
         });
-
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .context("linking WASI p2 interfaces")?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .context("linking wasi:http interfaces")?;
-        wasmhouse_clickhouse::add_to_linker(&mut linker, RequestState::clickhouse)
-            .context("linking the wasmhouse:clickhouse interface")?;
-        wasmtime_wasi_config::add_to_linker(&mut linker, RequestState::config)
-            .context("linking the wasi:config interface")?;
-
-        start_epoch_ticker(&engine);
-        Ok(Self {
-            engine,
-            linker,
+        start_epoch_ticker(
+            std::iter::once(&optimized.engine)
+                .chain(baseline.as_deref().map(|tier| &tier.engine))
+                .collect(),
+        );
+        let mut runtime = Self {
+            optimized: Arc::new(optimized),
+            baseline,
             cpu: CpuSlots::for_this_machine(),
             compile_cache,
-        })
+            compilation,
+            tier_up: None,
+        };
+        if compilation == Compilation::Tiered {
+            runtime.tier_up = Some(start_tier_up(runtime.clone())?);
+        }
+        Ok(runtime)
     }
 
-    /// The engine.
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.engine
+    /// Queue the optimising compile of `component` (serving baseline code;
+    /// `bytes` are its bytes).
+    pub(crate) fn tier_up(&self, component: &Arc<RouteComponent>, bytes: &[u8]) {
+        let Some(queue) = &self.tier_up else { return };
+        let job = TierUp {
+            component: Arc::downgrade(component),
+            bytes: bytes.to_vec(),
+        };
+        if queue.send(job).is_err() {
+            tracing::warn!(
+                sha256 = component.sha256(),
+                "the optimising compiler is gone; this component keeps its baseline code"
+            );
+        }
     }
 
-    /// The linker components are instantiated with.
-    pub(crate) fn linker(&self) -> &Linker<RequestState> {
-        &self.linker
+    /// The optimising compiler's engine and linker.
+    pub(crate) fn optimized(&self) -> &Engines {
+        &self.optimized
+    }
+
+    /// The baseline compiler's engine and linker, when compilation is tiered.
+    pub(crate) fn baseline(&self) -> Option<&Engines> {
+        self.baseline.as_deref()
     }
 
     /// The CPU slots heavy guests share.
@@ -173,9 +226,33 @@ impl Runtime {
         &self.cpu
     }
 
-    /// Compile the component `bytes` (SHA-256 `sha256`), or map it from the
-    /// compile cache when it was compiled before.
-    ///
+    /// The optimised code of the component with SHA-256 `sha256`, if the
+    /// compile cache holds it (mapped from its file: fast) and optimised
+    /// code may serve.
+    pub(crate) fn cached(&self, sha256: &str) -> Option<Component> {
+        if self.compilation == Compilation::Baseline {
+            return None;
+        }
+        self.compile_cache
+            .as_ref()?
+            .cached(&self.optimized.engine, sha256)
+    }
+
+    /// Compile the component `bytes` with the baseline compiler, at normal
+    /// priority (it takes a tenth of the optimising compile). Not cached: it
+    /// serves only until the optimised code is ready. `None` when the
+    /// baseline compiler is not used.
+    pub(crate) fn compile_baseline(&self, bytes: &[u8]) -> Option<wasmtime::Result<Component>> {
+        let baseline = self.baseline.as_ref()?;
+        let component = Component::new(&baseline.engine, bytes);
+        release_compile_memory();
+        Some(component)
+    }
+
+    /// Compile the component `bytes` (SHA-256 `sha256`) with the optimising
+    /// compiler, or map it from the compile cache when it was compiled
+    /// before. With `background`, or for a large component, the compile
+    /// runs at low priority.
     ///
     /// A large component (an interpreter's, [`LARGE_COMPILE_BYTES`] or more)
     /// compiles for many seconds: it does so at a lower CPU priority than
@@ -183,16 +260,22 @@ impl Runtime {
     /// load costs the requests little and takes longer instead, in the time
     /// they leave. A small one compiles at normal priority: it is done in a
     /// fraction of a second, and a swap should be too.
-    pub(crate) fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    pub(crate) fn compile_optimized(
+        &self,
+        sha256: &str,
+        bytes: &[u8],
+        background: bool,
+    ) -> wasmtime::Result<Component> {
+        let engine = &self.optimized.engine;
         let compile = || match &self.compile_cache {
-            Some(cache) => cache.component(&self.engine, sha256, bytes),
+            Some(cache) => cache.component(engine, sha256, bytes),
             None => {
-                let component = Component::new(&self.engine, bytes);
+                let component = Component::new(engine, bytes);
                 release_compile_memory();
                 component
             }
         };
-        let Some(pool) = (bytes.len() >= LARGE_COMPILE_BYTES)
+        let Some(pool) = (background || bytes.len() >= LARGE_COMPILE_BYTES)
             .then(background_compile_pool)
             .flatten()
         else {
@@ -213,6 +296,72 @@ impl Runtime {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
+}
+
+impl Engines {
+    /// An engine compiling with `tier`'s compiler, and its linker.
+    fn new(sizing: PoolSizing, tier: Tier) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(sizing)))
+            .epoch_interruption(true)
+            .parallel_compilation(true)
+            .strategy(match tier {
+                Tier::Baseline => Strategy::Winch,
+                Tier::Optimized => Strategy::Cranelift,
+            });
+        let engine = Engine::new(&config)
+            .with_context(|| format!("creating the Wasmtime engine ({} code)", tier.name()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .context("linking WASI p2 interfaces")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .context("linking wasi:http interfaces")?;
+        wasmhouse_clickhouse::add_to_linker(&mut linker, RequestState::clickhouse)
+            .context("linking the wasmhouse:clickhouse interface")?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, RequestState::config)
+            .context("linking the wasi:config interface")?;
+        Ok(Self {
+            engine,
+            linker,
+            tier,
+        })
+    }
+}
+
+/// The pooling allocator's configuration for `sizing`.
+fn pooling(sizing: PoolSizing) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    // Where the kernel can say which pages an instance wrote
+    // (PAGEMAP_SCAN, Linux 6.7+), only those are restored from the image,
+    // and they stay mapped for the next instance in the slot: no page
+    // faults, no madvise and none of the TLB shootdowns they cost on
+    // every core. Without it, everything past the first
+    // `keep_resident_bytes` is given back and faulted in again.
+    let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
+    let keep_resident = if pagemap {
+        pool.pagemap_scan(wasmtime::Enabled::Yes);
+        sizing.keep_resident_bytes.max(PAGEMAP_KEEP_RESIDENT)
+    } else {
+        sizing.keep_resident_bytes
+    };
+    tracing::debug!(pagemap, keep_resident, "instance memory reset");
+    let instances = sizing.max_instances;
+    pool.total_component_instances(instances)
+        // A Rust guest is a handful of core instances (its module plus
+        // the shims wit-component adds); a composed one a few more.
+        .max_core_instances_per_component(32)
+        .total_core_instances(instances.saturating_mul(8))
+        .max_memories_per_component(4)
+        .total_memories(instances.saturating_mul(2))
+        .max_tables_per_component(32)
+        .total_tables(instances.saturating_mul(8))
+        .total_stacks(instances)
+        .max_memory_size(sizing.max_memory_bytes)
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(keep_resident)
+        .decommit_batch_size(64);
+    pool
 }
 
 /// Components at least this big compile at low priority
@@ -273,15 +422,60 @@ pub(crate) fn release_compile_memory() {
     }
 }
 
-/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
-fn start_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
+/// Start the thread that compiles optimised code for components serving
+/// baseline code, one at a time, at low priority, and swaps it in. It ends
+/// when every other copy of `runtime` is gone (the queue closes).
+fn start_tier_up(runtime: Runtime) -> anyhow::Result<mpsc::Sender<TierUp>> {
+    let (queue, jobs) = mpsc::channel::<TierUp>();
+    thread::Builder::new()
+        .name("wasmhouse-tier-up".into())
+        .spawn(move || {
+            for job in jobs {
+                // Not worth compiling for a component nothing serves.
+                let Some(sha256) = job.component.upgrade().map(|c| c.sha256().to_owned()) else {
+                    continue;
+                };
+                let started = Instant::now();
+                let compiled = runtime.compile_optimized(&sha256, &job.bytes, true);
+                let Some(component) = job.component.upgrade() else {
+                    continue;
+                };
+                let upgraded = compiled
+                    .map_err(|err| ComponentError::Compile(format!("{err:#}")))
+                    .and_then(|compiled| component.upgrade(&runtime, &compiled));
+                match upgraded {
+                    Ok(()) => tracing::info!(
+                        sha256,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "optimised code compiled; it serves from now on"
+                    ),
+                    Err(err) => tracing::warn!(
+                        sha256,
+                        error = %err,
+                        "the optimising compile failed; the component keeps its baseline code"
+                    ),
+                }
+            }
+        })
+        .context("starting the optimising compiler's thread")?;
+    Ok(queue)
+}
+
+/// Advance the engines' epochs every [`EPOCH_TICK`] until they are gone.
+fn start_epoch_ticker(engines: Vec<&Engine>) {
+    let weak: Vec<_> = engines.into_iter().map(Engine::weak).collect();
     let spawned = thread::Builder::new()
         .name("wasmhouse-epoch".into())
         .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
+            loop {
+                let mut alive = false;
+                for engine in weak.iter().filter_map(|weak| weak.upgrade()) {
+                    engine.increment_epoch();
+                    alive = true;
+                }
+                if !alive {
+                    break;
+                }
                 thread::sleep(EPOCH_TICK);
             }
         });

@@ -43,6 +43,7 @@ pub(crate) struct InstanceMemory {
     limit: usize,
     used: usize,
     tables: usize,
+    grows: u64,
 }
 
 impl InstanceMemory {
@@ -52,7 +53,13 @@ impl InstanceMemory {
             limit,
             used: 0,
             tables: 0,
+            grows: 0,
         }
+    }
+
+    /// How often the instance grew a linear memory past its initial size.
+    pub(crate) fn grows(&self) -> u64 {
+        self.grows
     }
 }
 
@@ -70,6 +77,11 @@ impl ResourceLimiter for InstanceMemory {
             return Err(MemoryLimitExceeded { limit: self.limit }.into());
         }
         self.used = used;
+        // Creating a memory at its initial size counts here too; only later
+        // growth is a `memory.grow`.
+        if current > 0 {
+            self.grows += 1;
+        }
         Ok(true)
     }
 
