@@ -10,6 +10,13 @@
 #   BENCH_SWAPS=10 BENCH_CONNECTIONS=64 bench/swap.sh
 #   BENCH_SWAP_BY=file bench/swap.sh  # replace the watched file instead
 #                                     # (an atomic rename) of uploading
+#   WASMHOUSE_COMPILATION=optimized bench/swap.sh   # no baseline code first
+#
+# Then, with the load still on, a large component (the Python seed,
+# target/python/seed-py.wasm, which the test suite builds; BENCH_LARGE=path
+# for another, BENCH_LARGE= to skip) is deployed never compiled to a second
+# route, twice: how long until it answers, and until its optimised code
+# serves (tiered compilation; the admin listing's `code`).
 #
 # Builds in release mode; needs no ClickHouse (/version does not query).
 # Load goes only to 127.0.0.1, for a bounded time.
@@ -33,24 +40,28 @@ cargo build --release -q -p wasmhouse -p wasmhouse-test-programs
 V1="$ROOT/target/wasm-test-v1/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
 V2="$ROOT/target/wasm-test-v2/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
 [ -f "$V1" ] && [ -f "$V2" ] || die "the test guest builds are missing ($V1, $V2)"
+LARGE="${BENCH_LARGE-$ROOT/target/python/seed-py.wasm}"
+[ -z "$LARGE" ] || [ -f "$LARGE" ] || { say "no $LARGE: skipping the large component"; LARGE=""; }
+LARGE_SWAPS=$([ -n "$LARGE" ] && echo 2 || echo 0)
 cp "$V1" "$WORK/app.wasm"
-printf '[[route]]\nname = "app"\nprefix = "/"\ncomponent = "app.wasm"\n' > "$WORK/wasmhouse.toml"
+printf '[[route]]\nname = "app"\nprefix = "/"\ncomponent = "app.wasm"\n\n[[route]]\nname = "large"\nprefix = "/large"\ncomponent = "app.wasm"\n' > "$WORK/wasmhouse.toml"
 CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT=9 RUST_LOG=warn WASMHOUSE_COMPILE_CACHE=off \
-  WASMHOUSE_ADMIN_TOKEN="$TOKEN" WASMHOUSE_ADMIN_MAX_UPLOAD=16MiB \
+  WASMHOUSE_ADMIN_TOKEN="$TOKEN" WASMHOUSE_ADMIN_MAX_UPLOAD=64MiB \
   target/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
 WH_PID=$!
 for _ in $(seq 1 600); do grep -q "^wasmhouse listening on" "$WORK/out" && break; sleep 0.1; done
 WH="$(sed -n 's/^wasmhouse listening on //p' "$WORK/out")"
 [ -n "$WH" ] || { cat "$WORK/out"; die "wasmhouse did not start"; }
 
-LOAD_SECONDS=$(( SWAPS * 6 + 10 ))
+LOAD_SECONDS=$(( SWAPS * 6 + LARGE_SWAPS * 60 + 10 ))
 wrk -t2 -c"$CONNECTIONS" -d"${LOAD_SECONDS}s" "$WH/version" > "$WORK/wrk" 2>&1 &
 WRK_PID=$!
 sleep 2
-python3 - "$WH" "$TOKEN" "$V1" "$V2" "$SWAPS" "$SWAP_BY" "$WORK/app.wasm" <<'PY'
+python3 - "$WH" "$TOKEN" "$V1" "$V2" "$SWAPS" "$SWAP_BY" "$WORK/app.wasm" "$LARGE" "$LARGE_SWAPS" <<'PY'
 import http.client, json, os, statistics, sys, time, urllib.parse
 base, token, v1_path, v2_path, swaps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 swap_by, watched = sys.argv[6], sys.argv[7]
+large_path, large_swaps = sys.argv[8], int(sys.argv[9])
 address = urllib.parse.urlparse(base)
 v1, v2 = open(v1_path, "rb").read(), open(v2_path, "rb").read()
 
@@ -101,6 +112,35 @@ for label, runs in (("never compiled", fresh), ("compiled before", cached)):
     print(f"swap ({how}) to a component {label}, under load: new version shown after median "
           f"{statistics.median(shows):.0f} ms (min {min(shows):.0f}, max {max(shows):.0f}); "
           f"the upload call took median {statistics.median(calls):.0f} ms")
+
+def code(route):
+    status, data = request("GET", "/admin/components", headers={"Authorization": f"Bearer {token}"})
+    for component in json.loads(data)["components"]:
+        if component["name"] == route:
+            return component.get("code", "optimized")
+
+if large_swaps:
+    large = open(large_path, "rb").read()
+    for round_ in range(large_swaps):
+        started = time.monotonic()
+        status, data = request("PUT", "/admin/components/large", unique(large, f"{time.time_ns()}"),
+                               {"Authorization": f"Bearer {token}"})
+        if status != 200:
+            sys.exit(f"deploy of the large component failed: {status} {data[:200]}")
+        answered = time.monotonic()
+        while request("GET", "/large/.well-known/openapi.json")[0] != 200:
+            if time.monotonic() - started > 120:
+                sys.exit("the large component never answered")
+        serving = time.monotonic()
+        first_code = json.loads(data).get("code", "optimized")
+        while code("large") != "optimized":
+            if time.monotonic() - started > 180:
+                sys.exit("the large component's optimised code never served")
+            time.sleep(0.05)
+        optimised = time.monotonic()
+        print(f"large component ({len(large) / 1e6:.1f} MB, never compiled) under load, round {round_ + 1}: "
+              f"answering after {serving - started:.2f} s (upload call {answered - started:.2f} s, "
+              f"{first_code} code), optimised code serving after {optimised - started:.1f} s")
 PY
 wait "$WRK_PID" || true
 python3 - "$WORK/wrk" "$CONNECTIONS" <<'PY'

@@ -244,7 +244,11 @@ impl Runtime {
     /// baseline compiler is not used.
     pub(crate) fn compile_baseline(&self, bytes: &[u8]) -> Option<wasmtime::Result<Component>> {
         let baseline = self.baseline.as_ref()?;
-        let component = Component::new(&baseline.engine, bytes);
+        let compile = || Component::new(&baseline.engine, bytes);
+        let component = match baseline_compile_pool() {
+            Some(pool) => pool.install(compile),
+            None => compile(),
+        };
         release_compile_memory();
         Some(component)
     }
@@ -386,6 +390,30 @@ fn background_compile_pool() -> Option<&'static rayon::ThreadPool> {
             .build()
             .inspect_err(|err| {
                 tracing::warn!(error = %err, "no low-priority compile pool; large components compile at normal priority");
+            })
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Threads of the baseline compile pool per core.
+const BASELINE_THREADS_PER_CORE: usize = 4;
+
+/// The rayon pool baseline code compiles on, made on first use: more
+/// threads than cores, at normal priority, so that under full load the
+/// compile gets most of the machine (the scheduler shares the cores per
+/// thread) for the second or two it takes, and a new component serves
+/// soon. `None` (the global pool) if it cannot be made.
+fn baseline_compile_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = thread::available_parallelism().map_or(1, usize::from);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cores * BASELINE_THREADS_PER_CORE)
+            .thread_name(|i| format!("wasmhouse-baseline-{i}"))
+            .build()
+            .inspect_err(|err| {
+                tracing::warn!(error = %err, "no baseline compile pool; baseline code compiles on the global pool");
             })
             .ok()
     })
