@@ -87,7 +87,8 @@ start_wasmhouse() {  # extra flags; sets WH and WH_PID (logs in $WORK/$WH_LOG.*)
 }
 
 # --- against concurrency ---------------------------------------------------
-start_wasmhouse --max-instances 1024
+# Optimised code from the start: these curves are about serving.
+start_wasmhouse --max-instances 1024 --compilation optimized
 "$ROOT/target/release/wasmhouse-bench-hello" 127.0.0.1:0 > "$WORK/hello.out" 2>&1 &
 PIDS+=($!)
 HELLO="http://$(wait_for_line "$WORK/hello.out" "listening on http://")"
@@ -152,10 +153,10 @@ PY
   # The first start compiles (into a compile cache of this run), the second
   # loads: memory is measured as a host restarted with the default cache.
   started="$(date +%s%N)"
-  WH_LOG="c$count" WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --manifest "$WORK/c$count/wasmhouse.toml"
+  WH_LOG="c$count" WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --compilation optimized --manifest "$WORK/c$count/wasmhouse.toml"
   READY[$count]="$(( ($(date +%s%N) - started) / 1000000 ))"
   kill "$WH_PID"; wait "$WH_PID" 2>/dev/null || true
-  WH_LOG="c$count" WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --manifest "$WORK/c$count/wasmhouse.toml"
+  WH_LOG="c$count" WASMHOUSE_COMPILE_CACHE="$WORK/cc" start_wasmhouse --compilation optimized --manifest "$WORK/c$count/wasmhouse.toml"
   for i in $(seq 0 $(( count > 10 ? 9 : count - 1 ))); do curl -fs -o /dev/null "$WH/r$i/health"; done
   HOST_URL[$count]="$WH"; HOST_PID[$count]="$WH_PID"; IDLE[$count]="$(rss_mib "$WH_PID")"
 done
