@@ -500,7 +500,7 @@ pub(crate) struct LimitArgs {
     /// How new components are compiled: `tiered` serves baseline code
     /// (Winch) within a second and swaps in optimised code (Cranelift) when
     /// its background compile is done; `optimized` serves once Cranelift is
-    /// done.
+    /// done; `baseline` never optimises.
     #[arg(
         long = "compilation",
         env = "WASMHOUSE_COMPILATION",
