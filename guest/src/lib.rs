@@ -42,22 +42,23 @@ const MAX_STREAM_ROWS: u64 = 100_000_000;
 
 /// The routes, their parameters and their description, declared once.
 fn routes() -> Router {
-    let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    // Only validation is built per request: each route's documentation is
+    // made when the OpenAPI document is asked for (`Route::docs`).
     Router::new("wasmhouse built-in routes", "1.0.0")
         .description("The FastAPI + clickhouse-connect seed service's routes, each answered by a fresh WebAssembly instance.")
         .tag("service", "Liveness and the ClickHouse connection")
         .tag("queries", "Queries that show throughput and isolation")
         .tag("streaming", "Results streamed straight from ClickHouse")
         .schemas_json(SCHEMAS)
-        .route(
-            Route::get("/health", health)
+        .route(Route::get("/health", health).docs(|route| {
+            route
                 .tag("service")
                 .operation_id("health")
                 .summary("Liveness: answers without touching ClickHouse")
-                .json_response(200, "The service is up", schema("Health"), json!({ "status": "healthy" })),
-        )
-        .route(
-            Route::get("/clickhouse-status", clickhouse_status)
+                .json_response(200, "The service is up", schema("Health"), json!({ "status": "healthy" }))
+        }))
+        .route(Route::get("/clickhouse-status", clickhouse_status).docs(|route| {
+            route
                 .tag("service")
                 .operation_id("clickhouseStatus")
                 .summary("ClickHouse's version, or why it cannot be reached")
@@ -81,73 +82,90 @@ fn routes() -> Router {
                         }
                     }),
                     json!({ "status": "disconnected", "error": "ClickHouse unavailable: cannot connect to ClickHouse (connection refused)" }),
-                ),
-        )
+                )
+        }))
         .route(
             Route::get("/concurrent/simple-query", |_| timed_query(SIMPLE_QUERY))
-                .tag("queries")
-                .operation_id("simpleQuery")
-                .summary("SELECT 1, with ClickHouse's time")
-                .json_response(
-                    200,
-                    "The query's rows",
-                    schema("QueryResult"),
-                    json!({ "query": SIMPLE_QUERY, "result": [{ "value": 1 }], "elapsed_ms": 0.8 }),
-                )
-                .queries_clickhouse(),
+                .queries_clickhouse()
+                .docs(|route| {
+                    route
+                        .tag("queries")
+                        .operation_id("simpleQuery")
+                        .summary("SELECT 1, with ClickHouse's time")
+                        .json_response(
+                            200,
+                            "The query's rows",
+                            schema("QueryResult"),
+                            json!({ "query": SIMPLE_QUERY, "result": [{ "value": 1 }], "elapsed_ms": 0.8 }),
+                        )
+                }),
         )
         .route(
             Route::get("/concurrent/heavy-query", |_| timed_query(HEAVY_QUERY))
-                .tag("queries")
-                .operation_id("heavyQuery")
-                .summary("count() and sum() over ten million numbers")
-                .json_response(
-                    200,
-                    "The query's rows",
-                    schema("QueryResult"),
-                    json!({ "query": HEAVY_QUERY, "result": [{ "c": 10_000_000, "s": 49_999_995_000_000_u64 }], "elapsed_ms": 25.0 }),
-                )
-                .queries_clickhouse(),
+                .queries_clickhouse()
+                .docs(|route| {
+                    route
+                        .tag("queries")
+                        .operation_id("heavyQuery")
+                        .summary("count() and sum() over ten million numbers")
+                        .json_response(
+                            200,
+                            "The query's rows",
+                            schema("QueryResult"),
+                            json!({ "query": HEAVY_QUERY, "result": [{ "c": 10_000_000, "s": 49_999_995_000_000_u64 }], "elapsed_ms": 25.0 }),
+                        )
+                }),
         )
         .route(
             Route::get("/concurrent/test-isolation", test_isolation)
-                .tag("queries")
-                .operation_id("testIsolation")
-                .summary("Sleep in ClickHouse; shows that every request gets a fresh instance")
                 .query(
                     Param::float("delay")
                         .range(0, MAX_DELAY_S)
                         .default(1)
                         .describe("Seconds to sleep in ClickHouse, from 0 to 3"),
                 )
-                .json_response(
-                    200,
-                    "Which instance served the request, and when",
-                    schema("Isolation"),
-                    json!({ "request_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "instance_id": "9f86d081884c7d65", "instance_requests": 1, "delay": 1, "started_at": "2026-01-01T00:00:00.000Z", "finished_at": "2026-01-01T00:00:01.002Z", "elapsed_s": 1.002 }),
-                )
-                .queries_clickhouse(),
+                .queries_clickhouse()
+                .docs(|route| {
+                    route
+                        .tag("queries")
+                        .operation_id("testIsolation")
+                        .summary("Sleep in ClickHouse; shows that every request gets a fresh instance")
+                        .json_response(
+                            200,
+                            "Which instance served the request, and when",
+                            schema("Isolation"),
+                            json!({ "request_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "instance_id": "9f86d081884c7d65", "instance_requests": 1, "delay": 1, "started_at": "2026-01-01T00:00:00.000Z", "finished_at": "2026-01-01T00:00:01.002Z", "elapsed_s": 1.002 }),
+                        )
+                }),
         )
         .route(
             Route::get("/stream/numbers", stream_numbers)
-                .tag("streaming")
-                .operation_id("streamNumbers")
-                .summary("Stream n rows of system.numbers as JSON lines")
                 .query(
                     Param::uint("n")
                         .max(MAX_STREAM_ROWS as f64)
                         .default(1000)
                         .describe("How many rows, up to 100,000,000"),
                 )
-                .response(
-                    200,
-                    json!({
-                        "description": "One JSON object per line",
-                        "content": { "application/x-ndjson": { "schema": { "type": "string" }, "example": "{\"number\":\"0\"}\n{\"number\":\"1\"}\n" } }
-                    }),
-                )
-                .queries_clickhouse(),
+                .queries_clickhouse()
+                .docs(|route| {
+                    route
+                        .tag("streaming")
+                        .operation_id("streamNumbers")
+                        .summary("Stream n rows of system.numbers as JSON lines")
+                        .response(
+                            200,
+                            json!({
+                                "description": "One JSON object per line",
+                                "content": { "application/x-ndjson": { "schema": { "type": "string" }, "example": "{\"number\":\"0\"}\n{\"number\":\"1\"}\n" } }
+                            }),
+                        )
+                }),
         )
+}
+
+/// A reference to one of [`SCHEMAS`].
+fn schema(name: &str) -> serde_json::Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 wasmhouse_sdk::serve_router!(routes);

@@ -530,6 +530,7 @@ pub struct Route {
     operation_id: Option<String>,
     responses: BTreeMap<u16, Documented>,
     body: Option<Value>,
+    describe: Option<fn(Route) -> Route>,
     queries: bool,
     strict: bool,
     params_in_body: bool,
@@ -567,6 +568,7 @@ impl Route {
             operation_id: None,
             responses: BTreeMap::new(),
             body: None,
+            describe: None,
             queries: false,
             strict: false,
             params_in_body: false,
@@ -667,6 +669,20 @@ impl Route {
                 example,
             },
         );
+        self
+    }
+
+    /// Its documentation, declared by `describe` and made only when the
+    /// OpenAPI document is: `describe` gets a bare route of the same method
+    /// and pattern and adds what [`Route::summary`], [`Route::description`],
+    /// [`Route::tag`], [`Route::operation_id`], [`Route::response`],
+    /// [`Route::json_response`] and [`Route::json_body`] declare (anything
+    /// else it sets is ignored). Every request builds the router, so a route
+    /// whose documentation is large (schemas, examples) keeps it out of the
+    /// requests that do not ask for it. What is declared both here and
+    /// directly, `describe` wins (tags add up).
+    pub fn docs(mut self, describe: fn(Route) -> Route) -> Self {
+        self.describe = Some(describe);
         self
     }
 
@@ -777,22 +793,45 @@ impl Route {
     }
 
     fn openapi(&self) -> Value {
-        let mut operation = Map::new();
-        if !self.tags.is_empty() {
-            operation.insert("tags".into(), json!(self.tags));
+        // What `docs` declares, made now.
+        let described = self
+            .describe
+            .map(|describe| describe(Route::new(self.method, &self.pattern, self.handler)));
+        let described = described.as_ref();
+        let tags: Vec<&String> = self
+            .tags
+            .iter()
+            .chain(described.map_or(&[][..], |d| &d.tags))
+            .collect();
+        let pick = |field: fn(&Route) -> Option<&String>| described.and_then(field).or(field(self));
+        let operation_id = pick(|route| route.operation_id.as_ref());
+        let summary = pick(|route| route.summary.as_ref());
+        let description = pick(|route| route.description.as_ref());
+        let body = described
+            .and_then(|d| d.body.as_ref())
+            .or(self.body.as_ref());
+        let mut declared: BTreeMap<u16, &Documented> =
+            self.responses.iter().map(|(s, r)| (*s, r)).collect();
+        if let Some(described) = described {
+            declared.extend(described.responses.iter().map(|(s, r)| (*s, r)));
         }
-        if let Some(id) = &self.operation_id {
+
+        let mut operation = Map::new();
+        if !tags.is_empty() {
+            operation.insert("tags".into(), json!(tags));
+        }
+        if let Some(id) = operation_id {
             operation.insert("operationId".into(), json!(id));
         }
         operation.insert(
             "summary".into(),
             json!(
-                self.summary
-                    .clone()
+                summary
+                    .cloned()
                     .unwrap_or_else(|| format!("{} {}", self.method, self.pattern))
             ),
         );
-        if let Some(description) = &self.description {
+        if let Some(description) = description {
             operation.insert("description".into(), json!(description));
         }
         let in_query: &[Param] = if self.params_in_body {
@@ -835,22 +874,22 @@ impl Route {
                 "requestBody".into(),
                 json!({ "required": !required.is_empty(), "content": { "application/json": { "schema": schema } } }),
             );
-        } else if let Some(schema) = &self.body {
+        } else if let Some(schema) = body {
             operation.insert(
                 "requestBody".into(),
                 json!({ "required": true, "content": { "application/json": { "schema": schema } } }),
             );
         }
         let mut responses = Map::new();
-        for (status, response) in &self.responses {
+        for (status, response) in &declared {
             responses.insert(status.to_string(), response.openapi());
         }
         let standard = |name: &str| json!({ "$ref": format!("#/components/responses/{name}") });
-        if !self.responses.contains_key(&200) {
+        if !declared.contains_key(&200) {
             responses.insert("200".into(), json!({ "description": "Answered" }));
         }
         responses.insert("405".into(), standard("MethodNotAllowed"));
-        if !parameters.is_empty() || self.body.is_some() || self.params_in_body {
+        if !parameters.is_empty() || body.is_some() || self.params_in_body {
             responses.insert("422".into(), standard("InvalidParameter"));
         }
         if self.queries {
@@ -1168,6 +1207,43 @@ macro_rules! serve_router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documentation_declared_with_docs_is_made_only_for_the_document() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DESCRIBED: AtomicUsize = AtomicUsize::new(0);
+        fn describe(route: Route) -> Route {
+            DESCRIBED.fetch_add(1, Ordering::SeqCst);
+            route.summary("Declared lazily").tag("lazy").json_response(
+                200,
+                "Fine",
+                json!({ "type": "object" }),
+                json!({}),
+            )
+        }
+        let router = || {
+            Router::new("lazy docs", "1.0.0").route(
+                Route::get("/a", |_| Response::error(200, "ok", ""))
+                    .query(Param::uint("n").optional())
+                    .tag("direct")
+                    .summary("Overridden")
+                    .docs(describe),
+            )
+        };
+        assert!(router().check("GET", "/a?n=1").is_ok());
+        assert_eq!(
+            DESCRIBED.load(Ordering::SeqCst),
+            0,
+            "a request built the docs"
+        );
+        let doc = router().openapi();
+        assert_eq!(DESCRIBED.load(Ordering::SeqCst), 1);
+        let get = &doc["paths"]["/a"]["get"];
+        assert_eq!(get["summary"], "Declared lazily");
+        assert_eq!(get["tags"], json!(["direct", "lazy"]));
+        assert_eq!(get["responses"]["200"]["description"], "Fine");
+        assert_eq!(get["parameters"][0]["name"], "n");
+    }
 
     #[test]
     fn parameters_are_checked_against_their_rules() {

@@ -216,7 +216,8 @@ impl Runtime {
         &self.optimized
     }
 
-    /// The baseline compiler's engine and linker, when compilation is tiered.
+    /// The baseline compiler's engine and linker, when it is used
+    /// (`tiered` or `baseline` compilation).
     pub(crate) fn baseline(&self) -> Option<&Engines> {
         self.baseline.as_deref()
     }
@@ -369,7 +370,7 @@ fn pooling(sizing: PoolSizing) -> PoolingAllocationConfig {
 }
 
 /// Components at least this big compile at low priority
-/// ([`Runtime::compile`]): a Rust route is well under it (0.3–1.5 MB, compiled
+/// ([`Runtime::compile_optimized`]): a Rust route is well under it (0.3–1.5 MB, compiled
 /// in a few hundred ms), one embedding a JavaScript or Python interpreter
 /// (14–19 MB, 5–15 s of compiling) over it.
 const LARGE_COMPILE_BYTES: usize = 4 << 20;
