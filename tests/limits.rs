@@ -44,26 +44,14 @@ async fn infinite_loops_are_stopped_without_starving_others() {
     let clickhouse = ClickHouse::start();
     let host = hostile_in_process(&clickhouse, &["--request-timeout", "8s"]);
     // As many spinning guests as the host has worker threads, and more.
-    let loops: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(get_owned(host.url("/loop"))))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for i in 0..10 {
-        let reply = get(&host.url("/health")).await;
-        assert_eq!(reply.status, 200, "health {i} during loops: {}", reply.text);
-        let db = get(&host.url("/sleep?s=0")).await;
-        assert_eq!(db.status, 200, "query {i} during loops: {}", db.text);
-    }
-    assert!(
-        loops.iter().all(|task| !task.is_finished()),
-        "the loops ended before the other requests were answered"
-    );
-    for task in loops {
-        let reply = task.await.expect("loop request");
-        assert_eq!(reply.status, 504, "{}", reply.text);
-        assert_eq!(reply.json["kind"], "timeout");
-        assert!(reply.json["request_id"].is_string());
-    }
+    common::spinning_guests_time_out_while_others_answer(
+        &host,
+        "/loop",
+        4,
+        &["/health", "/sleep?s=0"],
+        10,
+    )
+    .await;
     assert_eq!(get(&host.url("/health")).await.status, 200);
 }
 
@@ -713,21 +701,14 @@ async fn baseline_code_keeps_the_limits() {
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert_eq!(listed.json["components"][0]["code"], "baseline");
 
-    let loops: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(get_owned(host.url("/loop"))))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for i in 0..5 {
-        let reply = get(&host.url("/health")).await;
-        assert_eq!(reply.status, 200, "health {i} during loops: {}", reply.text);
-        let db = get(&host.url("/sleep?s=0")).await;
-        assert_eq!(db.status, 200, "query {i} during loops: {}", db.text);
-    }
-    for task in loops {
-        let reply = task.await.expect("loop request");
-        assert_eq!(reply.status, 504, "{}", reply.text);
-        assert_eq!(reply.json["kind"], "timeout");
-    }
+    common::spinning_guests_time_out_while_others_answer(
+        &host,
+        "/loop",
+        3,
+        &["/health", "/sleep?s=0"],
+        5,
+    )
+    .await;
     let bomb = get(&host.url("/alloc")).await;
     assert_eq!(bomb.status, 500, "{}", bomb.text);
     assert_eq!(bomb.json["kind"], "memory_limit");

@@ -82,21 +82,8 @@ async fn misbehaving_python_routes_are_contained() {
         .args(&["--component", guest.to_str().expect("UTF-8 path")])
         .args(&["--request-timeout", "3s", "--memory-limit", "48MiB"])
         .start();
-    let spinning: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(get_owned(host.url("/spin"))))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // Others keep answering while the loops run.
-    for i in 0..5 {
-        let reply = get(&host.url("/health")).await;
-        assert_eq!(reply.status, 200, "health {i} during loops: {}", reply.text);
-    }
-    assert!(spinning.iter().all(|task| !task.is_finished()));
-    for task in spinning {
-        let reply = task.await.expect("spin request");
-        assert_eq!(reply.status, 504, "{}", reply.text);
-        assert_eq!(reply.json["kind"], "timeout");
-    }
+    common::spinning_guests_time_out_while_others_answer(&host, "/spin", 3, &["/health"], 5).await;
 
     // An exception no handler may catch (SystemExit) traps the instance.
     let crash = get(&host.url("/exit")).await;
@@ -123,10 +110,6 @@ async fn misbehaving_python_routes_are_contained() {
     assert!(host.log().contains("Traceback"), "{}", host.log());
 
     assert_eq!(get(&host.url("/health")).await.status, 200);
-}
-
-async fn get_owned(url: String) -> common::Reply {
-    get(&url).await
 }
 
 /// `sdk-python/tests` under the machine's CPython: the router, parameters,

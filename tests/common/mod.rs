@@ -31,6 +31,41 @@ pub async fn get(url: &str) -> Reply {
     send(client().get(url)).await
 }
 
+/// `count` requests to `spin` (a path whose guest never returns) at once;
+/// while they run, each of `others` answers 200 in each of `rounds` rounds;
+/// then every spinning request ends in 504 `timeout` with a request id.
+pub async fn spinning_guests_time_out_while_others_answer(
+    host: &Wasmhouse,
+    spin: &str,
+    count: usize,
+    others: &[&str],
+    rounds: usize,
+) {
+    let spinning: Vec<_> = (0..count)
+        .map(|_| {
+            let url = host.url(spin);
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for i in 0..rounds {
+        for path in others {
+            let reply = get(&host.url(path)).await;
+            assert_eq!(reply.status, 200, "{path} {i} during loops: {}", reply.text);
+        }
+    }
+    assert!(
+        spinning.iter().all(|task| !task.is_finished()),
+        "the loops ended before the other requests were answered"
+    );
+    for task in spinning {
+        let reply = task.await.expect("spinning request");
+        assert_eq!(reply.status, 504, "{}", reply.text);
+        assert_eq!(reply.json["kind"], "timeout");
+        assert!(reply.json["request_id"].is_string());
+    }
+}
+
 /// Send a prepared request.
 pub async fn send(request: reqwest::RequestBuilder) -> Reply {
     let response = request.send().await.expect("request sent");
