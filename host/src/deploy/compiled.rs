@@ -49,7 +49,7 @@ impl CompiledComponents {
         if let Some(known) = self.lock().get(&sha256) {
             return Ok(known.clone());
         }
-        let component = RouteComponent::compile(runtime, bytes)?;
+        let component = RouteComponent::compile(runtime, bytes, sha256.clone())?;
         self.lock().put(sha256, component.clone());
         Ok(component)
     }

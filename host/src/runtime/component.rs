@@ -87,8 +87,9 @@ impl Compiled {
 }
 
 impl RouteComponent {
-    /// Compile `bytes` and check that the component exports
-    /// `wasi:http/incoming-handler` and imports only what the host provides.
+    /// Compile `bytes` (whose hex SHA-256 is `sha256`) and check that the
+    /// component exports `wasi:http/incoming-handler` and imports only what
+    /// the host provides.
     /// Slow (it compiles): keep it off the request path.
     ///
     /// Optimised code from the compile cache is used as it is. Otherwise,
@@ -96,7 +97,11 @@ impl RouteComponent {
     /// and the optimising compile is queued; where the baseline compiler
     /// cannot compile the component (a Wasm feature it lacks), the
     /// optimising compiler does, before this returns.
-    pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Arc<Self>, ComponentError> {
+    pub(crate) fn compile(
+        runtime: &Runtime,
+        bytes: &[u8],
+        sha256: String,
+    ) -> Result<Arc<Self>, ComponentError> {
         if wasmparser::Parser::is_core_wasm(bytes) {
             return Err(ComponentError::NotAComponent(
                 "this is a core module; build for wasm32-wasip2 or run `wasm-tools component new`"
@@ -108,7 +113,6 @@ impl RouteComponent {
                 "the bytes do not start with the WebAssembly component header".into(),
             ));
         }
-        let sha256 = hex_sha256(bytes);
         let new = |code: Compiled| {
             Arc::new(Self {
                 code: ArcSwap::from_pointee(code),
