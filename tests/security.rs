@@ -715,7 +715,7 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-/// A server set up as the README's "A dedicated ClickHouse user" says,
+/// A server set up as docs/security.md, "A dedicated ClickHouse user", says,
 /// with deploy/clickhouse's files as they are: the `wasmhouse` account
 /// (database `analytics` only), `default` behind a password, no test
 /// clusters; `analytics.events` holds 3 rows and `secret.keys` a secret.
@@ -930,7 +930,7 @@ async fn round_two_attacks_are_refused_in_every_configuration() {
             assert_refused(&reply, &format!("{prefix} {attack} {extra:?}"));
         }
     }
-    // The README's production setup, on its strict route.
+    // The production setup of docs/security.md, on its strict route.
     let (dedicated, _) = dedicated_clickhouse();
     let host = dedicated_host(&dedicated);
     for (attack, extra) in round_two_attacks(tripwire.addr, dedicated.tcp_port()) {

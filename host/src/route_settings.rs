@@ -8,7 +8,8 @@
 //! 3. each of its `[[route]]`s (a route's own value wins).
 //!
 //! Adding a per-route setting is one field here (with its flag, when it has
-//! one), one check in [`RouteSettings::apply`] and one line in the README.
+//! one), one check in [`RouteSettings::apply`] and one line in
+//! docs/deploying.md ("Routes from a manifest").
 
 use std::time::Duration;
 
