@@ -36,7 +36,7 @@ rate_limit_per_key = "10000000/s"
 rate_limit_per_client = "10000000/s"
 TOML
 CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT=9 RUST_LOG=warn WASMHOUSE_API_KEYS="bench=$KEY" \
-  target/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
+  "$TARGET_DIR"/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
 WH_PID=$!
 for _ in $(seq 1 600); do grep -q "^wasmhouse listening on" "$WORK/out" && break; sleep 0.1; done
 WH="$(sed -n 's/^wasmhouse listening on //p' "$WORK/out")"

@@ -36,7 +36,7 @@ cache_ttl = "10s"
 cache_stale = "60s"
 TOML
 CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT="$CH_PORT" RUST_LOG=warn \
-  target/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
+  "$TARGET_DIR"/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
 WH_PID=$!
 for _ in $(seq 1 600); do grep -q "^wasmhouse listening on" "$WORK/out" && break; sleep 0.1; done
 WH="$(sed -n 's/^wasmhouse listening on //p' "$WORK/out")"

@@ -25,9 +25,9 @@ ensure_wasm_target
 cargo build --release -q -p wasmhouse -p wasmhouse-bench-hello
 start_scratch_clickhouse "$WORK/ch"
 CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT="$CH_PORT" RUST_LOG=warn WASMHOUSE_COMPILE_CACHE=off \
-  target/release/wasmhouse serve --listen 127.0.0.1:0 > "$WORK/wh" 2>&1 &
+  "$TARGET_DIR"/release/wasmhouse serve --listen 127.0.0.1:0 > "$WORK/wh" 2>&1 &
 WH_PID=$!
-target/release/wasmhouse-bench-hello 127.0.0.1:0 > "$WORK/hello" 2>&1 &
+"$TARGET_DIR"/release/wasmhouse-bench-hello 127.0.0.1:0 > "$WORK/hello" 2>&1 &
 HELLO_PID=$!
 for _ in $(seq 1 600); do
   grep -q "listening on" "$WORK/wh" && grep -q "listening on" "$WORK/hello" && break

@@ -34,8 +34,8 @@ ensure_wrk
 ensure_wasm_target
 say "building (release)"
 cargo build --release -q -p wasmhouse -p wasmhouse-bench-hello
-BIN="$ROOT/target/release/wasmhouse"
-GUEST="$ROOT/target/wasm/wasm32-wasip2/release/wasmhouse_guest.wasm"
+BIN="$TARGET_DIR/release/wasmhouse"
+GUEST="$TARGET_DIR/wasm/wasm32-wasip2/release/wasmhouse_guest.wasm"
 [ -f "$GUEST" ] || die "the built-in guest is not at $GUEST"
 start_scratch_clickhouse "$WORK/ch"
 PIDS+=("$CH_PID")
@@ -89,7 +89,7 @@ start_wasmhouse() {  # extra flags; sets WH and WH_PID (logs in $WORK/$WH_LOG.*)
 # --- against concurrency ---------------------------------------------------
 # Optimised code from the start: these curves are about serving.
 start_wasmhouse --max-instances 1024 --compilation optimized
-"$ROOT/target/release/wasmhouse-bench-hello" 127.0.0.1:0 > "$WORK/hello.out" 2>&1 &
+"$TARGET_DIR/release/wasmhouse-bench-hello" 127.0.0.1:0 > "$WORK/hello.out" 2>&1 &
 PIDS+=($!)
 HELLO="http://$(wait_for_line "$WORK/hello.out" "listening on http://")"
 declare -A TARGETS=(

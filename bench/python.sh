@@ -41,20 +41,20 @@ if [ -n "${BENCH_BIN:-}" ]; then
   BIN="$(realpath "$BENCH_BIN")"
 else
   cargo build --release -q -p wasmhouse
-  BIN="$ROOT/target/release/wasmhouse"
+  BIN="$TARGET_DIR/release/wasmhouse"
 fi
 build_python() { # $1: output; $2: a nonce, so the bytes (and hash) are new
   local src="$WORK/src-$2"
   mkdir -p "$src" && cp guest-python/app.py "$src/app.py"
   echo "BUILD_NONCE = '$2'" >> "$src/app.py"
-  target/python-tools/bin/componentize-py --wit-path wit --world route componentize app \
+  "$TARGET_DIR"/python-tools/bin/componentize-py --wit-path wit --world route componentize app \
     --python-path "$src" --python-path sdk-python --output "$1" > /dev/null
 }
 t0="$(date +%s%N)"; build_python "$WORK/seed-py.wasm" first; t1="$(date +%s%N)"
 BUILD_S="$(awk "BEGIN {printf \"%.1f\", ($t1 - $t0) / 1e9}")"
 PY_SIZE_MB="$(awk "BEGIN {printf \"%.1f\", $(stat -c %s "$WORK/seed-py.wasm") / 1e6}")"
 
-SEED_VENV="$ROOT/target/fastapi-seed-venv"
+SEED_VENV="$TARGET_DIR/fastapi-seed-venv"
 if [ ! -x "$SEED_VENV/bin/uvicorn" ]; then
   say "installing the FastAPI seed's requirements into $SEED_VENV"
   python3 -m venv "$SEED_VENV"

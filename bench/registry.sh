@@ -34,9 +34,9 @@ if [ "$PROFILE" = release ]; then
 else
   cargo build -q -p wasmhouse -p wasmhouse-test-programs
 fi
-BIN="$ROOT/target/$PROFILE/wasmhouse"
-V1="$ROOT/target/wasm-test-v1/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
-V2="$ROOT/target/wasm-test-v2/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
+BIN="$TARGET_DIR/$PROFILE/wasmhouse"
+V1="$TARGET_DIR/wasm-test-v1/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
+V2="$TARGET_DIR/wasm-test-v2/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
 [ -f "$V1" ] && [ -f "$V2" ] || die "the test guest builds are missing ($V1, $V2)"
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

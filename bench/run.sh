@@ -85,7 +85,7 @@ ensure_wasm_target
 ensure_clickhouse_installed
 ensure_wrk
 cargo build --release -q -p wasmhouse -p wasmhouse-bench-hello
-BIN="$ROOT/target/release/wasmhouse"
+BIN="$TARGET_DIR/release/wasmhouse"
 
 say "starting clickhouse-server"
 start_scratch_clickhouse "$WORK/ch"
@@ -118,7 +118,7 @@ COLD_MS="$(printf '%s\n' "${COLD[@]}" | sort -n | sed -n 2p)"
 start_wasmhouse
 say "wasmhouse on $WH, ClickHouse on $CH"
 HELLO_LOG="$WORK/hello.out"
-"$ROOT/target/release/wasmhouse-bench-hello" 127.0.0.1:0 > "$HELLO_LOG" 2>&1 &
+"$TARGET_DIR/release/wasmhouse-bench-hello" 127.0.0.1:0 > "$HELLO_LOG" 2>&1 &
 PIDS+=($!)
 HELLO="http://$(wait_for_line "$HELLO_LOG" "listening on http://")"
 
@@ -173,8 +173,8 @@ read -r WH_STREAM_S WH_STREAM_MBS WH_STREAM_BYTES WH_STREAM_RSS < <(stream "$WH/
 say "instantiate + empty handler (criterion)"
 cargo bench -q -p wasmhouse --bench instantiate -- --noplot > "$WORK/criterion.out" 2>&1 || { cat "$WORK/criterion.out" >&2; die "criterion failed"; }
 read -r MICRO_MEDIAN MICRO_MEAN < <(python3 - <<'EOF'
-import json, glob
-path = glob.glob("target/criterion/*/new/estimates.json")[0]
+import json, glob, os
+path = glob.glob(os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "criterion")+"/*/new/estimates.json")[0]
 e = json.load(open(path))
 print(f"{e['median']['point_estimate']/1000:.1f} {e['mean']['point_estimate']/1000:.1f}")
 EOF

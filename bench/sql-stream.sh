@@ -26,7 +26,7 @@ SELECT number, toString(number) AS text FROM system.numbers LIMIT {n:UInt64}
 SQL
 printf '[[route]]\nname = "api"\nprefix = "/"\nsql = "queries"\nmax_result_rows = 0\n' > "$WORK/wasmhouse.toml"
 CLICKHOUSE_URL="http://127.0.0.1:$CH_PORT" RUST_LOG=warn \
-  target/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
+  "$TARGET_DIR"/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
 WH_PID=$!
 for _ in $(seq 1 600); do grep -q "^wasmhouse listening on" "$WORK/out" && break; sleep 0.1; done
 WH="$(sed -n 's/^wasmhouse listening on //p' "$WORK/out")"

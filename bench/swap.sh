@@ -37,17 +37,17 @@ ensure_wasm_target
 # With the two builds of the test guest (`/version` answers 1 or 2), which
 # wasmhouse-test-programs' build script makes.
 cargo build --release -q -p wasmhouse -p wasmhouse-test-programs
-V1="$ROOT/target/wasm-test-v1/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
-V2="$ROOT/target/wasm-test-v2/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
+V1="$TARGET_DIR/wasm-test-v1/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
+V2="$TARGET_DIR/wasm-test-v2/wasm32-wasip2/release/wasmhouse_test_guest.wasm"
 [ -f "$V1" ] && [ -f "$V2" ] || die "the test guest builds are missing ($V1, $V2)"
-LARGE="${BENCH_LARGE-$ROOT/target/python/seed-py.wasm}"
+LARGE="${BENCH_LARGE-$TARGET_DIR/python/seed-py.wasm}"
 [ -z "$LARGE" ] || [ -f "$LARGE" ] || { say "no $LARGE: skipping the large component"; LARGE=""; }
 LARGE_SWAPS=$([ -n "$LARGE" ] && echo 2 || echo 0)
 cp "$V1" "$WORK/app.wasm"
 printf '[[route]]\nname = "app"\nprefix = "/"\ncomponent = "app.wasm"\n\n[[route]]\nname = "large"\nprefix = "/large"\ncomponent = "app.wasm"\n' > "$WORK/wasmhouse.toml"
 CLICKHOUSE_HOST=127.0.0.1 CLICKHOUSE_PORT=9 RUST_LOG=warn WASMHOUSE_COMPILE_CACHE=off \
   WASMHOUSE_ADMIN_TOKEN="$TOKEN" WASMHOUSE_ADMIN_MAX_UPLOAD=64MiB \
-  target/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
+  "$TARGET_DIR"/release/wasmhouse serve --listen 127.0.0.1:0 --manifest "$WORK/wasmhouse.toml" > "$WORK/out" 2>&1 &
 WH_PID=$!
 for _ in $(seq 1 600); do grep -q "^wasmhouse listening on" "$WORK/out" && break; sleep 0.1; done
 WH="$(sed -n 's/^wasmhouse listening on //p' "$WORK/out")"

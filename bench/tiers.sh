@@ -20,7 +20,7 @@ export PYTHONPATH="$ROOT/bench${PYTHONPATH:+:$PYTHONPATH}"
 
 DURATION="${BENCH_DURATION:-5}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
-PYTHON_COMPONENT="${BENCH_PYTHON-$ROOT/target/python/seed-py.wasm}"
+PYTHON_COMPONENT="${BENCH_PYTHON-$TARGET_DIR/python/seed-py.wasm}"
 WORK="$(mktemp -d /tmp/wasmhouse-tiers.XXXXXX)"
 trap 'kill "${WH_PID:-}" "${CH_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -30,7 +30,7 @@ if [ -n "${BENCH_BIN:-}" ]; then
   BIN="$(realpath "$BENCH_BIN")"
 else
   cargo build --release -q -p wasmhouse
-  BIN="$ROOT/target/release/wasmhouse"
+  BIN="$TARGET_DIR/release/wasmhouse"
 fi
 start_scratch_clickhouse "$WORK/ch"
 

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `cargo build --release --target wasm32-wasip2 -p <package>` into
-/// `target/<target_dir>`, a target directory of its own so the nested cargo
-/// never waits on the lock the outer build holds; returns the directory the
-/// artefacts are in.
+/// `<target>/<target_dir>`, a target directory of its own so the nested cargo
+/// never waits on the lock the outer build holds (`<target>` is the outer
+/// build's `CARGO_TARGET_DIR` when that is set, `target/` otherwise); returns
+/// the directory the artefacts are in.
 pub fn build_guest(
     root: &Path,
     package: &str,
@@ -17,7 +18,12 @@ pub fn build_guest(
     target_dir: &str,
 ) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target = root.join("target").join(target_dir);
+    println!("cargo::rerun-if-env-changed=CARGO_TARGET_DIR");
+    let outer = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    };
+    let target = outer.join(target_dir);
     let mut command = Command::new(cargo);
     command
         .current_dir(root)

@@ -6,6 +6,93 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The build's target directory, absolute: CARGO_TARGET_DIR when set (CI keeps
+# one outside the clone), target/ otherwise. Exported, so build scripts and
+# tests find the same one.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR="$ROOT/$CARGO_TARGET_DIR" ;; esac
+  export CARGO_TARGET_DIR
+fi
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+# Where the time goes: `phase NAME COMMAND...` runs COMMAND, says how long it
+# took and, when WASMHOUSE_PHASES names a file, adds "seconds<TAB>NAME" to it
+# for `phase_summary`. A failing command fails the phase and the script.
+phase() {
+  local name="$1" start=$SECONDS status=0
+  shift
+  say "$name"
+  "$@" || status=$?
+  local took=$((SECONDS - start))
+  if [ -n "${WASMHOUSE_PHASES:-}" ]; then
+    printf '%s\t%s%s\n' "$took" "$name" "$([ "$status" -eq 0 ] || echo " (failed: exit $status)")" >> "$WASMHOUSE_PHASES"
+  fi
+  say "$name: ${took} s$([ "$status" -eq 0 ] || echo ", failed (exit $status)")"
+  return "$status"
+}
+
+# The table of phases recorded in WASMHOUSE_PHASES, with the total.
+phase_summary() {
+  [ -s "${WASMHOUSE_PHASES:-}" ] || return 0
+  awk -F '\t' '{ printf "%6d s  %s\n", $1, $2; total += $1 } END { printf "%6d s  in all (%d min)\n", total, (total + 59) / 60 }' "$WASMHOUSE_PHASES" >&2
+}
+
+# Every Debian package the suite uses that is not installed yet, in one
+# apt-get run (each apt-get update alone costs seconds). Required packages
+# failing is fatal; the optional ones (chromium, docker.io, systemd, strace,
+# nginx), whose tests say they skipped without them, are tried one by one
+# after.
+ensure_system_packages() {
+  local required=() optional=()
+  clickhouse_server_bin >/dev/null || required+=(clickhouse-server)
+  command -v curl >/dev/null 2>&1 || required+=(curl)
+  command -v npm >/dev/null 2>&1 || required+=(nodejs npm)
+  command -v docker-registry >/dev/null 2>&1 || required+=(docker-registry)
+  command -v htpasswd >/dev/null 2>&1 || required+=(apache2-utils)
+  command -v musl-gcc >/dev/null 2>&1 || required+=(musl-tools)
+  command -v file >/dev/null 2>&1 || required+=(file)
+  command -v chromium >/dev/null 2>&1 || optional+=(chromium)
+  if [ "${WASMHOUSE_NO_DOCKER:-0}" != 1 ] && ! command -v docker >/dev/null 2>&1; then optional+=(docker.io); fi
+  command -v systemd-analyze >/dev/null 2>&1 || optional+=(systemd)
+  command -v strace >/dev/null 2>&1 || optional+=(strace)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || optional+=(nginx)
+  [ "${#required[@]}" -eq 0 ] && [ "${#optional[@]}" -eq 0 ] && return 0
+  if [ "${WASMHOUSE_NO_APT:-0}" = 1 ] || ! command -v apt-get >/dev/null 2>&1; then
+    [ "${#required[@]}" -eq 0 ] || die "missing ${required[*]} (and no apt-get, or WASMHOUSE_NO_APT=1): install them"
+    say "not installing ${optional[*]}: their tests will say they skipped"
+    return 0
+  fi
+  say "installing with apt-get: ${required[*]} ${optional[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  if as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${required[@]}" "${optional[@]}" >/dev/null; then
+    return 0
+  fi
+  if [ "${#required[@]}" -gt 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${required[@]}" >/dev/null \
+      || die "apt-get could not install ${required[*]}"
+  fi
+  local package
+  for package in "${optional[@]}"; do
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null \
+      || say "could not install $package: the tests that need it will say they skipped"
+  done
+}
+
+# The target the test suite is built for: static musl, the container image's
+# own, so the image is made from the binary the tests ran rather than from a
+# second build of everything.
+TEST_TARGET=x86_64-unknown-linux-musl
+
+# The Rust targets the build needs: wasm32-wasip2 for the guests and
+# $TEST_TARGET for the suite.
+ensure_rust_targets() {
+  ensure_wasm_target
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$TEST_TARGET"; then
+    say "adding the $TEST_TARGET Rust target"
+    rustup target add "$TEST_TARGET"
+  fi
+}
+
 # Run a command as root: directly when we are root, through sudo otherwise.
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -158,16 +245,6 @@ ensure_node_packages() {
   fi
 }
 
-# wasmtime-cli 48 for the portability test on `wasmtime serve` (a long build,
-# once per machine).
-ensure_wasmtime_cli() {
-  if command -v wasmtime >/dev/null 2>&1 && wasmtime --version | grep -q '^wasmtime 48\.'; then
-    return
-  fi
-  say "installing wasmtime-cli 48 (once; 8-17 minutes on two cores)"
-  cargo install wasmtime-cli --version 48.0.8 --locked --quiet
-}
-
 # The tools of the /docs and /openapi.json tests: Debian's chromium (driven
 # headless over the DevTools protocol) and the reference OpenAPI validator.
 ensure_docs_tools() {
@@ -195,10 +272,11 @@ ensure_chdb() {
 }
 
 # componentize-py, at the version sdk-python/pyproject.toml pins, in a virtual
-# environment under target/ (the Python guest and SDK tests build with it).
+# environment in the target directory (the Python guest and SDK tests build
+# with it).
 ensure_componentize_py() {
   command -v python3 >/dev/null 2>&1 || die "python3 (3.11 or later) is needed for the Python route tests"
-  local venv="$ROOT/target/python-tools" version
+  local venv="$TARGET_DIR/python-tools" version
   version="$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["tool"]["wasmhouse"]["componentize-py"])' "$ROOT/sdk-python/pyproject.toml")"
   if [ "$(cat "$venv/componentize-py.version" 2>/dev/null)" != "$version" ] || [ ! -x "$venv/bin/componentize-py" ]; then
     say "installing componentize-py $version with pip (for the Python route tests)"
@@ -208,48 +286,35 @@ ensure_componentize_py() {
   fi
 }
 
-# Docker for the container test: installed (apt) and started when missing,
-# then the image built with scripts/docker-image and WASMHOUSE_IMAGE exported.
+# Docker for the container test: started when installed and not running.
 # Never fatal: without docker the container test reports itself skipped.
 # WASMHOUSE_NO_DOCKER=1 opts out.
-ensure_docker_image() {
+ensure_docker_daemon() {
   if [ "${WASMHOUSE_NO_DOCKER:-0}" = 1 ]; then
     say "WASMHOUSE_NO_DOCKER=1: the container test will be skipped"
     return 0
-  fi
-  # No daemon answering and none to start: install Debian's docker.io.
-  if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
-    if [ "${WASMHOUSE_NO_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1 \
-        && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
-      say "installing docker.io with apt-get (for the container test)"
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
-        || say "could not install docker.io"
-    fi
   fi
   if ! command -v docker >/dev/null 2>&1; then
     say "docker is not available: the container test will be skipped"
     return 0
   fi
-  if ! docker info >/dev/null 2>&1; then
-    if command -v dockerd >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
-      say "starting dockerd (log in .wasmhouse/dockerd.log)"
-      mkdir -p "$ROOT/.wasmhouse"
-      as_root sh -c 'nohup dockerd >"$1" 2>&1 &' sh "$ROOT/.wasmhouse/dockerd.log" || true
-      for _ in $(seq 1 30); do
-        docker info >/dev/null 2>&1 && break
-        sleep 1
-      done
-    fi
-    if ! docker info >/dev/null 2>&1; then
-      say "the docker daemon does not answer (see .wasmhouse/dockerd.log): the container test will be skipped"
-      return 0
-    fi
+  docker info >/dev/null 2>&1 && return 0
+  if command -v dockerd >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
+    say "starting dockerd (log in .wasmhouse/dockerd.log)"
+    mkdir -p "$ROOT/.wasmhouse"
+    as_root sh -c 'nohup dockerd >"$1" 2>&1 &' sh "$ROOT/.wasmhouse/dockerd.log" || true
+    for _ in $(seq 1 30); do
+      docker info >/dev/null 2>&1 && return 0
+      sleep 1
+    done
   fi
-  export WASMHOUSE_IMAGE="${WASMHOUSE_IMAGE:-wasmhouse:test}"
-  # Docker works here, so an image that does not build is a failure, not a
-  # reason to skip the test (WASMHOUSE_NO_DOCKER=1 skips it on purpose).
-  "$ROOT/scripts/docker-image" || die "building the container image failed (WASMHOUSE_NO_DOCKER=1 skips the container test)"
+  say "the docker daemon does not answer (see .wasmhouse/dockerd.log): the container test will be skipped"
   return 0
+}
+
+# Whether the container test can run: docker answers and it is not opted out.
+docker_available() {
+  [ "${WASMHOUSE_NO_DOCKER:-0}" != 1 ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
 }
 
 # The OCI registry the registry tests push to and pull from (distribution's

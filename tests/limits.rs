@@ -693,7 +693,7 @@ async fn baseline_code_keeps_the_limits() {
         .env("WASMHOUSE_ADMIN_TOKEN", token)
         .start();
     let listed = common::send(
-        reqwest::Client::new()
+        common::client()
             .get(host.url("/admin/components"))
             .bearer_auth(token),
     )

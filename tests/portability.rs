@@ -239,8 +239,8 @@ async fn python_seed_routes_pass_on_jco_serve() {
     common::seed::assert_client_errors(&base).await;
 }
 
-/// `wasmtime serve` 48 from `cargo install wasmtime-cli` (`./scripts/test`
-/// installs it when missing).
+/// `wasmtime serve` 48: Wasmtime's own command line, its `serve` command
+/// linked into this test (the `wasmtime-cli` crate) rather than installed.
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_routes_pass_on_wasmtime_serve() {
     for guest in [None, Some(guests::python_seed())] {
@@ -254,30 +254,86 @@ async fn seed_routes_on_wasmtime_serve(guest: Option<&Path>) {
     let clickhouse = ClickHouse::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let component = composed(dir.path(), guest);
-    let port = common::clickhouse::free_port();
-    let mut child = Command::new("wasmtime")
-        .args(["serve", "-S", "cli", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        // wasmtime gives the guest only the variables named with --env.
-        .arg("--env")
-        .arg(format!("CLICKHOUSE_URL={}", clickhouse.url()))
-        .arg(&component)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("wasmtime on PATH: cargo install wasmtime-cli --version 48.0.8 --locked (./scripts/test does)");
+    let mut serve = WasmtimeServe::start(&component, &[("CLICKHOUSE_URL", clickhouse.url())]);
     // It compiles the component first: the Python one (18 MB) takes
     // tens of seconds on a busy machine.
     let deadline = Instant::now() + Duration::from_secs(240);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", serve.port)).is_err() {
+        serve.assert_running();
         assert!(Instant::now() < deadline, "wasmtime serve did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://127.0.0.1:{}", serve.port);
     common::seed::assert_routes(&base, &clickhouse).await;
     common::seed::assert_client_errors(&base).await;
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// `wasmtime serve -S cli` of a component on a thread of its own, with the
+/// command line's own argument parsing; shut down (its `--shutdown-addr`)
+/// and joined when dropped.
+struct WasmtimeServe {
+    port: u16,
+    shutdown_port: u16,
+    thread: Option<std::thread::JoinHandle<wasmtime::Result<()>>>,
+}
+
+impl WasmtimeServe {
+    fn start(component: &Path, env: &[(&str, String)]) -> Self {
+        use clap::Parser as _;
+        let port = common::clickhouse::free_port();
+        let shutdown_port = common::clickhouse::free_port();
+        let mut args = vec![
+            "serve".to_owned(),
+            "-S".to_owned(),
+            "cli".to_owned(),
+            "--addr".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--shutdown-addr".to_owned(),
+            format!("127.0.0.1:{shutdown_port}"),
+        ];
+        // wasmtime gives the guest only the variables named with --env.
+        for (name, value) in env {
+            args.extend(["--env".to_owned(), format!("{name}={value}")]);
+        }
+        args.push(component.display().to_string());
+        let command = wasmtime_cli::commands::ServeCommand::try_parse_from(&args)
+            .unwrap_or_else(|err| panic!("wasmtime serve {args:?}: {err}"));
+        let thread = std::thread::spawn(move || command.execute());
+        Self {
+            port,
+            shutdown_port,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl WasmtimeServe {
+    /// Panic with its error if the command has stopped.
+    fn assert_running(&mut self) {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            let thread = self.thread.take().expect("the serve thread");
+            match thread.join() {
+                Ok(Ok(())) => panic!("wasmtime serve stopped before it listened"),
+                Ok(Err(err)) => panic!("wasmtime serve failed: {err:?}"),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    }
+}
+
+impl Drop for WasmtimeServe {
+    fn drop(&mut self) {
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.shutdown_port));
+        if let Some(thread) = self.thread.take()
+            && !std::thread::panicking()
+        {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => panic!("wasmtime serve failed: {err:?}"),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    }
 }
 
 /// A SQL route on the host (manifest `sql = …`) and the same file served by

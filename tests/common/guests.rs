@@ -24,17 +24,24 @@ pub fn empty() -> PathBuf {
 
 /// The seed routes in JavaScript (`guest-js/seed.js`), built with
 /// componentize-js from the portability tests' npm packages; rebuilt only
-/// when the source is newer than the component.
+/// when a source changed since the last build.
 pub fn javascript_seed() -> PathBuf {
     static SEED: OnceLock<PathBuf> = OnceLock::new();
     SEED.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
-        let output = root.join("target/js/seed-js.wasm");
-        // The seed imports the router and the glue beside it: any of them newer
-        // than the component means a rebuild.
-        if is_up_to_date(&output, &[root.join("guest-js")], "js") {
+        let output = super::target_dir().join("js/seed-js.wasm");
+        // Test processes run side by side: one builds, the others wait and
+        // find it up to date.
+        let _building = super::file_lock("seed-js");
+        // The seed imports the router and the glue beside it.
+        let inputs = inputs_hash(
+            &[root.join("guest-js"), root.join("wit")],
+            &["js", "wit"],
+            &[root.join("tests/portability/package-lock.json")],
+        );
+        if is_current(&output, &inputs) {
             return output;
         }
         let componentize = root.join("tests/portability/node_modules/.bin/componentize-js");
@@ -53,14 +60,15 @@ pub fn javascript_seed() -> PathBuf {
             .status()
             .expect("running componentize-js");
         assert!(status.success(), "building the JavaScript guest failed");
+        mark_current(&output, &inputs);
         output
     })
     .clone()
 }
 
 /// The seed routes in Python (`guest-python/app.py` on `sdk-python/`),
-/// built with componentize-py; rebuilt only when a source is newer than the
-/// component.
+/// built with componentize-py; rebuilt only when a source changed since the
+/// last build.
 pub fn python_seed() -> PathBuf {
     static SEED: OnceLock<PathBuf> = OnceLock::new();
     SEED.get_or_init(|| python_component("guest-python", "seed-py.wasm"))
@@ -77,28 +85,37 @@ pub fn python_hostile() -> PathBuf {
 }
 
 /// `app.py` in `source` (under the workspace root) with the Python SDK,
-/// built into `target/python/{output}` by the componentize-py
-/// `./scripts/test` installs.
+/// built into `python/{output}` in the target directory by the
+/// componentize-py `./scripts/test` installs.
 fn python_component(source: &str, output: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    let output = root.join("target/python").join(output);
-    if is_up_to_date(
-        &output,
-        &[root.join(source), root.join("sdk-python/wasmhouse")],
-        "py",
-    ) {
+    let output = super::target_dir().join("python").join(output);
+    // Test processes run side by side: one builds, the others wait and find
+    // it up to date.
+    let _building = super::file_lock(&format!("python-{source}").replace('/', "-"));
+    let tools = super::target_dir().join("python-tools");
+    let inputs = inputs_hash(
+        &[
+            root.join(source),
+            root.join("sdk-python/wasmhouse"),
+            root.join("wit"),
+        ],
+        &["py", "wit"],
+        &[tools.join("componentize-py.version")],
+    );
+    if is_current(&output, &inputs) {
         return output;
     }
-    let componentize = root.join("target/python-tools/bin/componentize-py");
+    let componentize = tools.join("bin/componentize-py");
     assert!(
         componentize.exists(),
         "{} is missing: ./scripts/test installs it (see ensure_componentize_py in scripts/lib.sh)",
         componentize.display()
     );
     std::fs::create_dir_all(output.parent().expect("target/python")).expect("create target/python");
-    // Built to a temporary name: another test binary may read the last build.
+    // Built to a temporary name and renamed: no reader sees half a file.
     let building = output.with_extension(format!("{}.wasm", std::process::id()));
     let status = Command::new(componentize)
         .current_dir(root)
@@ -126,21 +143,53 @@ fn python_component(source: &str, output: &str) -> PathBuf {
         "building the Python guest in {source} failed"
     );
     std::fs::rename(&building, &output).expect("move the Python guest into place");
+    mark_current(&output, &inputs);
     output
 }
 
-/// Whether `output` exists and is no older than every `*.extension` file in
-/// `sources` (directories, not searched below).
-fn is_up_to_date(output: &Path, sources: &[PathBuf], extension: &str) -> bool {
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let newest_source = sources
+/// A hash of what a guest is built from: the files with one of `extensions`
+/// directly in each of `dirs` (not below), and the `files`, names and
+/// contents. Contents, not modification times: a fresh clone has new times
+/// and the same sources, and CI keeps the target directory across clones.
+fn inputs_hash(dirs: &[PathBuf], extensions: &[&str], files: &[PathBuf]) -> String {
+    use sha2::Digest as _;
+    let mut paths: Vec<PathBuf> = dirs
         .iter()
         .flat_map(|dir| {
             std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
         })
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == extension))
-        .filter_map(|path| modified(&path))
-        .max();
-    modified(output).is_some() && modified(output) >= newest_source
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| extensions.iter().any(|wanted| ext == *wanted))
+        })
+        .chain(files.iter().cloned())
+        .collect();
+    paths.sort();
+    let mut hash = sha2::Sha256::new();
+    for path in &paths {
+        hash.update(path.display().to_string().as_bytes());
+        hash.update([0]);
+        // A file that is missing hashes as empty: its builder says so.
+        hash.update(std::fs::read(path).unwrap_or_default());
+        hash.update([0]);
+    }
+    format!("{:x}", hash.finalize())
+}
+
+/// The file beside `output` that names the inputs it was built from.
+fn stamp(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".inputs");
+    PathBuf::from(name)
+}
+
+/// Whether `output` exists and was built from `inputs` (an [`inputs_hash`]).
+fn is_current(output: &Path, inputs: &str) -> bool {
+    output.exists() && std::fs::read_to_string(stamp(output)).is_ok_and(|built| built == inputs)
+}
+
+/// Record that `output` was built from `inputs`.
+fn mark_current(output: &Path, inputs: &str) {
+    std::fs::write(stamp(output), inputs).expect("writing the guest's input stamp");
 }

@@ -34,6 +34,9 @@ impl HostBuilder {
     /// `wasmhouse serve` with no ClickHouse configured (port 9 is discard,
     /// nothing listens there).
     pub fn without_clickhouse() -> Self {
+        // For the HTTPS clients of this process (the in-process host's
+        // among them): each test is a process of its own.
+        wasmhouse_clickhouse::host::tls::install_crypto_provider();
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhouse"));
         command
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -101,11 +101,42 @@ pub fn prefix(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Held by tests that keep guests spinning on the CPU, so two of them in
-/// one test binary never compete for the same cores.
-pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
-    static CPU: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    CPU.lock().await
+/// Held by tests that keep guests spinning on the CPU, so two of them never
+/// compete for the same cores: a lock file, because the suite runs tests in
+/// processes of their own, several at once (`scripts/test`).
+pub async fn cpu_heavy() -> std::fs::File {
+    tokio::task::spawn_blocking(|| file_lock("cpu-heavy"))
+        .await
+        .expect("waiting for the CPU-heavy lock")
+}
+
+/// The build's target directory: `CARGO_TARGET_DIR` when it is set (CI keeps
+/// one outside the clone), else `target/` in the workspace.
+pub fn target_dir() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// An exclusive lock named `name`, shared by every test process of this
+/// checkout; held until the file is dropped.
+pub fn file_lock(name: &str) -> std::fs::File {
+    let dir = target_dir().join("test-locks");
+    std::fs::create_dir_all(&dir).expect("creating the test lock directory");
+    let path = dir.join(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|err| panic!("opening {}: {err}", path.display()));
+    file.lock()
+        .unwrap_or_else(|err| panic!("locking {}: {err}", path.display()));
+    file
 }
 
 /// A `wasmhouse.toml` in a temporary directory, whose `{guest}` stands for

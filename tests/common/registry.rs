@@ -27,6 +27,9 @@ impl Registry {
     }
 
     fn start_with(login: Option<(&str, &str)>) -> Self {
+        // The registry clients a test builds (the host's, wkg's) use rustls
+        // with no provider of their own; each test is a process of its own.
+        wasmhouse_clickhouse::host::tls::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut auth = String::new();

@@ -311,6 +311,11 @@ impl Engines {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(sizing)))
             .epoch_interruption(true)
             .parallel_compilation(true)
+            // Routes are WASI 0.2 components: no component-model async.
+            // Said here, not left to the default, which follows the crate
+            // features of whatever else links Wasmtime into the same build
+            // (the test suite's `wasmtime serve` turns them on).
+            .concurrency_support(false)
             .strategy(match tier {
                 Tier::Baseline => Strategy::Winch,
                 Tier::Optimized => Strategy::Cranelift,
