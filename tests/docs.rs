@@ -159,7 +159,15 @@ async fn docs_page_lists_the_routes_and_tries_health_in_a_browser() {
         let routes = browser.evaluate("document.querySelectorAll('#routes tbody tr').length");
         assert_eq!(routes, json!(2));
 
-        // "Try it" on /health shows the answer.
+        // A key typed into the page is sent with "Try it" and kept in the
+        // page's memory only: no web storage or cookie of this origin (which
+        // route components serve pages from too) holds it.
+        browser.evaluate(
+            "(() => { const input = document.getElementById('api-key'); \
+             input.value = 'docs-test-key'; \
+             input.dispatchEvent(new Event('input')); \
+             input.dispatchEvent(new Event('change')); })()",
+        );
         let health = "section.operation[data-path='/health']";
         browser.evaluate(&format!("document.querySelector(\"{health} button.try\").click()"));
         let status = browser.wait_for(
@@ -172,6 +180,12 @@ async fn docs_page_lists_the_routes_and_tries_health_in_a_browser() {
         ));
         let body: Value = serde_json::from_str(body.as_str().expect("text")).expect("JSON answer");
         assert_eq!(body, json!({ "status": "healthy" }));
+        let stored = browser.evaluate(
+            "JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage), document.cookie])",
+        );
+        assert_eq!(stored, json!("[[],[],\"\"]"), "the page stored something");
+        let kept = browser.evaluate("document.getElementById('api-key').value");
+        assert_eq!(kept, json!("docs-test-key"));
 
         // A picture of the page, for people.
         let picture = browser.call("Page.captureScreenshot", json!({ "format": "png" }));
@@ -185,4 +199,31 @@ async fn docs_page_lists_the_routes_and_tries_health_in_a_browser() {
     .expect("browser session");
     eprintln!("screenshot of /docs: {}", screenshot.display());
     assert!(std::fs::metadata(&screenshot).expect("screenshot").len() > 10_000);
+}
+
+/// `/docs` and its assets come with a policy that lets the page run only its
+/// own script, talk only to this origin and be framed by nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_page_is_served_with_a_restrictive_content_security_policy() {
+    let (host, _manifest) = host();
+    for path in ["/docs", "/docs/docs.js", "/docs/docs.css"] {
+        let reply = get(&host.url(path)).await;
+        assert_eq!(reply.status, 200, "{path}");
+        let policy = reply
+            .headers
+            .get("content-security-policy")
+            .unwrap_or_else(|| panic!("{path} has no Content-Security-Policy"))
+            .to_str()
+            .expect("ASCII policy");
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+    }
 }

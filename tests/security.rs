@@ -638,6 +638,107 @@ async fn the_admin_token_never_reaches_a_guest() {
     );
 }
 
+/// An API key sent to any route, keyed or not, in any form a client sends
+/// credentials in, is removed before the guest sees the request: a route
+/// component (another team's, or one that echoes headers) never collects the
+/// keys meant for other routes. Other credentials still reach the guest.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_never_reach_a_guest_on_any_route() {
+    const OPS: &str = "ops-key-0123456789abcdef";
+    const CI: &str = "ci-key-fedcba9876543210";
+    let manifest = common::Manifest::with_hostile_guest(
+        r#"
+[[route]]
+name = "keyed"
+prefix = "/keyed"
+component = "{guest}"
+api_key = true
+
+[[route]]
+name = "open"
+prefix = "/open"
+component = "{guest}"
+"#,
+    );
+    let host = HostBuilder::without_clickhouse()
+        .env("WASMHOUSE_MANIFEST", manifest.path())
+        .env("WASMHOUSE_API_KEYS", &format!("ops={OPS},ci={CI}"))
+        .start_in_process();
+    let client = common::client();
+    use base64::Engine as _;
+    let basic = |pair: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let forms: Vec<Vec<(&str, String)>> = vec![
+        vec![("x-api-key", OPS.to_owned())],
+        vec![("X-Api-Key", format!("  {OPS} "))],
+        vec![("authorization", format!("Bearer {OPS}"))],
+        vec![("authorization", format!("bearer {OPS}"))],
+        vec![("authorization", format!("BEARER\t{OPS}"))],
+        vec![("authorization", format!("Token {OPS}"))],
+        vec![("authorization", OPS.to_owned())],
+        vec![("authorization", basic(&format!("user:{OPS}")))],
+        vec![("authorization", basic(&format!("{OPS}:")))],
+        vec![("proxy-authorization", format!("Bearer {OPS}"))],
+        vec![("x-forwarded-api-key", OPS.to_owned())],
+        // Repeated: the first is no key, the second is.
+        vec![
+            ("x-api-key", "not-a-key".to_owned()),
+            ("x-api-key", OPS.to_owned()),
+        ],
+        vec![
+            ("authorization", "Bearer not-a-key".to_owned()),
+            ("authorization", format!("Bearer {OPS}")),
+        ],
+        // The route's own key in one header, another key in another.
+        vec![
+            ("x-api-key", CI.to_owned()),
+            ("authorization", format!("Bearer {OPS}")),
+        ],
+    ];
+    for path in ["/open/headers", "/keyed/headers"] {
+        for form in &forms {
+            let mut request = client.get(host.url(path));
+            for (name, value) in form {
+                request = request.header(*name, value);
+            }
+            // The keyed route admits the request with the CI key.
+            if path.starts_with("/keyed") && !form.iter().any(|(_, value)| value == CI) {
+                request = request.header("x-api-key", CI);
+            }
+            let echoed = common::send(request).await;
+            // The keyed route reads the first X-API-Key: no key, no guest.
+            let refused =
+                path.starts_with("/keyed") && form[0].1 == "not-a-key" && form[0].0 == "x-api-key";
+            let expected = if refused { 401 } else { 200 };
+            assert_eq!(echoed.status, expected, "{path} {form:?}: {}", echoed.text);
+            for key in [OPS, CI] {
+                assert!(
+                    !echoed.text.contains(key),
+                    "the guest of {path} saw a key, sent as {form:?}: {}",
+                    echoed.text
+                );
+            }
+        }
+    }
+    // Credentials that are no key of the host reach the open route's guest.
+    let other = common::send(
+        client
+            .get(host.url("/open/headers"))
+            .header("authorization", "Bearer the-guests-own-token")
+            .header("x-api-key", "the-guests-own-key"),
+    )
+    .await;
+    assert!(
+        other.text.contains("the-guests-own-token") && other.text.contains("the-guests-own-key"),
+        "other credentials must reach the route: {}",
+        other.text
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn error_bodies_carry_no_internals() {
     let guest = guests::hostile(1);

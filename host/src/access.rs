@@ -217,6 +217,50 @@ impl KeyStore {
     pub(crate) fn find(&self, presented: &str) -> Option<&ApiKey> {
         self.by_hash.get(&hash_key(presented))
     }
+
+    /// Whether a header value carries one of these keys, in any of the
+    /// forms a client sends credentials in: the whole value (`X-API-Key`, or
+    /// any header), the credentials after an authentication scheme of any
+    /// name and case (`Bearer`, `Token`, …), and a `Basic` pair's user name,
+    /// password or both. Keys are known by their hash only, so these are the
+    /// candidates hashed: one to four per header.
+    pub(crate) fn carries(&self, value: &HeaderValue) -> bool {
+        if self.by_hash.is_empty() {
+            return false;
+        }
+        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+            return false;
+        };
+        let known = |candidate: &str| {
+            !candidate.is_empty() && self.by_hash.contains_key(&hash_key(candidate))
+        };
+        let text = text.trim();
+        if known(text) {
+            return true;
+        }
+        let Some((scheme, credentials)) = text.split_once([' ', '\t']) else {
+            return false;
+        };
+        let credentials = credentials.trim();
+        if known(credentials) {
+            return true;
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return false;
+        }
+        use base64::Engine as _;
+        let Some(pair) = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+        else {
+            return false;
+        };
+        known(&pair)
+            || pair
+                .split_once(':')
+                .is_some_and(|(user, password)| known(user) || known(password))
+    }
 }
 
 /// A key's fixed parameters as one header value, form-encoded (`None`
@@ -273,10 +317,13 @@ pub(crate) const KEY_NAME_HEADER: hyper::header::HeaderName =
 pub(crate) const KEY_PARAMS_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("wasmhouse-key-params");
 
-/// Remove what only the host should read before a request goes to a guest:
-/// the key the client presented (when `presented` is, it was a key for the
-/// host), and any `wasmhouse-api-key` a client made up.
-pub(crate) fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
+/// Remove what only the host should read before a request goes to a guest,
+/// on every route, keyed or not: every header that carries one of `keys`
+/// (see [`KeyStore::carries`]), whether or not this route looked for one; on
+/// a route that admitted a key (`presented`), its `X-API-Key` and bearer
+/// `Authorization` whatever they hold; and any `wasmhouse-api-key` or
+/// `wasmhouse-key-params` a client made up.
+pub(crate) fn strip_keys(headers: &mut hyper::HeaderMap, keys: &KeyStore, presented: bool) {
     headers.remove(KEY_NAME_HEADER);
     headers.remove(KEY_PARAMS_HEADER);
     if presented {
@@ -284,6 +331,17 @@ pub(crate) fn strip_keys(headers: &mut hyper::HeaderMap, presented: bool) {
         if crate::credentials::bearer_token(headers).is_some() {
             headers.remove(hyper::header::AUTHORIZATION);
         }
+    }
+    if keys.is_empty() {
+        return;
+    }
+    let carrying: Vec<_> = headers
+        .iter()
+        .filter(|(_, value)| keys.carries(value))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in carrying {
+        headers.remove(name);
     }
 }
 
@@ -657,6 +715,63 @@ mod tests {
         assert!(
             format!("{store:?}").find("s3cret").is_none(),
             "a key is kept in the clear"
+        );
+    }
+
+    #[test]
+    fn a_key_is_seen_in_every_form_credentials_come_in() {
+        use base64::Engine as _;
+        let store = keys("ops=s3cret-key");
+        let basic = |pair: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        };
+        for value in [
+            "s3cret-key".to_owned(),
+            "  s3cret-key ".to_owned(),
+            "Bearer s3cret-key".to_owned(),
+            "bearer\ts3cret-key".to_owned(),
+            "Token   s3cret-key".to_owned(),
+            basic("user:s3cret-key"),
+            basic("s3cret-key:"),
+            basic("s3cret-key"),
+        ] {
+            let value = HeaderValue::from_str(&value).expect("header value");
+            assert!(store.carries(&value), "{value:?}");
+        }
+        for value in [
+            "s3cret-keys",
+            "Bearer s3cret-key2",
+            "Bearer other",
+            "S3CRET-KEY",
+            "Basic !!!",
+        ] {
+            assert!(!store.carries(&HeaderValue::from_static(value)), "{value}");
+        }
+        assert!(!KeyStore::default().carries(&HeaderValue::from_static("s3cret-key")));
+    }
+
+    #[test]
+    fn keys_are_stripped_from_every_header_on_every_route() {
+        let store = keys("ops=s3cret-key");
+        let mut headers = hyper::HeaderMap::new();
+        headers.append("x-api-key", HeaderValue::from_static("junk"));
+        headers.append("x-api-key", HeaderValue::from_static("s3cret-key"));
+        headers.insert("x-other", HeaderValue::from_static("Bearer s3cret-key"));
+        headers.insert(
+            hyper::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer the-guests-own"),
+        );
+        headers.insert(KEY_NAME_HEADER, HeaderValue::from_static("admin"));
+        strip_keys(&mut headers, &store, false);
+        assert!(!headers.contains_key("x-api-key"));
+        assert!(!headers.contains_key("x-other"));
+        assert!(!headers.contains_key(KEY_NAME_HEADER));
+        assert_eq!(
+            headers[hyper::header::AUTHORIZATION],
+            "Bearer the-guests-own"
         );
     }
 

@@ -152,6 +152,8 @@ impl Dispatcher {
             &path,
             &request_id,
             None,
+            // The host's own request: no client sent it a key.
+            &crate::access::KeyStore::default(),
             &crate::access::Admission::default(),
         );
         let response = self

@@ -5,8 +5,8 @@
 //! `spin-path-info` with the prefix in `spin-component-route`, so one
 //! component works at `/` and under any prefix; its request id in
 //! `x-request-id`; the calling API key's name (never the key) in
-//! `wasmhouse-api-key`. The admin token never reaches a guest, from any
-//! header.
+//! `wasmhouse-api-key`. The admin token and the API keys never reach a
+//! guest, from any header, on any route.
 
 use hyper::HeaderMap;
 use hyper::header::{HeaderName, HeaderValue};
@@ -28,6 +28,7 @@ pub(crate) fn prepare(
     path: &str,
     request_id: &str,
     admin_token: Option<&str>,
+    keys: &access::KeyStore,
     admission: &Admission,
 ) {
     if let Some(token) = admin_token
@@ -39,7 +40,7 @@ pub(crate) fn prepare(
             "removed the admin token from a request for a route"
         );
     }
-    access::strip_keys(headers, admission.key.is_some());
+    access::strip_keys(headers, keys, admission.key.is_some());
     if let Some(value) = admission
         .key
         .as_deref()

@@ -297,6 +297,7 @@ impl Dispatcher {
             &path,
             request_id,
             self.config.admin.token.as_deref(),
+            &self.access.keys(),
             &admission,
         );
         let body = http_body_util::Limited::new(body, max_body)

@@ -26,6 +26,9 @@ function resolve(spec, value) {
   return value || {};
 }
 
+// The API key lives only in this field, in the page's memory: never in web
+// storage or a cookie, which every page of this origin could read, and route
+// components serve pages from the same origin.
 function keyInput() {
   return document.getElementById("api-key");
 }
@@ -149,9 +152,6 @@ function render(spec) {
 }
 
 async function main() {
-  const input = keyInput();
-  input.value = sessionStorage.getItem("wasmhouse-api-key") || "";
-  input.addEventListener("change", () => sessionStorage.setItem("wasmhouse-api-key", input.value));
   try {
     const response = await fetch("/openapi.json");
     if (!response.ok) throw new Error(`/openapi.json answered ${response.status}`);
