@@ -245,6 +245,17 @@ ensure_node_packages() {
   fi
 }
 
+# cargo-nextest, which runs the suite's tests side by side (machines of this
+# project's kind have it; elsewhere it is built once, beside the suite).
+ensure_nextest() {
+  cargo nextest --version >/dev/null 2>&1 && return 0
+  say "installing cargo-nextest (once; a few minutes)"
+  # Its own target directory: the suite's build holds the shared one.
+  env -u CARGO_TARGET_DIR cargo install cargo-nextest --locked --quiet \
+    || say "could not install cargo-nextest: the tests will run one binary at a time"
+  return 0
+}
+
 # The tools of the /docs and /openapi.json tests: Debian's chromium (driven
 # headless over the DevTools protocol) and the reference OpenAPI validator.
 ensure_docs_tools() {

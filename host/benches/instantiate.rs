@@ -2,6 +2,9 @@
 //! instance of the smallest `wasi:http` handler, one call, the response
 //! collected: `cargo bench -p wasmhouse --bench instantiate`.
 
+#[path = "../../tests/common/files.rs"]
+#[allow(dead_code, reason = "the shared test guests' module needs it")]
+mod files;
 #[path = "../../tests/common/guests.rs"]
 #[allow(dead_code, reason = "the bench uses one of the shared test guests")]
 mod guests;

@@ -31,10 +31,10 @@ pub fn javascript_seed() -> PathBuf {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
-        let output = super::target_dir().join("js/seed-js.wasm");
+        let output = super::files::target_dir().join("js/seed-js.wasm");
         // Test processes run side by side: one builds, the others wait and
         // find it up to date.
-        let _building = super::file_lock("seed-js");
+        let _building = super::files::file_lock("seed-js");
         // The seed imports the router and the glue beside it.
         let inputs = inputs_hash(
             &[root.join("guest-js"), root.join("wit")],
@@ -91,11 +91,11 @@ fn python_component(source: &str, output: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    let output = super::target_dir().join("python").join(output);
+    let output = super::files::target_dir().join("python").join(output);
     // Test processes run side by side: one builds, the others wait and find
     // it up to date.
-    let _building = super::file_lock(&format!("python-{source}").replace('/', "-"));
-    let tools = super::target_dir().join("python-tools");
+    let _building = super::files::file_lock(&format!("python-{source}").replace('/', "-"));
+    let tools = super::files::target_dir().join("python-tools");
     let inputs = inputs_hash(
         &[
             root.join(source),
