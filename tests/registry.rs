@@ -26,6 +26,7 @@ fn push(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     command
         .env_remove("WASMHOUSE_REGISTRY_USERNAME")
         .env_remove("WASMHOUSE_REGISTRY_PASSWORD")
+        .env_remove("WASMHOUSE_REGISTRY_HOST")
         .env("DOCKER_CONFIG", "/nonexistent-docker-config");
     for (key, value) in env {
         command.env(key, value);
@@ -480,15 +481,38 @@ async fn a_registry_behind_a_login_needs_credentials() {
         &[
             ("WASMHOUSE_REGISTRY_USERNAME", "deployer"),
             ("WASMHOUSE_REGISTRY_PASSWORD", "wrong"),
+            ("WASMHOUSE_REGISTRY_HOST", &insecure),
         ],
     );
     assert!(!ok, "pushed with a wrong password");
     assert!(stderr.contains("refused access"), "{stderr}");
+    // Credentials from the environment name the registry they are for.
+    let (ok, _, stderr) = push(
+        &[file, &target, "--insecure-registry", &insecure],
+        &[
+            ("WASMHOUSE_REGISTRY_USERNAME", "deployer"),
+            ("WASMHOUSE_REGISTRY_PASSWORD", "s3cret-pass"),
+        ],
+    );
+    assert!(!ok, "pushed with credentials bound to no registry");
+    assert!(stderr.contains("WASMHOUSE_REGISTRY_HOST"), "{stderr}");
+    // Bound to another registry, they are not sent to this one.
+    let (ok, _, stderr) = push(
+        &[file, &target, "--insecure-registry", &insecure],
+        &[
+            ("WASMHOUSE_REGISTRY_USERNAME", "deployer"),
+            ("WASMHOUSE_REGISTRY_PASSWORD", "s3cret-pass"),
+            ("WASMHOUSE_REGISTRY_HOST", "registry.example:5000"),
+        ],
+    );
+    assert!(!ok, "pushed with another registry's credentials");
+    assert!(stderr.contains("docker login"), "{stderr}");
     let (ok, stdout, stderr) = push(
         &[file, &target, "--insecure-registry", &insecure],
         &[
             ("WASMHOUSE_REGISTRY_USERNAME", "deployer"),
             ("WASMHOUSE_REGISTRY_PASSWORD", "s3cret-pass"),
+            ("WASMHOUSE_REGISTRY_HOST", &insecure.to_uppercase()),
         ],
     );
     assert!(ok, "{stdout}\n{stderr}");
@@ -520,6 +544,80 @@ async fn a_registry_behind_a_login_needs_credentials() {
         .env("DOCKER_CONFIG", docker.path())
         .start();
     assert_eq!(get(&host.url("/version")).await.json["version"], 1);
+}
+
+/// A registry that asks every caller for Basic credentials and keeps the
+/// `Authorization` headers it is sent: a stand-in for a registry that is
+/// not the one the operator's credentials are for.
+struct CredentialTrap {
+    addr: std::net::SocketAddr,
+    /// The request lines it was sent.
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The `Authorization` headers among them.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CredentialTrap {
+    fn start() -> Self {
+        use std::io::{BufRead as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (kept, asked) = (seen.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_ok() {
+                    asked.lock().expect("lock").push(line.trim().to_owned());
+                }
+                line.clear();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if line.to_ascii_lowercase().starts_with("authorization:") {
+                        kept.lock().expect("lock").push(line.trim().to_owned());
+                    }
+                    line.clear();
+                }
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"trap\"\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Self {
+            addr,
+            requests,
+            seen,
+        }
+    }
+}
+
+/// Credentials from the environment go to the registry they name and to no
+/// other, even one that asks for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_credentials_go_only_to_their_own_registry() {
+    let registry = Registry::start_with_login("deployer", "s3cret-pass");
+    let trap = CredentialTrap::start();
+    let guests = guests();
+    let file = guests.v1.to_str().expect("UTF-8 path");
+    let trap_host = trap.addr.to_string();
+    let target = format!("oci://{trap_host}/app:live");
+    let (ok, _, stderr) = push(
+        &[file, &target, "--insecure-registry", &trap_host],
+        &[
+            ("WASMHOUSE_REGISTRY_USERNAME", "deployer"),
+            ("WASMHOUSE_REGISTRY_PASSWORD", "s3cret-pass"),
+            ("WASMHOUSE_REGISTRY_HOST", &registry.host()),
+        ],
+    );
+    assert!(!ok, "the trap accepted a push: {stderr}");
+    assert!(
+        !trap.requests.lock().expect("lock").is_empty(),
+        "the push never reached the other registry: {stderr}"
+    );
+    let seen = trap.seen.lock().expect("lock").clone();
+    assert!(seen.is_empty(), "the other registry was sent {seen:?}");
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -662,7 +662,7 @@ component = "{guest}"
     );
     let host = HostBuilder::without_clickhouse()
         .env("WASMHOUSE_MANIFEST", manifest.path())
-        .env("WASMHOUSE_API_KEYS", &format!("ops={OPS},ci={CI}"))
+        .env("WASMHOUSE_API_KEYS", format!("ops={OPS},ci={CI}"))
         .start_in_process();
     let client = common::client();
     use base64::Engine as _;

@@ -101,12 +101,17 @@ fn router(route: &SqlRoute) -> Router {
                 declared.query(param)
             };
         }
-        let names: Vec<&str> = FORMATS.iter().map(|f| f.0).collect();
+        let names: Vec<&str> = offered_formats(route).map(|f| f.0).collect();
+        let described = if route.needs_key() {
+            "The answer's format: a JSON array of rows (json, the default), one JSON object per line (ndjson), or CSV with a header line (csv). `Accept: application/x-ndjson` or `text/csv` choose too."
+        } else {
+            "The answer's format: a JSON array of rows (json, the default), one JSON object per line (ndjson), CSV with a header line (csv), or ClickHouse's JSON document with column types, row count and statistics (meta). `Accept: application/x-ndjson` or `text/csv` choose too."
+        };
         declared
             .query(
                 Param::one_of("format", &names)
                     .optional()
-                    .describe("The answer's format: a JSON array of rows (json, the default), one JSON object per line (ndjson), CSV with a header line (csv), or ClickHouse's JSON document with column types, row count and statistics (meta). `Accept: application/x-ndjson` or `text/csv` choose too."),
+                    .describe(described),
             )
             .json_response(
                 200,
@@ -190,6 +195,15 @@ fn answer(call: Call) -> Response {
         return Response::error(500, "misconfigured", "the SQL route has no query");
     };
     let format = chosen_format(&call);
+    // The router checked `format` against the offered ones; said again
+    // where it matters.
+    if !offered_formats(route).any(|offered| offered.0 == format.0) {
+        return Response::error(
+            422,
+            "invalid_parameter",
+            &format!("format {} is not offered on this route", format.0),
+        );
+    }
     let (_, clickhouse_format, content_type) = *format;
     let mut query = Query::new(route.sql.as_str()).format(clickhouse_format);
     let fixed = key_params(call.request());
@@ -250,6 +264,17 @@ fn sets_a_key_parameter(route: &SqlRoute, request: &Request) -> Option<Response>
         "forbidden",
         &format!("{named} comes from the API key; a request cannot set it"),
     ))
+}
+
+/// The formats `route` answers in. A route whose parameters come from the
+/// API key answers for one tenant, and ClickHouse's statistics (`meta`:
+/// rows and bytes read) count every row its query scanned, other tenants'
+/// too: it offers no `meta`.
+fn offered_formats(route: &SqlRoute) -> impl Iterator<Item = &'static Format> {
+    let per_key = route.needs_key();
+    FORMATS
+        .iter()
+        .filter(move |format| !(per_key && format.0 == "meta"))
 }
 
 /// The format `?format=` names, or the first `Accept` names; JSON otherwise.

@@ -424,8 +424,54 @@ impl Rate {
     }
 }
 
-type Limiter<K> =
+type Governor<K> =
     RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// Checks between two prunings of a limiter's state.
+const PRUNE_EVERY: u64 = 1024;
+
+/// A keyed rate limiter whose state stays bounded: every [`PRUNE_EVERY`]
+/// checks it forgets the keys whose buckets have been full again for a
+/// refill time (a key that comes back then starts from a full bucket, as it
+/// would have anyway), so it holds only the keys seen within about two
+/// refill times, not every client address that ever called.
+struct Limiter<K: std::hash::Hash + Eq + Clone> {
+    governor: Governor<K>,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
+    fn new(rate: Rate) -> Self {
+        Self {
+            governor: RateLimiter::keyed(rate.quota()).with_middleware(),
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Take one request from `key`'s bucket.
+    fn check_key(
+        &self,
+        key: &K,
+    ) -> Result<
+        governor::middleware::StateSnapshot,
+        governor::NotUntil<<DefaultClock as governor::clock::Clock>::Instant>,
+    > {
+        let checks = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if checks % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.governor.retain_recent();
+            self.governor.shrink_to_fit();
+        }
+        self.governor.check_key(key)
+    }
+
+    /// How many keys it holds state for.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.governor.len()
+    }
+}
 
 /// A route's rules: whether a key is needed, and its rate limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -489,12 +535,8 @@ impl RouteAccess {
     /// The checks `rules` describe, with fresh buckets.
     pub(crate) fn new(rules: AccessRules) -> Self {
         Self {
-            per_key: rules
-                .per_key
-                .map(|rate| (rate, RateLimiter::keyed(rate.quota()).with_middleware())),
-            per_client: rules
-                .per_client
-                .map(|rate| (rate, RateLimiter::keyed(rate.quota()).with_middleware())),
+            per_key: rules.per_key.map(|rate| (rate, Limiter::new(rate))),
+            per_client: rules.per_client.map(|rate| (rate, Limiter::new(rate))),
             rules,
         }
     }
@@ -540,7 +582,7 @@ impl RouteAccess {
             tightest = tighter(tightest, check(limiter, &bucket, *rate)?);
         }
         if let Some((rate, limiter)) = &self.per_client {
-            tightest = tighter(tightest, check(limiter, &client, *rate)?);
+            tightest = tighter(tightest, check(limiter, &client_bucket(client), *rate)?);
         }
         Ok(Admission {
             key: known.map(|known| known.name.clone()),
@@ -573,6 +615,20 @@ fn check<K: std::hash::Hash + Eq + Clone>(
                 retry_after: ceil_seconds(wait).max(1),
                 window,
             })
+        }
+    }
+}
+
+/// The bucket a client address counts against: the address itself for IPv4,
+/// its /64 network for IPv6, since one subscriber commonly holds a whole /64
+/// (every address of it would otherwise get a bucket of its own, and the
+/// limiter's state one entry per address it makes up).
+fn client_bucket(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(network))
         }
     }
 }
@@ -773,6 +829,49 @@ mod tests {
             headers[hyper::header::AUTHORIZATION],
             "Bearer the-guests-own"
         );
+    }
+
+    #[test]
+    fn a_limiter_forgets_clients_whose_buckets_are_full_again() {
+        // One request per second: a bucket is full again a second after its
+        // request, and the limiter forgets it a second after that (its
+        // margin).
+        let rate = Rate {
+            requests: NonZeroU32::new(1).expect("non-zero"),
+            per: Duration::from_secs(1),
+            burst: NonZeroU32::new(1).expect("non-zero"),
+        };
+        let limiter = Limiter::<IpAddr>::new(rate);
+        let started = std::time::Instant::now();
+        for i in 0..5_000u32 {
+            let client = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(limiter.check_key(&client).is_ok());
+        }
+        if started.elapsed() < Duration::from_millis(900) {
+            // Pruned along the way, but none was full again yet.
+            assert_eq!(limiter.tracked(), 5_000);
+        }
+        std::thread::sleep(Duration::from_millis(2100));
+        let one = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        for _ in 0..PRUNE_EVERY {
+            let _ = limiter.check_key(&one);
+        }
+        assert!(
+            limiter.tracked() <= 1,
+            "{} clients still tracked",
+            limiter.tracked()
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64_bucket() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("v6");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert_eq!(client_bucket(a), client_bucket(b));
+        assert_ne!(client_bucket(a), client_bucket(c));
+        let v4: IpAddr = "192.0.2.7".parse().expect("v4");
+        assert_eq!(client_bucket(v4), v4);
     }
 
     #[test]

@@ -355,15 +355,15 @@ pub(crate) struct ClickHouseArgs {
     pub(crate) port: Option<u16>,
 
     /// Reach the servers of CLICKHOUSE_HOST over HTTPS (an `https://` URL
-    /// says so itself). Certificates are always verified.
+    /// says so itself; a URL scheme that disagrees is an error).
+    /// Certificates are always verified [default: false].
     #[arg(
         long = "clickhouse-secure",
         env = "CLICKHOUSE_SECURE",
         value_name = "CLICKHOUSE_SECURE",
-        value_parser = clap::builder::BoolishValueParser::new(),
-        default_value = "false"
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
-    pub(crate) secure: bool,
+    pub(crate) secure: Option<bool>,
 
     /// A PEM bundle of the CAs to trust for HTTPS instead of the system's
     /// (a private CA).
@@ -825,7 +825,7 @@ impl ClickHouseArgs {
     /// is written `%2C`) or hosts (`h1,h2:8124,[::1]`, each on
     /// `CLICKHOUSE_PORT` unless it names a port).
     pub(crate) fn into_config(self) -> Result<ClickHouseConfig, ConfigError> {
-        let scheme = if self.secure {
+        let scheme = if self.secure.unwrap_or(false) {
             Scheme::Https
         } else {
             Scheme::Http
@@ -879,6 +879,16 @@ impl ClickHouseArgs {
                 .validate()
                 .map_err(|(variable, err)| config_error(variable, err.to_string()))?;
         }
+        check_tls_settings(
+            &endpoints,
+            self.secure,
+            &[
+                ("CLICKHOUSE_CA_CERT", self.ca_cert.is_some()),
+                ("CLICKHOUSE_CLIENT_CERT", self.client_cert.is_some()),
+                ("CLICKHOUSE_CLIENT_CERT_KEY", self.client_cert_key.is_some()),
+            ],
+            listed_in,
+        )?;
         let mut seen = std::collections::HashSet::new();
         if let Some(twice) = endpoints.iter().find(|e| !seen.insert(e.authority())) {
             return Err(config_error(
@@ -926,6 +936,60 @@ impl ClickHouseArgs {
                 files
             },
         })
+    }
+}
+
+/// Refuse TLS settings that cannot mean what they say, naming both sides:
+/// `CLICKHOUSE_SECURE` against the scheme of a URL in `CLICKHOUSE_URL`, and
+/// certificate files (`files`: each variable and whether it is set) when no
+/// server is reached over HTTPS, where they would be loaded and never used
+/// while the operator believes the link is encrypted.
+fn check_tls_settings(
+    endpoints: &[Endpoint],
+    secure: Option<bool>,
+    files: &[(&str, bool)],
+    listed_in: &str,
+) -> Result<(), ConfigError> {
+    if listed_in == "CLICKHOUSE_URL"
+        && let Some(secure) = secure
+    {
+        let wanted = if secure { Scheme::Https } else { Scheme::Http };
+        if let Some(other) = endpoints.iter().find(|e| e.scheme != wanted) {
+            return Err(config_error(
+                "CLICKHOUSE_SECURE",
+                format!(
+                    "is {secure}, but CLICKHOUSE_URL names {}://{}: say the scheme in the URL only, \
+                     or make the two agree",
+                    scheme_name(other.scheme),
+                    other.authority()
+                ),
+            ));
+        }
+    }
+    if endpoints.iter().all(|e| e.scheme == Scheme::Http)
+        && let Some((variable, _)) = files.iter().find(|(_, set)| *set)
+    {
+        let how = if listed_in == "CLICKHOUSE_URL" {
+            "CLICKHOUSE_URL names only http:// servers"
+        } else {
+            "CLICKHOUSE_SECURE is not true"
+        };
+        return Err(config_error(
+            variable,
+            format!(
+                "is set, but {how}: the certificate would never be used and the link would be \
+                 plain HTTP (use https:// servers, or unset {variable})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A scheme as a URL spells it.
+fn scheme_name(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
     }
 }
 
@@ -1030,6 +1094,108 @@ mod tests {
         );
         let bad = parse(&["--clickhouse-host", "h1:port"]).expect_err("bad port");
         assert!(bad.contains("CLICKHOUSE_HOST"), "{bad}");
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_mean_what_they_say_stop_the_start() {
+        // (arguments, the variables the error names; none: accepted)
+        let table: &[(&[&str], &[&str])] = &[
+            (
+                &[
+                    "--clickhouse-secure",
+                    "true",
+                    "--clickhouse-url",
+                    "http://h:8123",
+                ],
+                &["CLICKHOUSE_SECURE", "CLICKHOUSE_URL", "http://h:8123"],
+            ),
+            (
+                &[
+                    "--clickhouse-secure",
+                    "false",
+                    "--clickhouse-url",
+                    "https://h:8443",
+                ],
+                &["CLICKHOUSE_SECURE", "CLICKHOUSE_URL", "https://h:8443"],
+            ),
+            (
+                &[
+                    "--clickhouse-secure",
+                    "yes",
+                    "--clickhouse-url",
+                    "https://a:1,http://b:2",
+                ],
+                &["CLICKHOUSE_SECURE", "CLICKHOUSE_URL", "http://b:2"],
+            ),
+            (
+                &[
+                    "--clickhouse-url",
+                    "http://h:8123",
+                    "--clickhouse-ca-cert",
+                    "/ca.pem",
+                ],
+                &["CLICKHOUSE_CA_CERT", "CLICKHOUSE_URL"],
+            ),
+            (
+                &["--clickhouse-host", "h", "--clickhouse-ca-cert", "/ca.pem"],
+                &["CLICKHOUSE_CA_CERT", "CLICKHOUSE_SECURE"],
+            ),
+            (
+                &[
+                    "--clickhouse-host",
+                    "h",
+                    "--clickhouse-client-cert",
+                    "/c.pem",
+                    "--clickhouse-client-cert-key",
+                    "/k.pem",
+                ],
+                &["CLICKHOUSE_CLIENT_CERT", "CLICKHOUSE_SECURE"],
+            ),
+            (
+                &[
+                    "--clickhouse-url",
+                    "http://h:1",
+                    "--clickhouse-client-cert-key",
+                    "/k.pem",
+                ],
+                &["CLICKHOUSE_CLIENT_CERT_KEY", "CLICKHOUSE_URL"],
+            ),
+            (
+                &[
+                    "--clickhouse-secure",
+                    "true",
+                    "--clickhouse-url",
+                    "https://h:8443",
+                ],
+                &[],
+            ),
+            (
+                &[
+                    "--clickhouse-secure",
+                    "false",
+                    "--clickhouse-url",
+                    "http://h:8123",
+                ],
+                &[],
+            ),
+            (&["--clickhouse-url", "https://a:1,http://b:2"], &[]),
+            (
+                &["--clickhouse-secure", "true", "--clickhouse-host", "h"],
+                &[],
+            ),
+            (&["--clickhouse-host", "h"], &[]),
+        ];
+        for (args, named) in table {
+            match parse(args) {
+                Ok(_) => assert!(named.is_empty(), "{args:?} was accepted"),
+                Err(err) => {
+                    assert!(!named.is_empty(), "{args:?}: {err}");
+                    for name in *named {
+                        assert!(err.contains(name), "{args:?}: {err} does not name {name}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

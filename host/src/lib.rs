@@ -66,6 +66,7 @@ mod dispatch;
 mod docs;
 mod embedded;
 mod errors;
+mod log_text;
 mod manifest;
 mod metrics;
 mod openapi;

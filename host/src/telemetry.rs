@@ -60,15 +60,17 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = match format {
+        // Every field escaped and cut on its way out (crate::log_text).
         LogFormat::Human => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
+            .fmt_fields(crate::log_text::human_fields())
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .with_writer(crate::log_text::BoundedJson)
             .boxed(),
     };
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {

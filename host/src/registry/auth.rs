@@ -2,6 +2,11 @@
 //! (`$DOCKER_CONFIG/config.json`, or `~/.docker/config.json`) — the
 //! `auths` a `docker login` writes, or the credential helper it names.
 //! Kubernetes' `.dockerconfigjson` secrets are the same file.
+//!
+//! Every credential is bound to one registry host: the Docker config's are
+//! per host already, and the environment's name theirs
+//! (`WASMHOUSE_REGISTRY_HOST`). A deploy that names another registry gets
+//! none of them.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -11,10 +16,14 @@ use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
-/// User name for every registry, over the Docker config file.
+/// User name for the registry of [`HOST_VARIABLE`], over the Docker config
+/// file.
 pub(crate) const USERNAME_VARIABLE: &str = "WASMHOUSE_REGISTRY_USERNAME";
-/// Password (or access token) for every registry.
+/// Password (or access token) for that registry.
 pub(crate) const PASSWORD_VARIABLE: &str = "WASMHOUSE_REGISTRY_PASSWORD";
+/// The registry (`host` or `host:port`) the environment's credentials are
+/// for: they are sent there and nowhere else.
+pub(crate) const HOST_VARIABLE: &str = "WASMHOUSE_REGISTRY_HOST";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,7 +75,19 @@ pub(crate) fn credentials(registry: &str) -> Result<(RegistryAuth, Found), Strin
         .filter(|v| !v.is_empty());
     match (username, password) {
         (Some(username), Some(password)) => {
-            return Ok((RegistryAuth::Basic(username, password), Found::Environment));
+            let host = std::env::var(HOST_VARIABLE)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "set {HOST_VARIABLE} to the registry (host or host:port) that \
+                         {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} are for: they are sent \
+                         to that registry only"
+                    )
+                })?;
+            if same_registry(&host, registry) {
+                return Ok((RegistryAuth::Basic(username, password), Found::Environment));
+            }
         }
         (Some(_), None) | (None, Some(_)) => {
             return Err(format!(
@@ -116,6 +137,14 @@ fn docker_config_path() -> Option<PathBuf> {
     }
     let home = std::env::var_os("HOME")?;
     Some(PathBuf::from(home).join(".docker").join("config.json"))
+}
+
+/// Whether `named` (as an operator wrote it: `host`, `host:port`, or a URL
+/// `docker login` would write) is the registry `registry` (`host` or
+/// `host:port`). Host names compare without regard to case; ports must
+/// match, so the same host on another port is another registry.
+fn same_registry(named: &str, registry: &str) -> bool {
+    normalise_registry(named.trim()).eq_ignore_ascii_case(registry)
 }
 
 /// `https://host:port/v1/` → `host:port`: the forms `docker login` writes.
@@ -222,5 +251,22 @@ mod tests {
             "index.docker.io"
         );
         assert_eq!(normalise_registry("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn a_named_registry_is_that_host_and_port_only() {
+        assert!(same_registry("ghcr.io", "ghcr.io"));
+        assert!(same_registry(" GHCR.io ", "ghcr.io"));
+        assert!(same_registry("https://ghcr.io/v2/", "ghcr.io"));
+        assert!(same_registry("127.0.0.1:5000", "127.0.0.1:5000"));
+        for other in [
+            "ghcr.io.evil.example",
+            "evil.example",
+            "ghcr.io:444",
+            "127.0.0.1:5001",
+        ] {
+            assert!(!same_registry("ghcr.io", other), "{other}");
+            assert!(!same_registry("127.0.0.1:5000", other), "{other}");
+        }
     }
 }

@@ -204,10 +204,12 @@ async fn within<T>(
 /// How to give credentials for `reference`'s registry.
 fn credentials_hint(reference: &OciReference) -> String {
     format!(
-        "give credentials with `docker login {}` (the Docker config file, or DOCKER_CONFIG's) or {} and {}",
+        "give credentials with `docker login {}` (the Docker config file, or DOCKER_CONFIG's) or {} and {} with {}={}",
         reference.registry,
         auth::USERNAME_VARIABLE,
-        auth::PASSWORD_VARIABLE
+        auth::PASSWORD_VARIABLE,
+        auth::HOST_VARIABLE,
+        reference.registry
     )
 }
 
