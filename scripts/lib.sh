@@ -16,25 +16,37 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 # Where the time goes: `phase NAME COMMAND...` runs COMMAND, says how long it
-# took and, when WASMHOUSE_PHASES names a file, adds "seconds<TAB>NAME" to it
-# for `phase_summary`. A failing command fails the phase and the script.
+# took and, when WASMHOUSE_PHASES names a file, records it there for
+# `phase_summary`, with its depth (a phase inside another, in a script the
+# outer phase runs, is one deeper). A failing command fails the phase and the
+# script.
 phase() {
-  local name="$1" start=$SECONDS status=0
+  local name="$1" start=$SECONDS status=0 depth="${WASMHOUSE_PHASE_DEPTH:-0}"
   shift
   say "$name"
-  "$@" || status=$?
+  WASMHOUSE_PHASE_DEPTH=$((depth + 1)) "$@" || status=$?
   local took=$((SECONDS - start))
-  if [ -n "${WASMHOUSE_PHASES:-}" ]; then
-    printf '%s\t%s%s\n' "$took" "$name" "$([ "$status" -eq 0 ] || echo " (failed: exit $status)")" >> "$WASMHOUSE_PHASES"
-  fi
+  phase_record "$depth" "$took" "$name$([ "$status" -eq 0 ] || echo " (failed: exit $status)")"
   say "$name: ${took} s$([ "$status" -eq 0 ] || echo ", failed (exit $status)")"
   return "$status"
 }
 
-# The table of phases recorded in WASMHOUSE_PHASES, with the total.
+# Record phase NAME ($3) of depth $1 that took $2 seconds.
+phase_record() {
+  [ -n "${WASMHOUSE_PHASES:-}" ] || return 0
+  printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$WASMHOUSE_PHASES"
+}
+
+# The table of phases recorded in WASMHOUSE_PHASES, in the order they ended:
+# inner ones indented, just above the phase they ran in; and the wall time since
+# WASMHOUSE_STARTED (seconds since the epoch) when that is set.
 phase_summary() {
   [ -s "${WASMHOUSE_PHASES:-}" ] || return 0
-  awk -F '\t' '{ printf "%6d s  %s\n", $1, $2; total += $1 } END { printf "%6d s  in all (%d min)\n", total, (total + 59) / 60 }' "$WASMHOUSE_PHASES" >&2
+  awk -F '\t' '{ printf "%6d s  %*s%s\n", $2, $1 * 2, "", $3 }' "$WASMHOUSE_PHASES" >&2
+  if [ -n "${WASMHOUSE_STARTED:-}" ]; then
+    local wall=$(($(date +%s) - WASMHOUSE_STARTED))
+    printf '%6d s  in all, wall time (%d min %02d s)\n' "$wall" $((wall / 60)) $((wall % 60)) >&2
+  fi
 }
 
 # Every Debian package the suite uses that is not installed yet, in one

@@ -739,6 +739,76 @@ component = "{guest}"
     );
 }
 
+/// Instance memory is fresh: a marker one request writes (into a static of
+/// the component, and all over 8 MiB of memory it grew) is never seen by a
+/// later request, in whichever memory slot it lands, with either compiler.
+/// Four requests at once, each holding its instance a while, take four slots;
+/// four looking requests follow; six rounds with a new marker each.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_instance_sees_an_earlier_requests_memory() {
+    let guest = guests::hostile(1);
+    for compilation in ["optimized", "baseline"] {
+        let host = HostBuilder::without_clickhouse()
+            .args(&["--component", guest.to_str().expect("UTF-8 path")])
+            .args(&["--compilation", compilation, "--max-instances", "4"])
+            .start();
+        // The look finds a marker where there is one (its own request's).
+        let control = get(&host.url("/mark-then-look?marker=12345")).await;
+        assert_eq!(
+            (
+                control.json["static"].as_bool(),
+                control.json["memory"].as_bool()
+            ),
+            (Some(true), Some(true)),
+            "{compilation}: the look does not see its own marker: {}",
+            control.text
+        );
+        for round in 0..6u64 {
+            let marker = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+                ^ (round << 56)
+                | 1;
+            let marks: Vec<_> = (0..4)
+                .map(|_| {
+                    let url = host.url(&format!("/mark?marker={marker}&ms=150"));
+                    tokio::spawn(async move { get(&url).await })
+                })
+                .collect();
+            for mark in marks {
+                let reply = mark.await.expect("mark");
+                assert_eq!(reply.status, 200, "{compilation}: {}", reply.text);
+            }
+            let looks: Vec<_> = (0..4)
+                .map(|_| {
+                    let url = host.url(&format!("/look?marker={marker}"));
+                    tokio::spawn(async move { get(&url).await })
+                })
+                .collect();
+            for look in looks {
+                let reply = look.await.expect("look");
+                assert_eq!(reply.status, 200, "{compilation}: {}", reply.text);
+                assert_eq!(
+                    (
+                        reply.json["static"].as_bool(),
+                        reply.json["memory"].as_bool()
+                    ),
+                    (Some(false), Some(false)),
+                    "{compilation}, round {round}: an instance saw the marker of an earlier \
+                     request: {}",
+                    reply.text
+                );
+                assert!(
+                    reply.json["memory_bytes"].as_u64() > Some(8 << 20),
+                    "the look covered no grown memory: {}",
+                    reply.text
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn error_bodies_carry_no_internals() {
     let guest = guests::hostile(1);

@@ -441,7 +441,8 @@ async fn a_saved_file_goes_live_and_a_broken_one_changes_nothing() {
     // Mended, and a new file in the directory: a new route.
     project.write("numbers", NUMBERS);
     project.write("answer", "-- @path /answer\nSELECT 42 AS answer\n");
-    let answer = wait_for(&host, "/api/answer", |body| body.contains("42")).await;
+    // The answer, not a 404 whose request id happens to hold "42".
+    let answer = wait_for(&host, "/api/answer", |body| body.contains("\"answer\":42")).await;
     assert_eq!(answer, json!([{ "answer": 42 }]));
     assert_eq!(
         get(&host.url("/api/numbers?n=1")).await.json,

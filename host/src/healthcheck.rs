@@ -119,8 +119,11 @@ pub async fn check(url: &str, timeout: Duration) -> Result<Healthy, HealthcheckE
             status: status.as_u16(),
         });
     }
-    // The whole answer, so a server that stalls mid-body is not healthy.
-    response.bytes().await.map_err(unreachable)?;
+    // The answer (up to 1 MiB: /health's is a few bytes), so a server
+    // that stalls mid-body is not healthy.
+    wasmhouse_clickhouse::host::transport::read_capped(response, 1 << 20)
+        .await
+        .map_err(unreachable)?;
     Ok(Healthy {
         status: status.as_u16(),
         elapsed: started.elapsed(),

@@ -47,7 +47,7 @@ enum Command {
     /// GET /health on the local server: exit 0 on a 2xx answer, 1 otherwise
     /// (a container HEALTHCHECK without curl).
     Healthcheck(HealthcheckArgs),
-    /// Write a new route project (Rust or JavaScript) into a directory.
+    /// Write a new route project (Rust, JavaScript or Python) into a directory.
     New(project::NewArgs),
     /// Build the route project here; its component's path is the last line.
     Build(project::BuildArgs),

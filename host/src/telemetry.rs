@@ -147,6 +147,9 @@ fn tracer_provider(endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
         .build())
 }
 
+/// The most of an OTLP collector's answer that is read.
+const MAX_COLLECTOR_ANSWER: usize = 64 * 1024;
+
 /// The exporter's HTTP client: the host's own reqwest, driven by a small
 /// runtime of its own, because the batch processor exports from a plain
 /// thread of its own, outside any tokio runtime.
@@ -189,8 +192,11 @@ impl opentelemetry_http::HttpClient for ExportClient {
             let response = outgoing.send().await?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, headers, body))
+            // A collector's answer is a few bytes; more is not kept.
+            let (body, _) =
+                wasmhouse_clickhouse::host::transport::read_capped(response, MAX_COLLECTOR_ANSWER)
+                    .await?;
+            Ok::<_, reqwest::Error>((status, headers, Bytes::from(body)))
         });
         let (status, headers, body) = sent.await??;
         let mut response = http::Response::new(body);

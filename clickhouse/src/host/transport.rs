@@ -159,17 +159,30 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// An error body, capped: ClickHouse error texts are short, and a broken
 /// proxy in between must not make us buffer without end.
-pub async fn read_error_body(mut response: reqwest::Response) -> String {
+pub async fn read_error_body(response: reqwest::Response) -> String {
     const MAX: usize = 64 * 1024;
-    let mut text = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        text.extend_from_slice(&chunk);
-        if text.len() >= MAX {
-            text.truncate(MAX);
-            break;
-        }
-    }
+    let (text, _) = read_capped(response, MAX).await.unwrap_or_default();
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// At most the first `max` bytes of `response`'s body, and whether there
+/// was more (then the rest is not read: the connection is dropped). The one
+/// way the host reads an answer from outside whose size it does not
+/// decide, so none is buffered past its bound.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 /// An HTTP client for ClickHouse, keeping up to `max_idle` connections per
@@ -189,4 +202,82 @@ pub(crate) fn http_client(
         // Proxy variables in the environment must not reroute database traffic.
         .no_proxy()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    /// A server on loopback whose answer to the first request is `head`,
+    /// then 64 KiB chunks for as long as the client reads.
+    fn endless_server(head: &'static str) -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            while stream.write_all(&frame).is_ok() {}
+        });
+        addr
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn an_endless_answer_is_read_to_its_bound_only() {
+        crate::host::tls::install_crypto_provider();
+        let addr = endless_server("HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n");
+        runtime().block_on(async {
+            let response = reqwest::get(format!("http://{addr}/"))
+                .await
+                .expect("an answer");
+            let (body, cut) = read_capped(response, 1 << 20).await.expect("read");
+            assert_eq!(body.len(), 1 << 20);
+            assert!(cut);
+            let response = reqwest::get(format!(
+                "http://{}/",
+                endless_server("HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n")
+            ))
+            .await
+            .expect("an answer");
+            assert_eq!(read_error_body(response).await.len(), 64 * 1024);
+        });
+    }
+
+    #[test]
+    fn a_short_answer_is_read_whole() {
+        crate::host::tls::install_crypto_provider();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                );
+            }
+        });
+        runtime().block_on(async {
+            let response = reqwest::get(format!("http://{addr}/"))
+                .await
+                .expect("an answer");
+            let (body, cut) = read_capped(response, 1 << 20).await.expect("read");
+            assert_eq!((body.as_slice(), cut), (&b"hello"[..], false));
+        });
+    }
 }

@@ -87,6 +87,12 @@ impl Handler for Routes {
                 u16::try_from(number("status", 101)).unwrap_or(101),
                 &json!({ "informational": true }),
             ),
+            "/mark" => mark(number("marker", 0), number("ms", 0)),
+            "/look" => look(number("marker", 0)),
+            "/mark-then-look" => {
+                let _ = mark(number("marker", 0), 0);
+                look(number("marker", 0))
+            }
             "/body" => match request.body() {
                 Ok(body) => Response::json(200, &json!({ "bytes": body.len() })),
                 Err(err) => Response::error(413, "body", &err),
@@ -344,6 +350,106 @@ fn midstream(forward: bool) -> Response {
             Err(err) => Response::from_query_error(&err),
         }
     }
+}
+
+/// What `/mark` writes and `/look` looks for: the marker's bytes, each
+/// XOR 0x5a, so that the marker as `/look` holds it (its query parameter)
+/// never matches itself.
+fn pattern(marker: u64) -> [u8; 8] {
+    marker.to_le_bytes().map(|byte| byte ^ 0x5a)
+}
+
+/// Memory `/mark` fills and `/look` takes again: past the SDK's first
+/// arena and the component's initial memory, so it is grown memory.
+const MARKED_BYTES: usize = 8 << 20;
+
+/// A static the marker is written to (in the component's data, restored
+/// from its image by a reset).
+static MARKED: std::sync::Mutex<[u8; 64]> = std::sync::Mutex::new([0; 64]);
+
+/// Write `marker` into a static and all over 8 MiB of grown heap, and hold
+/// the instance (and its memory slot) for `ms` milliseconds, so that
+/// several `/mark` requests at once use several slots.
+fn mark(marker: u64, ms: u64) -> Response {
+    let bytes = pattern(marker);
+    if let Ok(mut marked) = MARKED.lock() {
+        for piece in marked.chunks_mut(8) {
+            piece.copy_from_slice(&bytes);
+        }
+    }
+    let mut heap = vec![0u8; MARKED_BYTES];
+    for piece in heap.chunks_mut(8) {
+        piece.copy_from_slice(&bytes);
+    }
+    // Kept (not freed) until the instance ends, as a request's data is.
+    std::mem::forget(heap);
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    Response::json(200, &json!({ "marked": marker }))
+}
+
+/// Whether this instance's memory (the static of `/mark`, and a heap of
+/// the same size as its) holds `marker`'s pattern: an earlier request's
+/// data seen by a later instance.
+fn look(marker: u64) -> Response {
+    // Compared byte by byte: the pattern itself never lands in this
+    // instance's memory, where the scan below would find it.
+    let wanted = marker.to_le_bytes();
+    let static_holds = MARKED
+        .lock()
+        .map(|marked| {
+            marked
+                .windows(8)
+                .any(|w| w.iter().zip(wanted).all(|(seen, want)| seen ^ 0x5a == want))
+        })
+        .unwrap_or(false);
+    // As much heap as `/mark` took, not written: what a fresh instance
+    // finds there must be zeros.
+    // (black_box: an allocation nothing reads may be left out.)
+    let heap: Vec<u8> = std::hint::black_box(Vec::with_capacity(MARKED_BYTES));
+    let found = memory_holds(marker);
+    drop(heap);
+    Response::json(
+        200,
+        &json!({ "static": static_holds, "memory": found, "memory_bytes": memory_bytes() }),
+    )
+}
+
+/// The size of this instance's linear memory.
+fn memory_bytes() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) * 65536;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
+
+/// Whether the pattern of `marker` is anywhere in linear memory (from
+/// address 8: address 0 is no Rust pointer). Only the test guest reads its
+/// memory this way.
+#[allow(
+    unsafe_code,
+    reason = "scanning the instance's own linear memory, byte by byte"
+)]
+fn memory_holds(marker: u64) -> bool {
+    let wanted = marker.to_le_bytes();
+    let size = memory_bytes();
+    let mut matched = 0;
+    for address in 8..size {
+        // SAFETY: every address below memory.size is readable in a wasm
+        // linear memory; volatile, so the reads are not optimised away.
+        let byte = unsafe { std::ptr::read_volatile(address as *const u8) } ^ 0x5a;
+        if byte == wanted[matched] {
+            matched += 1;
+            if matched == wanted.len() {
+                return true;
+            }
+        } else {
+            matched = usize::from(byte == wanted[0]);
+        }
+    }
+    false
 }
 
 #[cfg(test)]
