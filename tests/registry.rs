@@ -620,6 +620,151 @@ async fn registry_credentials_go_only_to_their_own_registry() {
     assert!(seen.is_empty(), "the other registry was sent {seen:?}");
 }
 
+/// A registry of the test's own that serves one component, asks for Basic
+/// credentials, and answers the component's blob with a redirect to
+/// `blob_url`, as registries that keep blobs elsewhere do; it records the
+/// `Authorization` headers it was sent.
+fn redirecting_registry(
+    component: Vec<u8>,
+    blob_url: String,
+) -> (
+    std::net::SocketAddr,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{BufRead as _, Write as _};
+    let hex = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
+    let layer = format!("sha256:{}", hex(&component));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.wasm.config.v0+json",
+            "digest": format!("sha256:{}", hex(b"{}")),
+            "size": 2
+        },
+        "layers": [{ "mediaType": "application/wasm", "digest": layer, "size": component.len() }]
+    })
+    .to_string();
+    let digest = format!("sha256:{}", hex(manifest.as_bytes()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let manifest_digest = digest.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut authorized = false;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if line.to_ascii_lowercase().starts_with("authorization:") {
+                    authorized = true;
+                    kept.lock().expect("lock").push(line.trim().to_owned());
+                }
+                line.clear();
+            }
+            let path = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let head = request.starts_with("HEAD");
+            let answer = if !authorized {
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n".to_owned()
+            } else if path == "/v2/" {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_owned()
+            } else if path.contains("/manifests/") {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+                     Docker-Content-Digest: {manifest_digest}\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{}",
+                    manifest.len(),
+                    if head { "" } else { manifest.as_str() }
+                )
+            } else if path.contains("/blobs/") {
+                format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {blob_url}\r\nContent-Length: 0\r\n"
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n".to_owned()
+            };
+            let answer = if answer.contains("\r\n\r\n") {
+                answer
+            } else {
+                format!("{answer}Connection: close\r\n\r\n")
+            };
+            let _ = reader.get_mut().write_all(answer.as_bytes());
+        }
+    });
+    (addr, digest, seen)
+}
+
+/// A registry's redirect for a blob is followed without the registry's
+/// credentials: the other host serves the blob, and never sees them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_redirect_to_another_host_carries_no_credentials() {
+    use std::io::{BufRead as _, Write as _};
+    let component = std::fs::read(&guests().v1).expect("the test guest");
+    // Where the blob really is: it serves the component and keeps every
+    // header line of what it was asked.
+    let storage = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let storage_addr = storage.local_addr().expect("address");
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let kept = asked.clone();
+    let body = component.clone();
+    std::thread::spawn(move || {
+        for stream in storage.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                kept.lock().expect("lock").push(line.trim().to_owned());
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = reader.get_mut().write_all(head.as_bytes());
+            let _ = reader.get_mut().write_all(&body);
+        }
+    });
+    let (registry, digest, registry_saw) =
+        redirecting_registry(component, format!("http://{storage_addr}/storage/blob"));
+    let registry_host = registry.to_string();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let host = host(
+        &registry_host,
+        &format!("oci://{registry_host}/app@{digest}"),
+        false,
+        cache.path(),
+    )
+    .env("WASMHOUSE_REGISTRY_USERNAME", "deployer")
+    .env("WASMHOUSE_REGISTRY_PASSWORD", "s3cret-pass")
+    .env("WASMHOUSE_REGISTRY_HOST", &registry_host)
+    .start();
+    assert_eq!(get(&host.url("/version")).await.json["version"], 1);
+    assert!(
+        !registry_saw.lock().expect("lock").is_empty(),
+        "the registry was never sent its credentials"
+    );
+    let asked = asked.lock().expect("lock").clone();
+    assert!(
+        asked
+            .iter()
+            .any(|line| line.starts_with("GET /storage/blob")),
+        "the redirect was not followed: {asked:?}"
+    );
+    assert!(
+        !asked
+            .iter()
+            .any(|line| line.to_ascii_lowercase().starts_with("authorization")),
+        "the other host was sent credentials: {asked:?}"
+    );
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
