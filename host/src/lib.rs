@@ -75,6 +75,7 @@ mod request_id;
 mod respond;
 mod route_settings;
 mod runtime;
+mod secrets;
 mod server;
 mod signals;
 mod units;

@@ -87,6 +87,7 @@ pub async fn serve_until_signalled(
         routes = server.dispatcher().deployer().routes().routes().len(),
         "ready"
     );
+    crate::secrets::log_configured();
     tokio::spawn(signals::reload_on_sighup(
         server.dispatcher().deployer().clone(),
     ));
