@@ -10,7 +10,6 @@
 //!   cuts the strings of an event longer than [`MAX_JSON_EVENT_BYTES`] to
 //!   [`MAX_FIELD_CHARS`], keeping it one valid JSON object.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -24,53 +23,74 @@ pub(crate) const MAX_FIELD_CHARS: usize = 2048;
 /// A JSON event longer than this has its strings cut.
 pub(crate) const MAX_JSON_EVENT_BYTES: usize = 16 * 1024;
 
-/// `text` safe for a log line: control characters (C0, DEL, C1), and the
-/// Unicode line and paragraph separators and direction overrides that
-/// rearrange what a terminal shows, written as escapes (`\n`, `\u{1b}`);
-/// cut after `max` characters.
-pub(crate) fn escape(text: &str, max: usize) -> Cow<'_, str> {
-    let clean = text.chars().count() <= max && !text.chars().any(needs_escape);
-    if clean {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len().min(max * 2) + 32);
-    for (kept, (at, c)) in text.char_indices().enumerate() {
-        if kept == max {
-            let _ = write!(out, "…({} more bytes cut)", text.len() - at);
-            break;
-        }
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if needs_escape(c) => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// A writer that makes what passes through it safe for a log line, as it
+/// is written (nothing is held): control characters (C0, DEL, C1), and the
+/// Unicode line and paragraph separators and direction overrides that
+/// rearrange what a terminal shows, become escapes (`\n`, `\u{1b}`); the
+/// first `left` characters are kept, and the bytes of the rest counted and
+/// said at the end ([`Escaping::finish`]).
+struct Escaping<'a, W: std::fmt::Write> {
+    out: &'a mut W,
+    left: usize,
+    cut: usize,
+}
+
+impl<'a, W: std::fmt::Write> Escaping<'a, W> {
+    fn new(out: &'a mut W, max: usize) -> Self {
+        Self {
+            out,
+            left: max,
+            cut: 0,
+        }
+    }
+
+    /// Say how much was cut, if anything was.
+    fn finish(self) -> std::fmt::Result {
+        if self.cut > 0 {
+            write!(self.out, "…({} more bytes cut)", self.cut)?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        for c in text.chars() {
+            if self.left == 0 {
+                self.cut += c.len_utf8();
+                continue;
+            }
+            self.left -= 1;
+            match c {
+                '\n' => self.out.write_str("\\n")?,
+                '\r' => self.out.write_str("\\r")?,
+                '\t' => self.out.write_str("\\t")?,
+                c if needs_escape(c) => write!(self.out, "\\u{{{:x}}}", u32::from(c))?,
+                c => self.out.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The human format's field formatter: `message` as it is, other fields
 /// `name=value`, separated by spaces, every value escaped and cut
-/// ([`escape`]).
+/// ([`Escaping`]) as it is written.
 pub(crate) fn human_fields()
 -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'writer> + Send + Sync + 'static {
     tracing_subscriber::fmt::format::debug_fn(
         |writer: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
-            let text = format!("{value:?}");
-            let text = escape(&text, MAX_FIELD_CHARS);
-            if field.name() == "message" {
-                write!(writer, "{text}")
-            } else {
-                write!(writer, "{}={text}", field.name())
+            if field.name() != "message" {
+                write!(writer, "{}=", field.name())?;
             }
+            let mut escaping = Escaping::new(writer, MAX_FIELD_CHARS);
+            write!(escaping, "{value:?}")?;
+            escaping.finish()
         },
     )
     .delimited(" ")
@@ -150,10 +170,18 @@ fn cut_strings(value: &mut serde_json::Value) {
 mod tests {
     use super::*;
 
+    /// `text` as a log line holds it, cut after `max` characters.
+    fn escape(text: &str, max: usize) -> String {
+        let mut out = String::new();
+        let mut escaping = Escaping::new(&mut out, max);
+        escaping.write_str(text).expect("into a String");
+        escaping.finish().expect("into a String");
+        out
+    }
+
     #[test]
     fn control_characters_and_line_breaks_are_escaped() {
         assert_eq!(escape("plain text", 100), "plain text");
-        assert!(matches!(escape("plain text", 100), Cow::Borrowed(_)));
         assert_eq!(
             escape("a\nINFO fake\r\tb\u{1b}[31m\u{7f}\u{85}", 100),
             "a\\nINFO fake\\r\\tb\\u{1b}[31m\\u{7f}\\u{85}"
