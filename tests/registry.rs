@@ -546,59 +546,71 @@ async fn a_registry_behind_a_login_needs_credentials() {
     assert_eq!(get(&host.url("/version")).await.json["version"], 1);
 }
 
-/// A registry that asks every caller for Basic credentials and keeps the
-/// `Authorization` headers it is sent: a stand-in for a registry that is
-/// not the one the operator's credentials are for.
-struct CredentialTrap {
+/// A loopback HTTP server of the test's own: on each connection it reads
+/// one request, keeps its lines (the request line, then each header line),
+/// writes what `answer` makes of them and closes the connection.
+struct Loopback {
     addr: std::net::SocketAddr,
-    /// The request lines it was sent.
-    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    /// The `Authorization` headers among them.
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
 }
 
-impl CredentialTrap {
-    fn start() -> Self {
+impl Loopback {
+    fn start(answer: impl Fn(&[String]) -> Vec<u8> + Send + 'static) -> Self {
         use std::io::{BufRead as _, Write as _};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (kept, asked) = (seen.clone(), requests.clone());
+        let kept = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let mut reader = std::io::BufReader::new(stream);
+                let mut lines = Vec::new();
                 let mut line = String::new();
-                if reader.read_line(&mut line).is_ok() {
-                    asked.lock().expect("lock").push(line.trim().to_owned());
-                }
-                line.clear();
                 while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if line.to_ascii_lowercase().starts_with("authorization:") {
-                        kept.lock().expect("lock").push(line.trim().to_owned());
-                    }
+                    lines.push(line.trim().to_owned());
                     line.clear();
                 }
-                let _ = reader.get_mut().write_all(
-                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"trap\"\r\n\
-                      Content-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                let reply = answer(&lines);
+                kept.lock().expect("lock").push(lines);
+                let _ = reader.get_mut().write_all(&reply);
             }
         });
-        Self {
-            addr,
-            requests,
-            seen,
-        }
+        Self { addr, requests }
+    }
+
+    /// Every line of every request it was sent.
+    fn lines(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").concat()
+    }
+
+    /// The `Authorization` headers it was sent.
+    fn authorizations(&self) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|line| line.to_ascii_lowercase().starts_with("authorization:"))
+            .collect()
     }
 }
 
+/// Whether a request's lines carry an `Authorization` header.
+fn authorized(lines: &[String]) -> bool {
+    lines
+        .iter()
+        .any(|line| line.to_ascii_lowercase().starts_with("authorization:"))
+}
+
+/// The answer that asks for Basic credentials.
+const BASIC_CHALLENGE: &[u8] =
+    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n\
+      Content-Length: 0\r\nConnection: close\r\n\r\n";
+
 /// Credentials from the environment go to the registry they name and to no
-/// other, even one that asks for them.
+/// other, even one that asks for them: a registry that asks every caller
+/// for Basic credentials stands for one they are not for.
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_credentials_go_only_to_their_own_registry() {
     let registry = Registry::start_with_login("deployer", "s3cret-pass");
-    let trap = CredentialTrap::start();
+    let trap = Loopback::start(|_| BASIC_CHALLENGE.to_vec());
     let guests = guests();
     let file = guests.v1.to_str().expect("UTF-8 path");
     let trap_host = trap.addr.to_string();
@@ -616,25 +628,16 @@ async fn registry_credentials_go_only_to_their_own_registry() {
         !trap.requests.lock().expect("lock").is_empty(),
         "the push never reached the other registry: {stderr}"
     );
-    let seen = trap.seen.lock().expect("lock").clone();
+    let seen = trap.authorizations();
     assert!(seen.is_empty(), "the other registry was sent {seen:?}");
 }
 
 /// A registry of the test's own that serves one component, asks for Basic
 /// credentials, and answers the component's blob with a redirect to
-/// `blob_url`, as registries that keep blobs elsewhere do; it records the
-/// `Authorization` headers it was sent.
-fn redirecting_registry(
-    component: Vec<u8>,
-    blob_url: String,
-) -> (
-    std::net::SocketAddr,
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    use std::io::{BufRead as _, Write as _};
+/// `blob_url`, as registries that keep blobs elsewhere do. Returns it and
+/// the manifest's digest.
+fn redirecting_registry(component: &[u8], blob_url: String) -> (Loopback, String) {
     let hex = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
-    let layer = format!("sha256:{}", hex(&component));
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -643,97 +646,75 @@ fn redirecting_registry(
             "digest": format!("sha256:{}", hex(b"{}")),
             "size": 2
         },
-        "layers": [{ "mediaType": "application/wasm", "digest": layer, "size": component.len() }]
+        "layers": [{
+            "mediaType": "application/wasm",
+            "digest": format!("sha256:{}", hex(component)),
+            "size": component.len()
+        }]
     })
     .to_string();
     let digest = format!("sha256:{}", hex(manifest.as_bytes()));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = seen.clone();
     let manifest_digest = digest.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = std::io::BufReader::new(stream);
-            let mut request = String::new();
-            let _ = reader.read_line(&mut request);
-            let mut authorized = false;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if line.to_ascii_lowercase().starts_with("authorization:") {
-                    authorized = true;
-                    kept.lock().expect("lock").push(line.trim().to_owned());
-                }
-                line.clear();
-            }
-            let path = request
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            let head = request.starts_with("HEAD");
-            let answer = if !authorized {
-                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n".to_owned()
-            } else if path == "/v2/" {
-                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_owned()
-            } else if path.contains("/manifests/") {
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n\
-                     Docker-Content-Digest: {manifest_digest}\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{}",
-                    manifest.len(),
-                    if head { "" } else { manifest.as_str() }
-                )
-            } else if path.contains("/blobs/") {
-                format!(
-                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {blob_url}\r\nContent-Length: 0\r\n"
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n".to_owned()
-            };
-            let answer = if answer.contains("\r\n\r\n") {
-                answer
-            } else {
-                format!("{answer}Connection: close\r\n\r\n")
-            };
-            let _ = reader.get_mut().write_all(answer.as_bytes());
+    let registry = Loopback::start(move |lines| {
+        if !authorized(lines) {
+            return BASIC_CHALLENGE.to_vec();
         }
+        let request = lines.first().map(String::as_str).unwrap_or_default();
+        let path = request.split_whitespace().nth(1).unwrap_or_default();
+        let head = request.starts_with("HEAD");
+        // (status, headers, body, Content-Length: a HEAD says the size of
+        // the body it leaves out)
+        let (status, headers, body, length) = if path == "/v2/" {
+            ("200 OK", String::new(), "", 0)
+        } else if path.contains("/manifests/") {
+            (
+                "200 OK",
+                format!(
+                    "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+                     Docker-Content-Digest: {manifest_digest}\r\n"
+                ),
+                if head { "" } else { manifest.as_str() },
+                manifest.len(),
+            )
+        } else if path.contains("/blobs/") {
+            (
+                "307 Temporary Redirect",
+                format!("Location: {blob_url}\r\n"),
+                "",
+                0,
+            )
+        } else {
+            ("404 Not Found", String::new(), "", 0)
+        };
+        format!(
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+        )
+        .into_bytes()
     });
-    (addr, digest, seen)
+    (registry, digest)
 }
 
 /// A registry's redirect for a blob is followed without the registry's
 /// credentials: the other host serves the blob, and never sees them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_redirect_to_another_host_carries_no_credentials() {
-    use std::io::{BufRead as _, Write as _};
-    let component = std::fs::read(&guests().v1).expect("the test guest");
+    let component = std::fs::read(guests().v1).expect("the test guest");
     // Where the blob really is: it serves the component and keeps every
-    // header line of what it was asked.
-    let storage = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let storage_addr = storage.local_addr().expect("address");
-    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let kept = asked.clone();
+    // line of what it was asked.
     let body = component.clone();
-    std::thread::spawn(move || {
-        for stream in storage.incoming().flatten() {
-            let mut reader = std::io::BufReader::new(stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                kept.lock().expect("lock").push(line.trim().to_owned());
-                line.clear();
-            }
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = reader.get_mut().write_all(head.as_bytes());
-            let _ = reader.get_mut().write_all(&body);
-        }
+    let storage = Loopback::start(move |_| {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&body);
+        reply
     });
-    let (registry, digest, registry_saw) =
-        redirecting_registry(component, format!("http://{storage_addr}/storage/blob"));
-    let registry_host = registry.to_string();
+    let (registry, digest) =
+        redirecting_registry(&component, format!("http://{}/storage/blob", storage.addr));
+    let registry_host = registry.addr.to_string();
     let cache = tempfile::tempdir().expect("temp dir");
     let host = host(
         &registry_host,
@@ -747,10 +728,10 @@ async fn a_blob_redirect_to_another_host_carries_no_credentials() {
     .start();
     assert_eq!(get(&host.url("/version")).await.json["version"], 1);
     assert!(
-        !registry_saw.lock().expect("lock").is_empty(),
+        !registry.authorizations().is_empty(),
         "the registry was never sent its credentials"
     );
-    let asked = asked.lock().expect("lock").clone();
+    let asked = storage.lines();
     assert!(
         asked
             .iter()
@@ -758,9 +739,7 @@ async fn a_blob_redirect_to_another_host_carries_no_credentials() {
         "the redirect was not followed: {asked:?}"
     );
     assert!(
-        !asked
-            .iter()
-            .any(|line| line.to_ascii_lowercase().starts_with("authorization")),
+        storage.authorizations().is_empty(),
         "the other host was sent credentials: {asked:?}"
     );
 }

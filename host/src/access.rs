@@ -332,16 +332,8 @@ pub(crate) fn strip_keys(headers: &mut hyper::HeaderMap, keys: &KeyStore, presen
             headers.remove(hyper::header::AUTHORIZATION);
         }
     }
-    if keys.is_empty() {
-        return;
-    }
-    let carrying: Vec<_> = headers
-        .iter()
-        .filter(|(_, value)| keys.carries(value))
-        .map(|(name, _)| name.clone())
-        .collect();
-    for name in carrying {
-        headers.remove(name);
+    if !keys.is_empty() {
+        crate::credentials::strip_headers_where(headers, |value| keys.carries(value));
     }
 }
 

@@ -33,14 +33,23 @@ pub(crate) fn strip_secret(headers: &mut HeaderMap, secret: &str) -> bool {
     if secret.is_empty() {
         return false;
     }
+    strip_headers_where(headers, |value| {
+        value
+            .as_bytes()
+            .windows(secret.len())
+            .any(|window| window == secret.as_bytes())
+    })
+}
+
+/// Remove every header (all of its values) of which one value `carries` a
+/// secret; returns whether one was removed.
+pub(crate) fn strip_headers_where(
+    headers: &mut HeaderMap,
+    carries: impl Fn(&HeaderValue) -> bool,
+) -> bool {
     let carrying: Vec<_> = headers
         .iter()
-        .filter(|(_, value)| {
-            value
-                .as_bytes()
-                .windows(secret.len())
-                .any(|window| window == secret.as_bytes())
-        })
+        .filter(|(_, value)| carries(value))
         .map(|(name, _)| name.clone())
         .collect();
     for name in &carrying {
