@@ -809,6 +809,61 @@ async fn no_instance_sees_an_earlier_requests_memory() {
     }
 }
 
+/// Instance memory is fresh even when a request's pages went to swap while
+/// it ran: the marker `/mark` writes is pushed out to a swap file of the
+/// test's own (`process_madvise(MADV_PAGEOUT)` on every mapping of the host
+/// process) while the instance still holds it, and the next instance in
+/// the one slot looks for it. A reset that restores only the pages it finds
+/// resident (Wasmtime's pagemap scan) leaves a swapped-out page as the
+/// earlier request wrote it; the host must not use one where pages can be
+/// swapped out. Needs root and a filesystem that takes a swap file: where
+/// the machine does not allow it, the test says why and checks nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_instance_sees_an_earlier_requests_memory_back_from_swap() {
+    let Some(_swap) = common::swap::SwapFile::try_enable(256 << 20) else {
+        return;
+    };
+    let guest = guests::hostile(1);
+    for compilation in ["optimized", "baseline"] {
+        let host = HostBuilder::without_clickhouse()
+            .args(&["--component", guest.to_str().expect("UTF-8 path")])
+            .args(&["--compilation", compilation, "--max-instances", "1"])
+            .start();
+        for round in 0..3u64 {
+            let marker = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+                ^ (round << 56)
+                | 1;
+            let url = host.url(&format!("/mark?marker={marker}&ms=1500"));
+            let mark = tokio::spawn(async move { get(&url).await });
+            // While the instance holds its marked pages, push them out.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = common::swap::swapped_bytes(host.pid());
+            let paged_out = common::swap::page_out(host.pid());
+            let after = common::swap::swapped_bytes(host.pid());
+            let reply = mark.await.expect("mark");
+            assert_eq!(reply.status, 200, "{compilation}: {}", reply.text);
+            assert!(
+                after >= before + (4 << 20),
+                "{compilation}: paging out {paged_out} bytes of mappings moved {} bytes to swap: \
+                 the test would check nothing",
+                after.saturating_sub(before)
+            );
+            let look = get(&host.url(&format!("/look?marker={marker}"))).await;
+            assert_eq!(look.status, 200, "{compilation}: {}", look.text);
+            assert_eq!(
+                (look.json["static"].as_bool(), look.json["memory"].as_bool()),
+                (Some(false), Some(false)),
+                "{compilation}, round {round}: an instance saw the marker of an earlier request \
+                 from swap: {}",
+                look.text
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn error_bodies_carry_no_internals() {
     let guest = guests::hostile(1);

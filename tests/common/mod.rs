@@ -15,6 +15,7 @@ pub mod host;
 pub mod oracle;
 pub mod registry;
 pub mod seed;
+pub mod swap;
 
 pub use clickhouse::ClickHouse;
 pub use files::{file_lock, target_dir};

@@ -20,6 +20,7 @@ pub(crate) mod compile_cache;
 pub(crate) mod component;
 pub(crate) mod cpu;
 pub mod instance;
+pub(crate) mod reset;
 pub(crate) mod store;
 
 use std::sync::{Arc, Weak, mpsc};
@@ -342,20 +343,20 @@ impl Engines {
 /// The pooling allocator's configuration for `sizing`.
 fn pooling(sizing: PoolSizing) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
-    // Where the kernel can say which pages an instance wrote
-    // (PAGEMAP_SCAN, Linux 6.7+), only those are restored from the image,
-    // and they stay mapped for the next instance in the slot: no page
-    // faults, no madvise and none of the TLB shootdowns they cost on
-    // every core. Without it, everything past the first
-    // `keep_resident_bytes` is given back and faulted in again.
-    let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
-    let keep_resident = if pagemap {
+    // Where the kernel can say which pages an instance wrote and nothing of
+    // this process can be swapped out ([`reset`]), only written pages are
+    // restored from the image, and they stay mapped for the next instance
+    // in the slot: no page faults, no madvise and none of the TLB
+    // shootdowns they cost on every core. Otherwise everything past the
+    // first `keep_resident_bytes` is given back and faulted in again.
+    let reset = memory_reset();
+    let keep_resident = if reset.pagemap_scan {
         pool.pagemap_scan(wasmtime::Enabled::Yes);
         sizing.keep_resident_bytes.max(PAGEMAP_KEEP_RESIDENT)
     } else {
+        pool.pagemap_scan(wasmtime::Enabled::No);
         sizing.keep_resident_bytes
     };
-    tracing::debug!(pagemap, keep_resident, "instance memory reset");
     let instances = sizing.max_instances;
     pool.total_component_instances(instances)
         // A Rust guest is a handful of core instances (its module plus
@@ -372,6 +373,20 @@ fn pooling(sizing: PoolSizing) -> PoolingAllocationConfig {
         .table_keep_resident(keep_resident)
         .decommit_batch_size(64);
     pool
+}
+
+/// The memory reset of this process, chosen once and logged once.
+pub(crate) fn memory_reset() -> &'static reset::MemoryReset {
+    static RESET: std::sync::OnceLock<reset::MemoryReset> = std::sync::OnceLock::new();
+    RESET.get_or_init(|| {
+        let chosen = reset::MemoryReset::for_this_machine();
+        tracing::info!(
+            pagemap_scan = chosen.pagemap_scan,
+            why = %chosen.why,
+            "instance memory reset"
+        );
+        chosen
+    })
 }
 
 /// Components at least this big compile at low priority
