@@ -556,7 +556,18 @@ struct Loopback {
 
 impl Loopback {
     fn start(answer: impl Fn(&[String]) -> Vec<u8> + Send + 'static) -> Self {
-        use std::io::{BufRead as _, Write as _};
+        use std::io::Write as _;
+        Self::start_writing(move |lines, stream| {
+            let _ = stream.write_all(&answer(lines));
+        })
+    }
+
+    /// Like [`Loopback::start`], with `answer` writing to the connection
+    /// itself (as much as it likes, for as long as the other side reads).
+    fn start_writing(
+        answer: impl Fn(&[String], &mut std::net::TcpStream) + Send + 'static,
+    ) -> Self {
+        use std::io::BufRead as _;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -570,9 +581,8 @@ impl Loopback {
                     lines.push(line.trim().to_owned());
                     line.clear();
                 }
-                let reply = answer(&lines);
-                kept.lock().expect("lock").push(lines);
-                let _ = reader.get_mut().write_all(&reply);
+                kept.lock().expect("lock").push(lines.clone());
+                answer(&lines, reader.get_mut());
             }
         });
         Self { addr, requests }
@@ -741,6 +751,164 @@ async fn a_blob_redirect_to_another_host_carries_no_credentials() {
     assert!(
         storage.authorizations().is_empty(),
         "the other host was sent credentials: {asked:?}"
+    );
+}
+
+/// Bytes sent without end: a body of `{` for as long as the other side
+/// reads, after `head` (a status line and headers, no length). The bytes
+/// it got out, added to `sent`.
+fn endless(stream: &mut std::net::TcpStream, head: &str, sent: &std::sync::atomic::AtomicU64) {
+    use std::io::Write as _;
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b'{'; 64 << 10];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && stream.write_all(&chunk).is_ok() {
+        sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The host's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss(host: &Wasmhouse) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", host.pid()))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                let kb = line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?;
+                kb.trim().parse::<u64>().ok()
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Every answer a registry gives is read through a bound before it is
+/// kept: a registry (or its token service) that sends a manifest, a
+/// digest-less tag's manifest, an error or a token without end is cut off
+/// after its bound, the deploy is refused with a message naming what was
+/// too big, and the host's peak memory stays where it was. A token service
+/// over plain HTTP on another host is not asked at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_answers_without_end_is_cut_off() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let registry = Loopback::start_writing(move |lines, stream| {
+        use std::io::Write as _;
+        let request = lines.first().map(String::as_str).unwrap_or_default();
+        let path = request.split_whitespace().nth(1).unwrap_or_default();
+        let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n";
+        if path.starts_with("/auth/token") {
+            endless(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                &counter,
+            );
+        } else if path.starts_with("/v2/tokened/") && !authorized(lines) {
+            let port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/auth/token\",service=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+        } else if path.starts_with("/v2/elsewhere/") {
+            // A token service over plain HTTP on another host: no
+            // credentials go there (the test's origin is 127.0.0.1).
+            let port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://localhost:{port}/auth/token\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+        } else if path.starts_with("/v2/failing/") {
+            endless(
+                stream,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+                &counter,
+            );
+        } else if request.starts_with("HEAD") {
+            // No Docker-Content-Digest: the manifest must be read to know it.
+            let _ = stream.write_all(ok.as_bytes());
+        } else {
+            endless(stream, ok, &counter);
+        }
+    });
+    let registry_host = registry.addr.to_string();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let host = HostBuilder::without_clickhouse()
+        .env("WASMHOUSE_INSECURE_REGISTRIES", &registry_host)
+        .env("WASMHOUSE_COMPILE_CACHE", cache.path())
+        .env("WASMHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DOCKER_CONFIG", "/nonexistent-docker-config")
+        .env_remove("WASMHOUSE_REGISTRY_USERNAME")
+        .env_remove("WASMHOUSE_REGISTRY_PASSWORD")
+        .start();
+    let listed = send(admin(&host, reqwest::Method::GET, "/admin/components")).await;
+    let route = listed.json["components"][0]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no route listed: {}", listed.text))
+        .to_owned();
+    let before = peak_rss(&host);
+    for (reference, says) in [
+        (
+            format!("oci://{registry_host}/app@{DIGEST}"),
+            "more than 4194304 bytes",
+        ),
+        (
+            format!("oci://{registry_host}/app:latest"),
+            "more than 4194304 bytes",
+        ),
+        (
+            format!("oci://{registry_host}/failing/app:latest"),
+            "HTTP 500",
+        ),
+        (
+            format!("oci://{registry_host}/tokened/app:latest"),
+            "more than 65536 bytes",
+        ),
+        (
+            format!("oci://{registry_host}/elsewhere/app:latest"),
+            "credentials go over HTTPS only",
+        ),
+    ] {
+        sent.store(0, Ordering::Relaxed);
+        let reply = send(
+            admin(
+                &host,
+                reqwest::Method::PUT,
+                &format!("/admin/components/{route}"),
+            )
+            .json(&serde_json::json!({ "component": reference })),
+        )
+        .await;
+        assert!(
+            (400..600).contains(&reply.status) && reply.text.contains(says),
+            "{reference}: {} {}",
+            reply.status,
+            reply.text
+        );
+        // Shown cut: never the whole of what the registry sent.
+        assert!(
+            reply.text.len() < 4096,
+            "{reference}: a {}-byte answer",
+            reply.text.len()
+        );
+        // What the registry got out before the host stopped reading: the
+        // bound, and what the sockets' buffers hold.
+        let out = sent.load(Ordering::Relaxed);
+        assert!(
+            out < 24 << 20,
+            "{reference}: the registry sent {out} bytes before it was cut off"
+        );
+    }
+    let grown = peak_rss(&host).saturating_sub(before);
+    assert!(
+        grown < 48 << 20,
+        "the host's peak memory grew {grown} bytes"
     );
 }
 

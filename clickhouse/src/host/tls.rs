@@ -117,33 +117,24 @@ fn default_roots() -> rustls::RootCertStore {
     roots
 }
 
-/// The same roots as [`default_roots`], as certificates, for clients that
-/// take certificates rather than a rustls store (the OCI registry client,
-/// whose own default refuses to build without a system store).
-pub fn default_root_certificates() -> Vec<CertificateDer<'static>> {
-    let system = rustls_native_certs::load_native_certs().certs;
-    let mut parsable = rustls::RootCertStore::empty();
-    let (added, _ignored) = parsable.add_parsable_certificates(system.iter().cloned());
-    if added == 0 {
-        webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec()
-    } else {
-        system
-    }
-}
-
 /// A client builder for the host's HTTP requests that are not to ClickHouse
 /// (its own health check, `wasmhouse load`, OTLP export): HTTPS verified
 /// against the same default roots, so it builds in a scratch container too
 /// (reqwest's own default refuses to build without a system store, even for
 /// a plain `http://` URL), and no proxy from the environment.
 pub fn web_client_builder() -> reqwest::ClientBuilder {
+    verified_client_builder().no_proxy()
+}
+
+/// A client builder verifying HTTPS against the host's default roots, and
+/// taking proxies from the environment (`HTTPS_PROXY`, `NO_PROXY`): for
+/// registries, which a host behind a proxy reaches through it.
+pub fn verified_client_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(default_roots())
         .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .no_proxy()
+    reqwest::Client::builder().tls_backend_preconfigured(config)
 }
 
 fn read_certs(

@@ -13,7 +13,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
 /// User name for the registry of [`HOST_VARIABLE`], over the Docker config
@@ -50,6 +49,30 @@ struct HelperAnswer {
     secret: String,
 }
 
+/// Credentials for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// None: the registry is asked anonymously.
+    Anonymous,
+    /// A user name and password (or access token), sent as HTTP Basic to
+    /// the registry or its token service.
+    Basic(String, String),
+    /// A token sent as `Authorization: Bearer` as it is (a Docker config's
+    /// `identitytoken`, a credential helper's token).
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    /// Says which kind, never the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Anonymous => "Anonymous",
+            Self::Basic(..) => "Basic(…)",
+            Self::Bearer(_) => "Bearer(…)",
+        })
+    }
+}
+
 /// Where credentials were found, for logs (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Found {
@@ -66,43 +89,24 @@ pub(crate) enum Found {
 /// The credentials for `registry` (`host` or `host:port`), and where they
 /// came from. A config file that cannot be read or parsed is an error, not
 /// silence: an operator who wrote one meant it.
-pub(crate) fn credentials(registry: &str) -> Result<(RegistryAuth, Found), String> {
-    let username = std::env::var(USERNAME_VARIABLE)
-        .ok()
-        .filter(|v| !v.is_empty());
-    let password = std::env::var(PASSWORD_VARIABLE)
-        .ok()
-        .filter(|v| !v.is_empty());
-    match (username, password) {
-        (Some(username), Some(password)) => {
-            let host = std::env::var(HOST_VARIABLE)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "set {HOST_VARIABLE} to the registry (host or host:port) that \
-                         {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} are for: they are sent \
-                         to that registry only"
-                    )
-                })?;
-            if same_registry(&host, registry) {
-                return Ok((RegistryAuth::Basic(username, password), Found::Environment));
-            }
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(format!(
-                "set both {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, or neither"
-            ));
-        }
-        (None, None) => {}
+pub(crate) fn credentials(registry: &str) -> Result<(Credentials, Found), String> {
+    let from_environment =
+        environment_credentials().map_err(|(variable, why)| format!("{variable} {why}"))?;
+    if let Some(given) = from_environment
+        && same_registry(&given.host, registry)
+    {
+        return Ok((
+            Credentials::Basic(given.username, given.password),
+            Found::Environment,
+        ));
     }
     let Some(path) = docker_config_path() else {
-        return Ok((RegistryAuth::Anonymous, Found::Anonymous));
+        return Ok((Credentials::Anonymous, Found::Anonymous));
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((RegistryAuth::Anonymous, Found::Anonymous));
+            return Ok((Credentials::Anonymous, Found::Anonymous));
         }
         Err(err) => return Err(format!("reading {}: {err}", path.display())),
     };
@@ -126,7 +130,58 @@ pub(crate) fn credentials(registry: &str) -> Result<(RegistryAuth, Found), Strin
         Some(helper) => {
             helper_credentials(helper, registry).map(|auth| (auth, Found::Helper(helper.clone())))
         }
-        None => Ok((RegistryAuth::Anonymous, Found::Anonymous)),
+        None => Ok((Credentials::Anonymous, Found::Anonymous)),
+    }
+}
+
+/// Credentials from the environment, and the registry they are for.
+pub(crate) struct EnvironmentCredentials {
+    host: String,
+    username: String,
+    password: String,
+}
+
+/// A variable that is wrong, and why.
+pub(crate) type BadVariable = (&'static str, String);
+
+/// The environment's credentials: all three
+/// variables or none. Checked at start, so that a half-given pair stops it
+/// rather than the first pull.
+pub(crate) fn environment_credentials() -> Result<Option<EnvironmentCredentials>, BadVariable> {
+    let read = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    match (
+        read(HOST_VARIABLE),
+        read(USERNAME_VARIABLE),
+        read(PASSWORD_VARIABLE),
+    ) {
+        (Some(host), Some(username), Some(password)) => Ok(Some(EnvironmentCredentials {
+            host: host.trim().to_owned(),
+            username,
+            password,
+        })),
+        (None, None, None) => Ok(None),
+        (_, Some(_), None) => Err((
+            USERNAME_VARIABLE,
+            format!("is set without {PASSWORD_VARIABLE}: set both, or neither"),
+        )),
+        (_, None, Some(_)) => Err((
+            PASSWORD_VARIABLE,
+            format!("is set without {USERNAME_VARIABLE}: set both, or neither"),
+        )),
+        (None, Some(_), Some(_)) => Err((
+            HOST_VARIABLE,
+            format!(
+                "set {HOST_VARIABLE} to the registry (host or host:port) that {USERNAME_VARIABLE} and \
+             {PASSWORD_VARIABLE} are for: they are sent to that registry only"
+            ),
+        )),
+        (Some(_), None, None) => Err((
+            HOST_VARIABLE,
+            format!(
+                "is set without {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}: pulls from it would \
+                 be anonymous (set the credentials, or unset it)"
+            ),
+        )),
     }
 }
 
@@ -156,16 +211,16 @@ fn normalise_registry(key: &str) -> &str {
     key.split('/').next().unwrap_or(key)
 }
 
-fn entry_credentials(entry: &DockerAuth) -> Result<RegistryAuth, String> {
+fn entry_credentials(entry: &DockerAuth) -> Result<Credentials, String> {
     if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
-        return Ok(RegistryAuth::Bearer(token.clone()));
+        return Ok(Credentials::Bearer(token.clone()));
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
-        return Ok(RegistryAuth::Basic(username.clone(), password.clone()));
+        return Ok(Credentials::Basic(username.clone(), password.clone()));
     }
     let encoded = entry.auth.as_deref().unwrap_or_default();
     if encoded.is_empty() {
-        return Ok(RegistryAuth::Anonymous);
+        return Ok(Credentials::Anonymous);
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
@@ -174,15 +229,12 @@ fn entry_credentials(entry: &DockerAuth) -> Result<RegistryAuth, String> {
     let (username, password) = decoded
         .split_once(':')
         .ok_or_else(|| "`auth` is not base64 of user:password".to_owned())?;
-    Ok(RegistryAuth::Basic(
-        username.to_owned(),
-        password.to_owned(),
-    ))
+    Ok(Credentials::Basic(username.to_owned(), password.to_owned()))
 }
 
 /// Ask `docker-credential-<helper> get` (the Docker credential helper
 /// protocol: the registry on stdin, JSON on stdout).
-fn helper_credentials(helper: &str, registry: &str) -> Result<RegistryAuth, String> {
+fn helper_credentials(helper: &str, registry: &str) -> Result<Credentials, String> {
     let program = format!("docker-credential-{helper}");
     let mut child = std::process::Command::new(&program)
         .arg("get")
@@ -205,16 +257,16 @@ fn helper_credentials(helper: &str, registry: &str) -> Result<RegistryAuth, Stri
         let said = String::from_utf8_lossy(&output.stdout);
         // "credentials not found" is the protocol's way of saying none.
         if said.to_ascii_lowercase().contains("credentials not found") {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(Credentials::Anonymous);
         }
         return Err(format!("{program} get failed: {}", said.trim()));
     }
     let answer: HelperAnswer = serde_json::from_slice(&output.stdout)
         .map_err(|err| format!("{program} answered something other than its JSON: {err}"))?;
     if answer.username == "<token>" {
-        Ok(RegistryAuth::Bearer(answer.secret))
+        Ok(Credentials::Bearer(answer.secret))
     } else {
-        Ok(RegistryAuth::Basic(answer.username, answer.secret))
+        Ok(Credentials::Basic(answer.username, answer.secret))
     }
 }
 
@@ -231,7 +283,7 @@ mod tests {
         };
         assert!(matches!(
             entry_credentials(&entry),
-            Ok(RegistryAuth::Basic(user, password)) if user == "ci" && password == "s3cret:with:colons"
+            Ok(Credentials::Basic(user, password)) if user == "ci" && password == "s3cret:with:colons"
         ));
         let split = DockerAuth {
             username: Some("u".into()),
@@ -239,7 +291,7 @@ mod tests {
             ..DockerAuth::default()
         };
         assert!(
-            matches!(entry_credentials(&split), Ok(RegistryAuth::Basic(u, p)) if u == "u" && p == "p")
+            matches!(entry_credentials(&split), Ok(Credentials::Basic(u, p)) if u == "u" && p == "p")
         );
         let bad = DockerAuth {
             auth: Some("not base64!".into()),

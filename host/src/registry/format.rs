@@ -42,18 +42,6 @@ pub(crate) struct Descriptor {
     pub(crate) size: u64,
 }
 
-impl Descriptor {
-    /// The descriptor the distribution client takes.
-    pub(crate) fn client_descriptor(&self) -> oci_client::manifest::OciDescriptor {
-        oci_client::manifest::OciDescriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.clone(),
-            size: i64::try_from(self.size).unwrap_or(i64::MAX),
-            ..Default::default()
-        }
-    }
-}
-
 /// The Wasm OCI config: the component's world, for registries and tools
 /// that show it.
 #[derive(Debug, Serialize)]

@@ -6,6 +6,7 @@
 //!   layer of a pulled manifest is the component.
 //! - [`store`]: what this host pulled, on its disk, by digest.
 //! - [`auth`]: credentials from the environment or the Docker config file.
+//! - [`distribution`]: the distribution protocol, every answer bounded.
 //!
 //! Every pull is checked twice over: the manifest's bytes against the digest
 //! the tag resolved to (or the reference pins), the component's bytes
@@ -17,6 +18,7 @@
 //! tag, no access, not a component, a digest that does not match, too big).
 
 pub(crate) mod auth;
+pub(crate) mod distribution;
 pub(crate) mod format;
 pub(crate) mod reference;
 pub(crate) mod store;
@@ -25,26 +27,22 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::Args;
-use futures::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 
-use crate::errors::error_chain;
+use auth::Credentials;
+use distribution::Distribution;
 pub(crate) use reference::OciReference;
 use store::{LocalStore, sha256_digest};
 
 /// How long connecting to a registry may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a registry may leave a started answer unfinished.
-const READ_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long resolving a tag may take in all (auth included).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a whole pull or push may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
-/// The largest manifest accepted: real ones are a few hundred bytes.
-const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// Flags for reaching registries, shared by `serve` and `push`.
 #[derive(Debug, Clone, Default, Args)]
@@ -84,104 +82,17 @@ pub(crate) enum RegistryError {
 }
 
 impl RegistryError {
-    fn refused(reference: &OciReference, why: impl Into<String>) -> Self {
+    pub(crate) fn refused(reference: &OciReference, why: impl Into<String>) -> Self {
         Self::Refused {
             reference: reference.to_string(),
             why: why.into(),
         }
     }
 
-    fn unreachable(reference: &OciReference, why: impl Into<String>) -> Self {
+    pub(crate) fn unreachable(reference: &OciReference, why: impl Into<String>) -> Self {
         Self::Unreachable {
             reference: reference.to_string(),
             why: why.into(),
-        }
-    }
-
-    /// Sort a distribution client error into the two kinds.
-    fn from_client(reference: &OciReference, err: OciDistributionError) -> Self {
-        use OciDistributionError as E;
-        match &err {
-            E::RequestError(_) | E::IoError(_) => {
-                let mut why = error_chain(&err);
-                if why.contains("https://") {
-                    why.push_str(&format!(
-                        " (a registry that serves plain HTTP must be listed: --insecure-registry {} or WASMHOUSE_INSECURE_REGISTRIES)",
-                        reference.registry
-                    ));
-                }
-                Self::unreachable(reference, why)
-            }
-            E::ServerError { code, message, .. } if *code >= 500 || *code == 429 => {
-                Self::unreachable(reference, format!("HTTP {code}: {}", message.trim()))
-            }
-            E::ServerError {
-                code: code @ (401 | 403),
-                message,
-                ..
-            } => Self::refused(
-                reference,
-                format!(
-                    "the registry refused access (HTTP {code}: {}); {}",
-                    message.trim(),
-                    credentials_hint(reference)
-                ),
-            ),
-            E::ServerError { code: 404, .. } => {
-                Self::refused(reference, "not found in the registry")
-            }
-            E::ServerError { code, message, .. } => Self::refused(
-                reference,
-                format!("the registry answered HTTP {code}: {}", message.trim()),
-            ),
-            E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => Self::refused(
-                reference,
-                format!(
-                    "the registry refused access ({err}); {}",
-                    credentials_hint(reference)
-                ),
-            ),
-            E::RegistryError { envelope, .. } => {
-                let codes: Vec<String> = envelope
-                    .errors
-                    .iter()
-                    .map(|e| format!("{:?}: {}", e.code, e.message))
-                    .collect();
-                let overloaded = envelope
-                    .errors
-                    .iter()
-                    .any(|e| matches!(e.code, oci_client::errors::OciErrorCode::Toomanyrequests));
-                let denied = envelope.errors.iter().any(|e| {
-                    matches!(
-                        e.code,
-                        oci_client::errors::OciErrorCode::Unauthorized
-                            | oci_client::errors::OciErrorCode::Denied
-                    )
-                });
-                if overloaded {
-                    Self::unreachable(reference, codes.join("; "))
-                } else if denied {
-                    Self::refused(
-                        reference,
-                        format!(
-                            "the registry refused access ({}); {}",
-                            codes.join("; "),
-                            credentials_hint(reference)
-                        ),
-                    )
-                } else {
-                    Self::refused(
-                        reference,
-                        format!("the registry answered {}", codes.join("; ")),
-                    )
-                }
-            }
-            // Answers that are not the protocol's: a broken or impostor
-            // registry, which may mend.
-            _ => Self::unreachable(
-                reference,
-                format!("the registry's answer makes no sense: {err}"),
-            ),
         }
     }
 }
@@ -202,7 +113,7 @@ async fn within<T>(
 }
 
 /// How to give credentials for `reference`'s registry.
-fn credentials_hint(reference: &OciReference) -> String {
+pub(crate) fn credentials_hint(reference: &OciReference) -> String {
     format!(
         "give credentials with `docker login {}` (the Docker config file, or DOCKER_CONFIG's) or {} and {} with {}={}",
         reference.registry,
@@ -256,7 +167,7 @@ impl RegistryArgs {
 /// Pulls components from registries and pushes them there.
 pub(crate) struct Registry {
     /// Made on first use: a host that never pulls never reads a CA store.
-    client: OnceLock<Result<oci_client::Client, String>>,
+    client: OnceLock<Result<Distribution, String>>,
     insecure: Vec<String>,
     store: LocalStore,
     max_component_bytes: u64,
@@ -284,38 +195,9 @@ impl Registry {
     /// The distribution client, made on first use: HTTPS verified against
     /// the system's roots (Mozilla's where it has none, as in a scratch
     /// container), plain HTTP for the listed registries.
-    fn client(&self, reference: &OciReference) -> Result<&oci_client::Client, RegistryError> {
-        let client = self.client.get_or_init(|| {
-            wasmhouse_clickhouse::host::tls::install_crypto_provider();
-            let roots = wasmhouse_clickhouse::host::tls::default_root_certificates()
-                .into_iter()
-                .map(|der| oci_client::client::Certificate {
-                    encoding: oci_client::client::CertificateEncoding::Der,
-                    data: der.to_vec(),
-                })
-                .collect();
-            // oci-client builds a default reqwest client beside the one it
-            // is asked for, and that one panics where the system has no CA
-            // store: say so rather than die.
-            let config = ClientConfig {
-                protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
-                connect_timeout: Some(CONNECT_TIMEOUT),
-                read_timeout: Some(READ_TIMEOUT),
-                user_agent: concat!("wasmhouse/", env!("CARGO_PKG_VERSION")),
-                tls_certs_only: roots,
-                // A reference names one component, never a list to choose from.
-                platform_resolver: None,
-                ..ClientConfig::default()
-            };
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                oci_client::Client::try_from(config)
-            }))
-                .map_err(|_| {
-                    "the system has no CA certificates (install ca-certificates, or point SSL_CERT_FILE at a PEM bundle)".to_owned()
-                })?
-                .map_err(|err| error_chain(&err))
-        });
-        client
+    fn client(&self, reference: &OciReference) -> Result<&Distribution, RegistryError> {
+        self.client
+            .get_or_init(|| Distribution::new(self.insecure.clone()))
             .as_ref()
             .map_err(|why| RegistryError::refused(reference, format!("no registry client: {why}")))
     }
@@ -334,16 +216,15 @@ impl Registry {
     async fn resolve_tag(
         &self,
         reference: &OciReference,
-        auth: &RegistryAuth,
+        auth: &Credentials,
     ) -> Result<String, RegistryError> {
         let client = self.client(reference)?;
-        let client_reference = reference.client_reference();
-        let digest = within(RESOLVE_TIMEOUT, reference, "resolving the tag", async {
-            client
-                .fetch_manifest_digest(&client_reference, auth)
-                .await
-                .map_err(|err| RegistryError::from_client(reference, err))
-        })
+        let digest = within(
+            RESOLVE_TIMEOUT,
+            reference,
+            "resolving the tag",
+            client.resolve(reference, auth),
+        )
         .await?;
         if !reference::is_sha256_digest(&digest) {
             return Err(RegistryError::refused(
@@ -428,7 +309,7 @@ impl Registry {
     async fn pull_pinned(
         &self,
         pinned: &OciReference,
-        auth: Option<RegistryAuth>,
+        auth: Option<Credentials>,
     ) -> Result<Pulled, RegistryError> {
         let digest = pinned.digest.clone().expect("pinned");
         if let Some(pulled) = self.pull_pinned_locally(pinned) {
@@ -438,11 +319,6 @@ impl Registry {
             Some(auth) => auth,
             None => self.auth(pinned).await?,
         };
-        let client = self.client(pinned)?;
-        let client_reference = pinned.client_reference();
-        client
-            .store_auth_if_needed(client_reference.resolve_registry(), &auth)
-            .await;
         let manifest = match self.store.blob(&digest) {
             Some(manifest) => manifest,
             None => self.fetch_manifest(pinned, &auth).await?,
@@ -460,7 +336,7 @@ impl Registry {
         }
         let component = match self.store.blob(&layer.digest) {
             Some(component) => component,
-            None => self.pull_layer(pinned, &client_reference, &layer).await?,
+            None => self.client(pinned)?.blob(pinned, &auth, &layer).await?,
         };
         self.store.keep_blob(&digest, &manifest);
         self.store.keep_blob(&layer.digest, &component);
@@ -476,27 +352,10 @@ impl Registry {
     async fn fetch_manifest(
         &self,
         pinned: &OciReference,
-        auth: &RegistryAuth,
+        auth: &Credentials,
     ) -> Result<Vec<u8>, RegistryError> {
         let digest = pinned.digest.as_deref().expect("pinned");
-        let (manifest, _) = self
-            .client(pinned)?
-            .pull_manifest_raw(
-                &pinned.client_reference(),
-                auth,
-                &format::ACCEPTED_MANIFESTS,
-            )
-            .await
-            .map_err(|err| RegistryError::from_client(pinned, err))?;
-        if manifest.len() > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::refused(
-                pinned,
-                format!(
-                    "the manifest is {} bytes; more than {MAX_MANIFEST_BYTES} is no component's",
-                    manifest.len()
-                ),
-            ));
-        }
+        let manifest = self.client(pinned)?.manifest(pinned, auth).await?;
         let actual = sha256_digest(&manifest);
         if actual != digest {
             return Err(RegistryError::refused(
@@ -504,70 +363,7 @@ impl Registry {
                 format!("the registry's manifest has digest {actual}, not {digest}: refused"),
             ));
         }
-        Ok(manifest.to_vec())
-    }
-
-    /// The layer's bytes, no more than it declares, checked against its digest.
-    async fn pull_layer(
-        &self,
-        pinned: &OciReference,
-        client_reference: &oci_client::Reference,
-        layer: &format::Descriptor,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let client = self.client(pinned)?;
-        let mut stream = client
-            .pull_blob_stream(client_reference, &layer.client_descriptor())
-            .await
-            .map_err(|err| RegistryError::from_client(pinned, err))?;
-        let declared = usize::try_from(layer.size).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(declared.min(self.max_component_bytes as usize));
-        let mut failed = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    if bytes.len() + chunk.len() > declared {
-                        return Err(RegistryError::refused(
-                            pinned,
-                            format!(
-                                "the registry sent more than the {declared} bytes the manifest declares for {}",
-                                layer.digest
-                            ),
-                        ));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Err(err) => {
-                    failed = Some(err);
-                    break;
-                }
-            }
-        }
-        let actual = sha256_digest(&bytes);
-        if bytes.len() == declared && actual != layer.digest {
-            return Err(RegistryError::refused(
-                pinned,
-                format!(
-                    "the component's bytes have digest {actual}, not the {} its manifest names: refused",
-                    layer.digest
-                ),
-            ));
-        }
-        if let Some(err) = failed {
-            return Err(RegistryError::unreachable(
-                pinned,
-                format!("the download broke off: {err}"),
-            ));
-        }
-        if bytes.len() != declared {
-            return Err(RegistryError::unreachable(
-                pinned,
-                format!(
-                    "the download ended after {} of {declared} bytes",
-                    bytes.len()
-                ),
-            ));
-        }
-        Ok(bytes)
+        Ok(manifest)
     }
 
     /// Push `component` (a validated component) to `reference`'s tag in the
@@ -583,38 +379,33 @@ impl Registry {
         let digest = sha256_digest(&artifact.manifest);
         let auth = self.auth(reference).await?;
         let client = self.client(reference)?;
-        let client_reference = reference.client_reference();
         let push = async {
             client
-                .store_auth_if_needed(client_reference.resolve_registry(), &auth)
-                .await;
-            client
                 .push_blob(
-                    &client_reference,
-                    component.to_vec(),
+                    reference,
+                    &auth,
+                    Bytes::copy_from_slice(component),
                     &artifact.layer_digest,
                 )
                 .await?;
             client
                 .push_blob(
-                    &client_reference,
-                    artifact.config.clone(),
+                    reference,
+                    &auth,
+                    Bytes::from(artifact.config.clone()),
                     &artifact.config_digest,
                 )
                 .await?;
             client
-                .push_manifest_raw(
-                    &client_reference,
-                    artifact.manifest.clone(),
-                    http::HeaderValue::from_static(format::MANIFEST_MEDIA_TYPE),
+                .push_manifest(
+                    reference,
+                    &auth,
+                    Bytes::from(artifact.manifest.clone()),
+                    format::MANIFEST_MEDIA_TYPE,
                 )
                 .await
         };
-        within(TRANSFER_TIMEOUT, reference, "the push", async {
-            push.await
-                .map_err(|err| RegistryError::from_client(reference, err))
-        })
-        .await?;
+        within(TRANSFER_TIMEOUT, reference, "the push", push).await?;
         Ok(digest)
     }
 
@@ -649,21 +440,17 @@ impl Registry {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| format::MANIFEST_MEDIA_TYPE.to_owned());
-        let content_type = http::HeaderValue::from_str(&media_type).map_err(|_| {
-            RegistryError::refused(&pinned, "the manifest's media type is no header value")
-        })?;
         let mut target = target.clone();
         target.digest = None;
         self.client(&target)?
-            .push_manifest_raw(&target.client_reference(), manifest, content_type)
-            .await
-            .map_err(|err| RegistryError::from_client(&target, err))?;
+            .push_manifest(&target, &auth, Bytes::from(manifest), &media_type)
+            .await?;
         Ok(digest)
     }
 
     /// The credentials for `reference`'s registry (read off the async
     /// threads: a credential helper is a process).
-    async fn auth(&self, reference: &OciReference) -> Result<RegistryAuth, RegistryError> {
+    async fn auth(&self, reference: &OciReference) -> Result<Credentials, RegistryError> {
         let registry = reference.registry.clone();
         let found = tokio::task::spawn_blocking(move || auth::credentials(&registry))
             .await

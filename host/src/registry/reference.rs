@@ -125,23 +125,6 @@ impl OciReference {
             .as_ref()
             .map(|tag| format!("{}/{}:{tag}", self.registry, self.repository))
     }
-
-    /// The reference as the distribution client takes it.
-    pub(crate) fn client_reference(&self) -> oci_client::Reference {
-        match (&self.tag, &self.digest) {
-            (_, Some(digest)) => oci_client::Reference::with_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                digest.clone(),
-            ),
-            (Some(tag), None) => oci_client::Reference::with_tag(
-                self.registry.clone(),
-                self.repository.clone(),
-                tag.clone(),
-            ),
-            (None, None) => unreachable!("a parsed reference has a tag or a digest"),
-        }
-    }
 }
 
 impl fmt::Display for OciReference {
@@ -192,12 +175,11 @@ mod tests {
             (pinned.tag.as_deref(), pinned.digest.as_deref()),
             (None, Some(DIGEST))
         );
-        assert_eq!(pinned.client_reference().digest(), Some(DIGEST));
 
         let both =
             OciReference::parse(&format!("oci://ghcr.io/acme/app:v1@{DIGEST}")).expect("both");
         assert_eq!(both.tag.as_deref(), Some("v1"));
-        assert_eq!(both.client_reference().digest(), Some(DIGEST));
+        assert_eq!(both.digest.as_deref(), Some(DIGEST));
         assert_eq!(
             by_tag.at(DIGEST).to_string(),
             format!("oci://127.0.0.1:5000/team/reports:v2@{DIGEST}")
