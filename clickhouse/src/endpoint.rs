@@ -111,13 +111,13 @@ impl Endpoint {
             Scheme::Http => DEFAULT_HTTP_PORT,
             Scheme::Https => DEFAULT_HTTPS_PORT,
         });
+        // A user without a password keeps the password given apart
+        // (CLICKHOUSE_PASSWORD), so that it need not be in the URL.
         if !url.username().is_empty() {
             self.user = percent_decode(url.username(), "user")?;
-            self.password = url
-                .password()
-                .map(|password| percent_decode(password, "password"))
-                .transpose()?
-                .unwrap_or_default();
+        }
+        if let Some(password) = url.password() {
+            self.password = percent_decode(password, "password")?;
         }
         let database = url.path().trim_matches('/');
         if !database.is_empty() {

@@ -327,8 +327,12 @@ impl AdminArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "ClickHouse")]
 pub(crate) struct ClickHouseArgs {
-    /// `http://user:password@host:port/database`; its parts win over the
-    /// separate variables below.
+    /// `http://user:password@host:port/database`, or several,
+    /// comma-separated. It names the servers itself: CLICKHOUSE_HOST and
+    /// CLICKHOUSE_PORT beside it are an error. A user, password or
+    /// database in it must agree with CLICKHOUSE_USER, CLICKHOUSE_PASSWORD
+    /// and CLICKHOUSE_DATABASE where those are set too; a URL user without
+    /// a password takes CLICKHOUSE_PASSWORD.
     #[arg(
         long = "clickhouse-url",
         env = "CLICKHOUSE_URL",
@@ -337,14 +341,14 @@ pub(crate) struct ClickHouseArgs {
     )]
     pub(crate) url: Option<String>,
 
-    /// Server host name or address.
+    /// Server host name or address, or several, comma-separated
+    /// [default: localhost].
     #[arg(
         long = "clickhouse-host",
         env = "CLICKHOUSE_HOST",
-        value_name = "CLICKHOUSE_HOST",
-        default_value = wasmhouse_clickhouse::endpoint::DEFAULT_HOST
+        value_name = "CLICKHOUSE_HOST"
     )]
-    pub(crate) host: String,
+    pub(crate) host: Option<String>,
 
     /// Server HTTP port [default: 8123, or 8443 with CLICKHOUSE_SECURE].
     #[arg(
@@ -390,34 +394,30 @@ pub(crate) struct ClickHouseArgs {
     )]
     pub(crate) client_cert_key: Option<PathBuf>,
 
-    /// User name.
+    /// User name [default: default].
     #[arg(
         long = "clickhouse-user",
         env = "CLICKHOUSE_USER",
-        value_name = "CLICKHOUSE_USER",
-        default_value = wasmhouse_clickhouse::endpoint::DEFAULT_USER
+        value_name = "CLICKHOUSE_USER"
     )]
-    pub(crate) user: String,
+    pub(crate) user: Option<String>,
 
     /// Password (never shown to guests or in logs).
     #[arg(
         long = "clickhouse-password",
         env = "CLICKHOUSE_PASSWORD",
         value_name = "CLICKHOUSE_PASSWORD",
-        default_value = "",
-        hide_env_values = true,
-        hide_default_value = true
+        hide_env_values = true
     )]
-    pub(crate) password: String,
+    pub(crate) password: Option<String>,
 
-    /// Database for unqualified table names.
+    /// Database for unqualified table names [default: default].
     #[arg(
         long = "clickhouse-database",
         env = "CLICKHOUSE_DATABASE",
-        value_name = "CLICKHOUSE_DATABASE",
-        default_value = wasmhouse_clickhouse::endpoint::DEFAULT_DATABASE
+        value_name = "CLICKHOUSE_DATABASE"
     )]
-    pub(crate) database: String,
+    pub(crate) database: Option<String>,
 
     /// Most ClickHouse queries in flight at once (pooled connections).
     #[arg(
@@ -758,6 +758,21 @@ impl ServeArgs {
                 .map_err(|why| config_error("WASMHOUSE_FOLLOW", why))?;
             route.follow = Some(follow);
         }
+        if let Err((variable, why)) = crate::registry::auth::environment_credentials() {
+            return Err(config_error(variable, why));
+        }
+        if let Some(admin_listen) = admin.listen
+            && admin_listen.port() != 0
+            && admin_listen == self.listen
+        {
+            return Err(config_error(
+                "WASMHOUSE_ADMIN_LISTEN",
+                format!(
+                    "is {admin_listen}, WASMHOUSE_LISTEN's address: give the admin API another \
+                     port, or unset WASMHOUSE_ADMIN_LISTEN to serve it under /admin"
+                ),
+            ));
+        }
         let compile_cache = compile_cache_directory(limits.compile_cache.as_deref());
         let registry = self.registry.clone().into_config(
             compile_cache.as_ref().map(|dir| dir.join("oci")),
@@ -834,16 +849,22 @@ impl ClickHouseArgs {
             Scheme::Https => wasmhouse_clickhouse::endpoint::DEFAULT_HTTPS_PORT,
             Scheme::Http => wasmhouse_clickhouse::endpoint::DEFAULT_HTTP_PORT,
         };
+        use wasmhouse_clickhouse::endpoint::{DEFAULT_DATABASE, DEFAULT_HOST, DEFAULT_USER};
         let base = Endpoint {
             scheme,
             host: String::new(),
             port: self.port.unwrap_or(default_port),
-            user: self.user,
-            password: self.password,
-            database: self.database,
+            user: self.user.clone().unwrap_or_else(|| DEFAULT_USER.to_owned()),
+            password: self.password.clone().unwrap_or_default(),
+            database: self
+                .database
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
         };
         let mut endpoints = Vec::new();
         let urls = self.url.filter(|url| !url.trim().is_empty());
+        let host_given = self.host.is_some();
+        let hosts = self.host.unwrap_or_else(|| DEFAULT_HOST.to_owned());
         let listed_in = if urls.is_some() {
             "CLICKHOUSE_URL"
         } else {
@@ -851,19 +872,54 @@ impl ClickHouseArgs {
         };
         match urls {
             Some(urls) => {
+                for (variable, set) in [
+                    ("CLICKHOUSE_HOST", host_given),
+                    ("CLICKHOUSE_PORT", self.port.is_some()),
+                ] {
+                    if set {
+                        return Err(config_error(
+                            variable,
+                            "is set, but CLICKHOUSE_URL names the servers (host and port) \
+                             itself, and wins: unset one of the two",
+                        ));
+                    }
+                }
                 for (index, url) in urls.split(',').map(str::trim).enumerate() {
-                    let mut endpoint = Endpoint {
-                        host: self.host.clone(),
-                        ..base.clone()
-                    };
-                    endpoint.apply_url(url).map_err(|err| {
+                    let mut endpoint = base.clone();
+                    let server = |err: String| {
                         config_error("CLICKHOUSE_URL", format!("server {}: {err}", index + 1))
-                    })?;
+                    };
+                    endpoint
+                        .apply_url(url)
+                        .map_err(|err| server(err.to_string()))?;
+                    for (variable, given, from_url) in [
+                        ("CLICKHOUSE_USER", &self.user, &endpoint.user),
+                        ("CLICKHOUSE_DATABASE", &self.database, &endpoint.database),
+                    ] {
+                        if let Some(given) = given
+                            && given != from_url
+                        {
+                            return Err(server(format!(
+                                "names {} {from_url:?}, but {variable} is {given:?}: say it in \
+                                 one place",
+                                variable.trim_start_matches("CLICKHOUSE_").to_lowercase()
+                            )));
+                        }
+                    }
+                    if let Some(given) = self.password.as_ref().filter(|p| !p.is_empty())
+                        && *given != endpoint.password
+                    {
+                        return Err(server(
+                            "has a password, and CLICKHOUSE_PASSWORD another: say it in one place \
+                             (a URL user without a password takes CLICKHOUSE_PASSWORD)"
+                                .into(),
+                        ));
+                    }
                     endpoints.push(endpoint);
                 }
             }
             None => {
-                for host in self.host.split(',').map(str::trim) {
+                for host in hosts.split(',').map(str::trim) {
                     let (host, port) = split_host_port(host)
                         .map_err(|err| config_error("CLICKHOUSE_HOST", err))?;
                     endpoints.push(Endpoint {
@@ -1036,14 +1092,9 @@ mod tests {
     }
 
     #[test]
-    fn url_parts_override_separate_values() {
-        let config = parse(&[
-            "--clickhouse-host",
-            "ignored",
-            "--clickhouse-url",
-            "http://reader:s%40cret@db.internal:9123/analytics",
-        ])
-        .unwrap();
+    fn the_url_and_the_separate_variables_agree_or_stop_the_start() {
+        let url = "http://reader:s%40cret@db.internal:9123/analytics";
+        let config = parse(&["--clickhouse-url", url]).unwrap();
         let ch = config.clickhouse.endpoint().clone();
         assert_eq!((ch.host.as_str(), ch.port), ("db.internal", 9123));
         assert_eq!(
@@ -1051,6 +1102,89 @@ mod tests {
             ("reader", "s@cret")
         );
         assert_eq!(ch.database, "analytics");
+        // What agrees is accepted; a URL user without a password takes
+        // CLICKHOUSE_PASSWORD; a URL without a user takes CLICKHOUSE_USER.
+        // (arguments, then the user, password and database they give)
+        type Agreeing<'a> = (&'a [&'a str], (&'a str, &'a str, &'a str));
+        let agreeing: &[Agreeing] = &[
+            (
+                &[
+                    "--clickhouse-url",
+                    url,
+                    "--clickhouse-password",
+                    "s@cret",
+                    "--clickhouse-database",
+                    "analytics",
+                    "--clickhouse-user",
+                    "reader",
+                ],
+                ("reader", "s@cret", "analytics"),
+            ),
+            (
+                &[
+                    "--clickhouse-url",
+                    "http://reader@db:8123",
+                    "--clickhouse-password",
+                    "kept-apart",
+                ],
+                ("reader", "kept-apart", "default"),
+            ),
+            (
+                &[
+                    "--clickhouse-url",
+                    "http://db:8123",
+                    "--clickhouse-user",
+                    "u",
+                    "--clickhouse-password",
+                    "p",
+                    "--clickhouse-database",
+                    "d",
+                ],
+                ("u", "p", "d"),
+            ),
+        ];
+        for (args, (user, password, database)) in agreeing {
+            let config = parse(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+            let ch = config.clickhouse.endpoint();
+            assert_eq!(
+                (ch.user.as_str(), ch.password.as_str(), ch.database.as_str()),
+                (*user, *password, *database),
+                "{args:?}"
+            );
+        }
+        // What contradicts stops the start, naming both settings.
+        let contradicting: &[(&[&str], &[&str])] = &[
+            (
+                &["--clickhouse-host", "other", "--clickhouse-url", url],
+                &["CLICKHOUSE_HOST", "CLICKHOUSE_URL"],
+            ),
+            (
+                &["--clickhouse-port", "9000", "--clickhouse-url", url],
+                &["CLICKHOUSE_PORT", "CLICKHOUSE_URL"],
+            ),
+            (
+                &["--clickhouse-user", "writer", "--clickhouse-url", url],
+                &["CLICKHOUSE_USER", "CLICKHOUSE_URL", "reader"],
+            ),
+            (
+                &["--clickhouse-password", "other", "--clickhouse-url", url],
+                &["CLICKHOUSE_PASSWORD", "CLICKHOUSE_URL"],
+            ),
+            (
+                &["--clickhouse-database", "other", "--clickhouse-url", url],
+                &["CLICKHOUSE_DATABASE", "CLICKHOUSE_URL", "analytics"],
+            ),
+        ];
+        for (args, named) in contradicting {
+            let err = parse(args).map(|_| ()).expect_err("a contradiction");
+            for name in *named {
+                assert!(err.contains(name), "{args:?}: {err} does not name {name}");
+            }
+            assert!(
+                !err.contains("s@cret") && !err.contains("s%40cret"),
+                "{args:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -368,6 +368,12 @@ pub(crate) fn parse(
                 "route {name:?}: its query takes a from_key parameter, so it needs api_key = true"
             )));
         }
+        if access.per_key.is_some() && !access.api_key {
+            return Err(invalid(format!(
+                "route {name:?}: rate_limit_per_key counts per API key, so it needs api_key = true \
+                 (without it every caller shares one bucket; rate_limit_per_client counts per address)"
+            )));
+        }
         specs.push(RouteSpec {
             name,
             prefix,
@@ -686,6 +692,29 @@ mod tests {
         );
         let keyed = text.replace("sql = ", "api_key = true\nsql = ");
         assert!(parse(&keyed, "test.toml", dir.path(), &RouteConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn a_rate_per_key_needs_keys() {
+        let text = |keyed: &str| {
+            format!(
+                "[defaults]\nrate_limit_per_key = \"10/s\"\n\n[[route]]\nprefix = \"/r\"\ncomponent = \"builtin\"\n{keyed}\n"
+            )
+        };
+        let err = parse(
+            &text(""),
+            "test.toml",
+            Path::new("/app"),
+            &RouteConfig::default(),
+        )
+        .expect_err("a rate per key on a route without keys")
+        .to_string();
+        assert!(
+            err.contains("rate_limit_per_key counts per API key, so it needs api_key = true"),
+            "{err}"
+        );
+        let routes = parse_ok(&text("api_key = true"));
+        assert!(routes[0].access.per_key.is_some());
     }
 
     #[test]

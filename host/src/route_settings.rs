@@ -375,6 +375,17 @@ impl RouteSettings {
         if let Some(api_key) = self.api_key {
             access.api_key = api_key;
         }
+        if self.rate_limit_burst.is_some()
+            && self.rate_limit_per_key.is_none()
+            && self.rate_limit_per_client.is_none()
+        {
+            return Err(bad(
+                "rate_limit_burst",
+                "is the bucket size of rate_limit_per_key or rate_limit_per_client set beside it; \
+                 alone it has no effect"
+                    .into(),
+            ));
+        }
         let rate = |name: &str, value: &Option<String>| {
             value
                 .as_deref()
@@ -476,6 +487,23 @@ mod tests {
                 .unwrap_err();
             assert_eq!(flag.setting, format!("WASMHOUSE_{}", key.to_uppercase()));
         }
+    }
+
+    #[test]
+    fn a_burst_without_its_rate_is_refused() {
+        let settings = RouteSettings {
+            rate_limit_burst: Some(5),
+            ..RouteSettings::default()
+        };
+        let err = settings
+            .apply(&RouteConfig::default(), &manifest_key)
+            .expect_err("a burst alone");
+        assert_eq!(err.setting, "route \"r\": rate_limit_burst");
+        assert!(
+            err.message.contains("rate_limit_per_key"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

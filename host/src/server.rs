@@ -145,6 +145,14 @@ impl Server {
                 .iter()
                 .find(|route| route.access().needs_key())
         {
+            // No place keys could come from: the route can never answer.
+            if config.keys.file.is_none() && config.keys.inline.is_none() {
+                anyhow::bail!(
+                    "route {:?}: api_key = true, but neither WASMHOUSE_API_KEYS_FILE nor \
+                     WASMHOUSE_API_KEYS is set: it would answer 401 to every request",
+                    route.name()
+                );
+            }
             tracing::warn!(
                 route = route.name(),
                 "the route needs an API key but no keys are configured \

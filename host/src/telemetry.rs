@@ -89,6 +89,17 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
     if provider.is_some() {
         let _ = EXPORTING.set(());
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    } else {
+        // Standard variables another tool of the same pod may also read:
+        // said, not refused.
+        for variable in ["OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_HEADERS"] {
+            if std::env::var_os(variable).is_some_and(|value| !value.is_empty()) {
+                tracing::warn!(
+                    variable,
+                    "set, but OTEL_EXPORTER_OTLP_ENDPOINT is not: no spans are exported"
+                );
+            }
+        }
     }
     Ok(Telemetry { provider })
 }

@@ -63,8 +63,14 @@ impl HostBuilder {
         Self { command }
     }
 
-    /// Set an environment variable.
+    /// Set an environment variable. `CLICKHOUSE_URL` names the servers
+    /// itself: the builder's `CLICKHOUSE_HOST` and `CLICKHOUSE_PORT` go.
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        if key == "CLICKHOUSE_URL" {
+            self.command
+                .env_remove("CLICKHOUSE_HOST")
+                .env_remove("CLICKHOUSE_PORT");
+        }
         self.command.env(key, value);
         self
     }
