@@ -95,6 +95,8 @@ class Routing(unittest.TestCase):
             ("/numbers?limit=" + "9" * 5000, "limit", "must be an integer of at most 400 digits"),
             ("/users/1/events?ratio=%D9%A0.5", "ratio", "must be a number"),
             ("/users/1/events?since=%EF%BC%92024-01-01", "since", "must be a date, YYYY-MM-DD"),
+            ("/users/1/events?ratio=" + "1" * 30000 + "x", "ratio", "must be a number"),
+            ("/users/1/events?ratio=0." + "5" * 2000, "ratio", "must be a number"),
         ]:
             with self.subTest(target=target):
                 reply = get(self.app, target)
@@ -104,6 +106,27 @@ class Routing(unittest.TestCase):
                 self.assertEqual(body["parameter"], parameter)
                 self.assertEqual(body["rule"], rule)
                 self.assertEqual(body["error"], f"{parameter} {rule}")
+
+    def test_a_repeated_key_gives_its_first_value_as_in_the_other_sdks(self):
+        self.assertEqual(get(self.app, "/numbers?limit=5&limit=7").json()["limit"], 5)
+        self.assertEqual(get(self.app, "/numbers?limit=abc&limit=7").status, 422)
+
+    def test_numbers_are_read_as_the_unambiguous_pattern_reads_them(self):
+        # Differential: the pattern the router uses against the earlier one
+        # (same language, quadratic on a failing run of digits), over every
+        # short text of a number's characters.
+        import itertools
+        import re
+
+        from wasmhouse import router
+
+        earlier = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+        alphabet = "01.+-ex"
+        for length in range(0, 7):
+            for letters in itertools.product(alphabet, repeat=length):
+                text = "".join(letters)
+                with self.subTest(text=text):
+                    self.assertEqual(bool(router._DECIMAL.match(text)), bool(earlier.match(text)))
 
     def test_typed_values(self):
         body = get(self.app, "/users/42/events?since=2024-02-29&kind=view&verbose=TRUE&at=2024-01-02T03:04:05&ratio=.25").json()
@@ -131,6 +154,17 @@ class Routing(unittest.TestCase):
         self.assertEqual(get(self.app, "/events", "POST", b"[1]").status, 422)
         refused = get(self.app, "/events", "POST", b"{}")
         self.assertEqual((refused.status, refused.json()), (400, {"error": "an event names its user", "kind": "bad_request"}))
+        for body, why in [
+            (b"[" * 100000, "nests too deeply"),
+            (b'{"a":' * 100000, "nests too deeply"),
+            ('{"user": "ann"}'.encode("utf-16"), "utf-8"),
+            ('{"user": "ann"}'.encode("utf-32"), "utf-8"),
+            (b"\xef\xbb\xbf" + b'{"user": "ann"}', "BOM"),
+        ]:
+            with self.subTest(body=body[:12]):
+                reply = get(self.app, "/events", "POST", body)
+                self.assertEqual((reply.status, reply.json()["kind"]), (422, "invalid_body"), reply.text())
+                self.assertIn(why, reply.json()["error"])
         broken = get(self.app, "/broken")
         self.assertEqual((broken.status, broken.json()["kind"]), (503, "clickhouse_unavailable"))
 
@@ -178,6 +212,27 @@ class Routing(unittest.TestCase):
             @app.get("/y/{z}")
             def misplaced(z: int = Query(1)):
                 return z
+
+
+class Headers(unittest.TestCase):
+    def test_a_header_http_does_not_allow_is_refused_before_it_is_sent(self):
+        from wasmhouse.http import header_list
+
+        self.assertEqual(
+            header_list(JSONResponse({}, headers=[("x-a", "b")])),
+            [("content-type", b"application/json"), ("x-a", b"b")],
+        )
+        for headers in [
+            [("x-echo", "a\r\nset-cookie: x=1")],
+            [("x-echo", "a\nb")],
+            [("x-echo", "a\0b")],
+            [("x echo", "a")],
+            [("", "a")],
+            [("x-\u00e9", "a")],
+        ]:
+            with self.subTest(headers=headers):
+                with self.assertRaises(ValueError):
+                    header_list(JSONResponse({}, headers=headers))
 
 
 class Values(unittest.TestCase):

@@ -75,10 +75,33 @@ def _read_body(incoming: Any) -> bytes:
     return b"".join(parts)
 
 
+def header_list(response: Response) -> list[tuple[str, bytes]]:
+    """The response's headers as ``wasi:http`` takes them; ``ValueError``
+    naming the first one HTTP does not allow (a line break or NUL in a value,
+    a name that is no token), which a handler may have copied from input."""
+    headers = [("content-type", response.media_type)]
+    headers.extend(response.headers)
+    checked = []
+    for name, value in headers:
+        if not name or not all(c in _TOKEN for c in name):
+            raise ValueError(f"the header name {name!r} is not an HTTP token")
+        if any(c in "\r\n\0" for c in value):
+            raise ValueError(f"the value of header {name} holds a line break or NUL")
+        checked.append((name, value.encode()))
+    return checked
+
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _send(out: Any, response: Response) -> None:
-    headers = [("content-type", response.media_type.encode())]
-    headers.extend((name, value.encode()) for name, value in response.headers)
-    outgoing = _types.OutgoingResponse(_types.Fields.from_list(headers))
+    try:
+        fields = _types.Fields.from_list(header_list(response))
+    except Exception as err:  # a bad header (ValueError), or one wasi:http refuses
+        traceback.print_exc(file=sys.stderr)
+        response = error_response(500, "internal", f"the response has a header HTTP does not allow: {err}")
+        fields = _types.Fields.from_list(header_list(response))
+    outgoing = _types.OutgoingResponse(fields)
     _write(out, outgoing, response, _types.ResponseOutparam, _Ok)
 
 
