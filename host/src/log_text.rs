@@ -78,6 +78,19 @@ impl<W: std::fmt::Write> std::fmt::Write for Escaping<'_, W> {
     }
 }
 
+/// `text` escaped and cut as a log field is ([`Escaping`], at
+/// [`MAX_FIELD_CHARS`]), for lines printed outside the log: a terminal
+/// shows a file name the way the log would.
+pub(crate) fn escaped(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    let mut writer = Escaping::new(&mut out, MAX_FIELD_CHARS);
+    // Writing to a String cannot fail.
+    let _ = writer.write_str(text);
+    let _ = writer.finish();
+    out
+}
+
 /// The human format's field formatter: `message` as it is, other fields
 /// `name=value`, separated by spaces, every value escaped and cut
 /// ([`Escaping`]) as it is written.

@@ -180,6 +180,18 @@ impl PythonProject {
             .and_then(|n| n.as_str())
             .context("pyproject.toml has no [project] name")?
             .to_owned();
+        // The component is written to dist/{name}.wasm: a name is a file
+        // name, never a path out of dist/.
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bail!(
+                "[project] name = {name:?} is not a package name (letters, digits, '-', '_' and '.', not first)"
+            );
+        }
         let dependencies = match project.get("dependencies") {
             None => Vec::new(),
             Some(list) => list
@@ -192,6 +204,16 @@ impl PythonProject {
                 })
                 .context("[project] dependencies must be a list of requirement strings")?,
         };
+        // Each goes to pip as a requirement, never as one of its options
+        // (`--target`, `--index-url`: where it installs, where it downloads).
+        if let Some(option) = dependencies
+            .iter()
+            .find(|d| d.trim().is_empty() || d.trim_start().starts_with('-'))
+        {
+            bail!(
+                "[project] dependencies: {option:?} is not a requirement (a package name, with a version or extras if wanted); pip's options cannot be given here"
+            );
+        }
         let tool = doc
             .get("tool")
             .and_then(|t| t.get("wasmhouse"))
@@ -342,6 +364,8 @@ fn bundle_dependencies(state: &Path, dependencies: &[String]) -> anyhow::Result<
         ])
         .arg("--target")
         .arg(&site)
+        // What follows are requirements, whatever they look like.
+        .arg("--")
         .args(dependencies)
         .status()
         .context("running pip")?;
@@ -393,6 +417,22 @@ mod tests {
                 "not a Python module name",
             ),
             ("[project", "not valid TOML"),
+            ("[project]\nname = \"../x\"", "not a package name"),
+            ("[project]\nname = \"/tmp/x\"", "not a package name"),
+            ("[project]\nname = \".hidden\"", "not a package name"),
+            ("[project]\nname = \"\"", "not a package name"),
+            (
+                "[project]\nname = \"a\"\ndependencies = [\"--target=/x\", \"evil\"]",
+                "pip's options cannot be given here",
+            ),
+            (
+                "[project]\nname = \"a\"\ndependencies = [\" -i\", \"https://evil/simple\"]",
+                "pip's options cannot be given here",
+            ),
+            (
+                "[project]\nname = \"a\"\ndependencies = [\"\"]",
+                "is not a requirement",
+            ),
         ] {
             let err = PythonProject::parse(bad).expect_err(bad).to_string();
             assert!(err.contains(says), "{bad}: {err}");

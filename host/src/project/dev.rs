@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use notify_debouncer_mini::notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
+use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{DebounceEventResult, new_debouncer_opt};
 
 use super::build::build_project;
 use super::{Project, local_clickhouse};
@@ -36,7 +36,15 @@ pub struct DevArgs {
 pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     let project = Project::open(&args.dir)?;
     let (changes, saved) = mpsc::channel();
-    let mut watcher = new_debouncer(DEBOUNCE, changes).context("watching the project's files")?;
+    // A link inside the project to a directory outside it (or to itself)
+    // is not followed: the project is what is under its directory.
+    let watching = notify_debouncer_mini::Config::default()
+        .with_timeout(DEBOUNCE)
+        .with_notify_config(
+            notify_debouncer_mini::notify::Config::default().with_follow_symlinks(false),
+        );
+    let mut watcher = new_debouncer_opt::<_, RecommendedWatcher>(watching, changes)
+        .context("watching the project's files")?;
     watcher
         .watcher()
         .watch(&project.dir, RecursiveMode::Recursive)
@@ -60,7 +68,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     } else {
         let local = local_clickhouse::start(&project.dir.join(".wasmhouse"))?;
         serve.clickhouse.url = None;
-        serve.clickhouse.host = "127.0.0.1".to_owned();
+        serve.clickhouse.host = Some("127.0.0.1".to_owned());
         serve.clickhouse.port = Some(local.port);
         Some(local)
     };
@@ -81,13 +89,45 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
 
     eprintln!(
         "wasmhouse dev: serving {} on http://{address}/ · docs at http://{address}/docs · rebuilding on save · Ctrl-C stops",
-        project.dir.display()
+        crate::log_text::escaped(&project.dir.display().to_string())
     );
+    // `.env` in the working directory is read, and a project's own `.env`
+    // may ask for more than a developer expects of `dev`: say so.
+    if !address.ip().is_loopback() {
+        eprintln!(
+            "wasmhouse dev: warning: {address} is reachable from other machines (WASMHOUSE_LISTEN or --listen{}); \
+             `dev` serves on 127.0.0.1:8000 unless told otherwise",
+            dotenv_says("WASMHOUSE_LISTEN")
+        );
+    }
+    if let Some(admin) = config
+        .admin_listen()
+        .or(config.admin.token.is_some().then_some(address))
+    {
+        eprintln!(
+            "wasmhouse dev: warning: the admin API is on at http://{admin}/admin (WASMHOUSE_ADMIN_TOKEN{}): \
+             anyone with the token can deploy routes",
+            dotenv_says("WASMHOUSE_ADMIN_TOKEN")
+        );
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the control runtime")?
         .block_on(crate::serve_until_signalled(listener, config))
+}
+
+/// ", set in ./.env" when the working directory's `.env` sets `variable`.
+fn dotenv_says(variable: &str) -> &'static str {
+    let sets = std::fs::read_to_string(".env").is_ok_and(|text| {
+        text.lines().any(|line| {
+            let line = line.trim_start();
+            let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+            line.strip_prefix(variable)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    });
+    if sets { ", set in ./.env" } else { "" }
 }
 
 /// A ClickHouse named on the command line or in the environment (`.env`
@@ -155,8 +195,17 @@ impl Sources {
             let Ok(entries) = std::fs::read_dir(&next) else {
                 continue;
             };
-            for path in entries.filter_map(|entry| entry.ok().map(|e| e.path())) {
-                if path.is_dir() {
+            for entry in entries.filter_map(Result::ok) {
+                // The entry's own type: a link is never followed (a link to
+                // `.` would make the walk endless, one to `/` the disk).
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                let path = entry.path();
+                if kind.is_symlink() {
+                    continue;
+                }
+                if kind.is_dir() {
                     if !is_ignored(dir, &path) {
                         pending.push(path);
                     }
@@ -201,7 +250,10 @@ fn wait_for_source_change(
         }
         if let Some(path) = changed {
             let path = path.strip_prefix(&sources.dir).unwrap_or(&path);
-            eprintln!("wasmhouse dev: {} changed, building", path.display());
+            eprintln!(
+                "wasmhouse dev: {} changed, building",
+                crate::log_text::escaped(&path.display().to_string())
+            );
             return Ok(());
         }
     }
@@ -270,5 +322,31 @@ mod tests {
             assert!(!is_source(dir, &dir.join(other)), "{other}");
         }
         assert!(!is_source(dir, Path::new("/elsewhere/src/lib.rs")));
+    }
+
+    #[test]
+    fn the_scan_does_not_follow_links() {
+        let project = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let src = project.path().join("src");
+        std::fs::create_dir(&src).expect("mkdir");
+        std::fs::write(src.join("app.py"), "x = 1\n").expect("write");
+        std::fs::write(outside.path().join("elsewhere.py"), "y = 2\n").expect("write");
+        // Two links to the directory itself (an endless walk if followed),
+        // and one out of the project.
+        std::os::unix::fs::symlink(".", src.join("a")).expect("link");
+        std::os::unix::fs::symlink(".", src.join("b")).expect("link");
+        std::os::unix::fs::symlink(outside.path(), src.join("ext")).expect("link");
+        let sources = Sources::scan(project.path());
+        let seen: Vec<_> = sources.seen.keys().cloned().collect();
+        assert_eq!(seen, vec![src.join("app.py")]);
+    }
+
+    #[test]
+    fn file_names_are_shown_escaped() {
+        assert_eq!(
+            crate::log_text::escaped("src/\u{1b}]0;pwned\u{7}.py"),
+            "src/\\u{1b}]0;pwned\\u{7}.py"
+        );
     }
 }
