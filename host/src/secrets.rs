@@ -54,8 +54,8 @@ pub(crate) const SECRETS: &[Secret] = &[
             crate::registry::auth::HOST_VARIABLE,
             "DOCKER_CONFIG",
         ],
-        destinations: "the one registry host and port they are bound to",
-        kept_by: "registry::auth, which gives them to that registry only",
+        destinations: "the one registry host and port they are bound to, and the token service that registry names (over HTTPS, or on its own host and port)",
+        kept_by: "registry::auth, which gives them to that registry only; registry::distribution, which sends none on a redirect or upload to another origin",
     },
     Secret {
         name: "OTLP headers",
