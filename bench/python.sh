@@ -55,7 +55,7 @@ BUILD_S="$(awk "BEGIN {printf \"%.1f\", ($t1 - $t0) / 1e9}")"
 PY_SIZE_MB="$(awk "BEGIN {printf \"%.1f\", $(stat -c %s "$WORK/seed-py.wasm") / 1e6}")"
 
 SEED_VENV="$TARGET_DIR/fastapi-seed-venv"
-if [ ! -x "$SEED_VENV/bin/uvicorn" ]; then
+if ! "$SEED_VENV/bin/uvicorn" --version > /dev/null 2>&1; then
   say "installing the FastAPI seed's requirements into $SEED_VENV"
   python3 -m venv "$SEED_VENV"
   "$SEED_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$SEED_DIR/requirements.txt"

@@ -301,7 +301,10 @@ ensure_componentize_py() {
   command -v python3 >/dev/null 2>&1 || die "python3 (3.11 or later) is needed for the Python route tests"
   local venv="$TARGET_DIR/python-tools" version
   version="$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["tool"]["wasmhouse"]["componentize-py"])' "$ROOT/sdk-python/pyproject.toml")"
-  if [ "$(cat "$venv/componentize-py.version" 2>/dev/null)" != "$version" ] || [ ! -x "$venv/bin/componentize-py" ]; then
+  # A venv's scripts name its interpreter by absolute path: one moved with
+  # the target directory (a new cache key) is there but does not run.
+  if [ "$(cat "$venv/componentize-py.version" 2>/dev/null)" != "$version" ] \
+    || ! "$venv/bin/componentize-py" --version > /dev/null 2>&1; then
     say "installing componentize-py $version with pip (for the Python route tests)"
     python3 -m venv --clear "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "componentize-py==$version"
