@@ -706,8 +706,10 @@ pub(crate) fn describe_error_body(body: &[u8]) -> Option<String> {
 /// with a hint where the registry may speak plain HTTP.
 fn transport_error(reference: &OciReference, err: &reqwest::Error) -> RegistryError {
     let mut why = error_chain(err);
+    // Not for a name that does not resolve: listing it would not help.
     if err.url().is_some_and(|url| url.scheme() == "https")
         && (err.is_connect() || err.is_request())
+        && !why.contains("dns error")
     {
         why.push_str(&format!(
             " (a registry that serves plain HTTP must be listed: --insecure-registry {} or WASMHOUSE_INSECURE_REGISTRIES)",
