@@ -47,6 +47,42 @@ async fn python_seed_guest_passes_the_route_tests_on_the_host() {
     common::seed::assert_clickhouse_down(&base).await;
 }
 
+/// An interpreter's start waits for one of the cores (a turn each), but
+/// its waits for ClickHouse overlap as any request's: more requests than
+/// cores, each sleeping in ClickHouse, are all in the server at once, and
+/// each is its own instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_requests_wait_for_clickhouse_side_by_side() {
+    let clickhouse = ClickHouse::start();
+    let guest = guests::python_seed();
+    let host = HostBuilder::new(&clickhouse)
+        .args(&["--component", guest.to_str().expect("UTF-8 path")])
+        .start();
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let requests = cores * 3;
+    let url = host.url("/concurrent/test-isolation?delay=3");
+    let replies: Vec<_> = (0..requests)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    tokio::task::block_in_place(|| clickhouse.wait_for_queries("sleep(", requests));
+    let mut ids = std::collections::HashSet::new();
+    for reply in replies {
+        let reply = reply.await.expect("request");
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["instance_requests"], 1, "{}", reply.text);
+        ids.insert(
+            reply.json["instance_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(ids.len(), requests);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn python_routes_move_with_their_prefix() {
     let clickhouse = ClickHouse::start();

@@ -205,6 +205,27 @@ impl ClickHouse {
         }
     }
 
+    /// Wait until `count` queries of wasmhouse's with `fragment` in their
+    /// text run in the server at once.
+    pub fn wait_for_queries(&self, fragment: &str, count: usize) {
+        let sql = format!(
+            "SELECT count() FROM system.processes WHERE query_id LIKE 'wasmhouse-%' AND position(query, '{}') > 0 FORMAT TabSeparated",
+            fragment.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let running: usize = self.query(&sql).trim().parse().unwrap_or(0);
+            if running >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {count} queries with {fragment:?} at once (at most {running} seen last)"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Run `sql` directly (not through wasmhouse) and return the body.
     pub fn query(&self, sql: &str) -> String {
         let response = match &self.default_password {

@@ -17,6 +17,8 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use wasmhouse_clickhouse::QueryContext;
 
+use super::cpu::CpuShare;
+
 use super::Runtime;
 use super::component::RouteComponent;
 use super::store::{MemoryLimitExceeded, RequestState};
@@ -116,7 +118,8 @@ pub(crate) async fn run(
     // The code it starts with serves the whole request, even if optimised
     // code replaces it meanwhile.
     let code = component.code();
-    let mut store = new_store(runtime, code.engine(), limits, query, deadline, config);
+    let large = component.size() >= super::cpu::LARGE_COMPONENT_BYTES;
+    let (mut store, share) = new_store(runtime, code.engine(), limits, query, deadline, config);
 
     // wasi:http needs an authority; HTTP/1.0 clients may send no Host.
     if !request.headers().contains_key(hyper::header::HOST) {
@@ -149,12 +152,17 @@ pub(crate) async fn run(
     // running to stream the body, while hyper sends what it writes.
     let task = tokio::spawn({
         let metrics = metrics.clone();
+        let cpu = runtime.cpu().clone();
         let route_name = label.to_owned();
         let request_id = request_id.to_owned();
         async move {
             // The instance slot is free again only when the guest is done.
             let _slot = slot;
             let run = async {
+                // An interpreter's start waits for one of the cores.
+                if large {
+                    cpu.take_turn(&share).await;
+                }
                 let started = std::time::Instant::now();
                 let proxy = code
                     .pre()
@@ -262,16 +270,16 @@ fn new_store(
     query: QueryContext,
     deadline: Instant,
     config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
-) -> Store<RequestState> {
+) -> (Store<RequestState>, Arc<CpuShare>) {
     // Every tick, running guest code yields; past the deadline it stops.
     let (callback, share) = runtime.cpu().epoch_callback(deadline.into_std());
-    let query = query.with_on_wait(share);
+    let query = query.with_on_wait(share.clone());
     let state = RequestState::new(limits.memory_bytes, query, config);
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
     store.epoch_deadline_callback(callback);
     store.set_epoch_deadline(1);
-    store
+    (store, share)
 }
 
 fn classify_instantiation(err: wasmtime::Error) -> GuestFailure {

@@ -390,10 +390,10 @@ pub(crate) fn memory_reset() -> &'static reset::MemoryReset {
 }
 
 /// Components at least this big compile at low priority
-/// ([`Runtime::compile_optimized`]): a Rust route is well under it (0.3–1.5 MB, compiled
-/// in a few hundred ms), one embedding a JavaScript or Python interpreter
-/// (14–19 MB, 5–15 s of compiling) over it.
-const LARGE_COMPILE_BYTES: usize = 4 << 20;
+/// ([`Runtime::compile_optimized`]): a Rust route (0.3–1.5 MB) compiles in a
+/// few hundred ms, one embedding an interpreter (14–19 MB) in 5–15 s. The
+/// same line as the one for start turns ([`cpu::LARGE_COMPONENT_BYTES`]).
+const LARGE_COMPILE_BYTES: usize = cpu::LARGE_COMPONENT_BYTES;
 
 /// The nice value of low-priority compile threads: where requests want the
 /// cores, such a compile gets about a tenth of one, and all that they leave.
