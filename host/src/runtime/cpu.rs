@@ -133,6 +133,13 @@ impl OnWait for CpuShare {
 }
 
 impl CpuShare {
+    /// The instance is made: its computing is counted from here, so that
+    /// the start (an interpreter's is milliseconds of it) does not count
+    /// towards turning heavy and give the turn up half-way.
+    pub(crate) fn instantiated(&self) {
+        self.ticks.store(0, Ordering::Relaxed);
+    }
+
     /// Give up the slot and the start turn: the guest waits, or it turned
     /// heavy (a loop must not keep other starts waiting: from then on it
     /// takes turns with the heavy guests).

@@ -169,6 +169,7 @@ pub(crate) async fn run(
                     .instantiate_async(&mut store)
                     .await
                     .map_err(classify_instantiation)?;
+                share.instantiated();
                 metrics.instantiated(started.elapsed().as_secs_f64());
                 proxy
                     .wasi_http_incoming_handler()
