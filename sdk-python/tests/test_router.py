@@ -207,6 +207,12 @@ class Routing(unittest.TestCase):
             def listed(values: list = None):
                 return values
 
+        with self.assertRaisesRegex(TypeError, "async def handlers need a WASI 0.3 component"):
+
+            @app.get("/async")
+            async def later():
+                return 1
+
         with self.assertRaisesRegex(TypeError, "Query\\(\\) but is in the path"):
 
             @app.get("/y/{z}")

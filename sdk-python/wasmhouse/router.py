@@ -551,6 +551,13 @@ class App:
         path_names = [name for is_param, name in segments if is_param]
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+                # A WASI 0.2 component has no event loop to run it on.
+                raise TypeError(
+                    f"{handler.__name__}: async def handlers need a WASI 0.3 component, which "
+                    "wasmhouse does not serve yet; write it as def (queries block the request, "
+                    "not the host)"
+                )
             params, body, request_arg = _signature(handler, pattern, path_names)
             self.routes.append(_Route(method.upper(), pattern, segments, handler, params, body, request_arg, options))
             return handler
