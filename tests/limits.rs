@@ -29,13 +29,7 @@ fn hostile_in_process(clickhouse: &ClickHouse, args: &[&str]) -> Wasmhouse {
 
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .expect("VmRSS line")
+    common::status_bytes(pid, "VmRSS").expect("VmRSS line")
 }
 
 #[tokio::test(flavor = "multi_thread")]

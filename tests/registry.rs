@@ -771,15 +771,7 @@ fn endless(stream: &mut std::net::TcpStream, head: &str, sent: &std::sync::atomi
 
 /// The host's peak resident memory (`VmHWM`), in bytes.
 fn peak_rss(host: &Wasmhouse) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", host.pid()))
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                let kb = line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?;
-                kb.trim().parse::<u64>().ok()
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
+    common::status_bytes(host.pid(), "VmHWM").unwrap_or(0)
 }
 
 /// Every answer a registry gives is read through a bound before it is

@@ -739,6 +739,17 @@ component = "{guest}"
     );
 }
 
+/// A marker no earlier round (or run) wrote: the clock, the round in the
+/// top byte, never zero.
+fn fresh_marker(round: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+        ^ (round << 56)
+        | 1
+}
+
 /// Instance memory is fresh: a marker one request writes (into a static of
 /// the component, and all over 8 MiB of memory it grew) is never seen by a
 /// later request, in whichever memory slot it lands, with either compiler.
@@ -764,12 +775,7 @@ async fn no_instance_sees_an_earlier_requests_memory() {
             control.text
         );
         for round in 0..6u64 {
-            let marker = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-                ^ (round << 56)
-                | 1;
+            let marker = fresh_marker(round);
             let marks: Vec<_> = (0..4)
                 .map(|_| {
                     let url = host.url(&format!("/mark?marker={marker}&ms=150"));
@@ -830,12 +836,7 @@ async fn no_instance_sees_an_earlier_requests_memory_back_from_swap() {
             .args(&["--compilation", compilation, "--max-instances", "1"])
             .start();
         for round in 0..3u64 {
-            let marker = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-                ^ (round << 56)
-                | 1;
+            let marker = fresh_marker(round);
             let url = host.url(&format!("/mark?marker={marker}&ms=1500"));
             let mark = tokio::spawn(async move { get(&url).await });
             // While the instance holds its marked pages, push them out.

@@ -94,6 +94,17 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The file of settings the host reads before its flags: the one
+/// `WASMHOUSE_ENV_FILE` names, else `.env` in the working directory (never a
+/// parent's: dotenvy's default search would pick up a stranger's file); and
+/// whether it was named.
+pub fn env_file() -> (PathBuf, bool) {
+    match std::env::var_os("WASMHOUSE_ENV_FILE") {
+        Some(named) => (PathBuf::from(named), true),
+        None => (PathBuf::from(".env"), false),
+    }
+}
+
 fn config_error(variable: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         variable: variable.to_owned(),

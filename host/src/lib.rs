@@ -87,7 +87,7 @@ pub mod project;
 pub mod publish;
 pub mod telemetry;
 
-pub use config::{ServeArgs, ServeConfig};
+pub use config::{ServeArgs, ServeConfig, env_file};
 pub use embedded::{BUILTIN_COMPONENT, SQL_COMPONENT};
 pub use runtime::Compilation;
 pub use runtime::instance::DEFAULT_REQUEST_TIMEOUT;

@@ -179,14 +179,7 @@ fn compose(args: &ComposeArgs) -> anyhow::Result<()> {
 /// names) without overriding the real environment, and keep error
 /// backtraces off the request path.
 fn prepare_environment() {
-    // Only the working directory's `.env`: dotenvy's default also searches
-    // every parent directory, which would pick up a stranger's file.
-    let named = std::env::var_os("WASMHOUSE_ENV_FILE");
-    let explicit = named.is_some();
-    let path = named.map_or_else(
-        || std::path::PathBuf::from(".env"),
-        std::path::PathBuf::from,
-    );
+    let (path, explicit) = wasmhouse::env_file();
     match dotenvy::from_path(&path) {
         Ok(()) => {}
         Err(err) if err.not_found() && !explicit => {}

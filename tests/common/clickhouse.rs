@@ -191,28 +191,21 @@ impl ClickHouse {
     /// Wait (up to 10 s) until a query of wasmhouse's whose text contains
     /// `fragment` is running.
     pub fn wait_for_query(&self, fragment: &str) {
-        let sql = format!(
-            "SELECT count() FROM system.processes WHERE query_id LIKE 'wasmhouse-%' AND position(query, '{}') > 0 FORMAT TabSeparated",
-            fragment.replace('\\', "\\\\").replace('\'', "\\'")
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.query(&sql).trim() == "0" {
-            assert!(
-                Instant::now() < deadline,
-                "no query with {fragment:?} started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_running(fragment, 1, Duration::from_secs(10));
     }
 
     /// Wait until `count` queries of wasmhouse's with `fragment` in their
     /// text run in the server at once.
     pub fn wait_for_queries(&self, fragment: &str, count: usize) {
+        self.wait_for_running(fragment, count, Duration::from_secs(20));
+    }
+
+    fn wait_for_running(&self, fragment: &str, count: usize, within: Duration) {
         let sql = format!(
             "SELECT count() FROM system.processes WHERE query_id LIKE 'wasmhouse-%' AND position(query, '{}') > 0 FORMAT TabSeparated",
             fragment.replace('\\', "\\\\").replace('\'', "\\'")
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + within;
         loop {
             let running: usize = self.query(&sql).trim().parse().unwrap_or(0);
             if running >= count {

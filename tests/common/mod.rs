@@ -29,6 +29,17 @@ pub struct Reply {
     pub json: serde_json::Value,
 }
 
+/// A memory figure of process `pid`'s `/proc/PID/status` (`VmRSS`,
+/// `VmHWM`, `VmSwap`: kB there), in bytes.
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let kb = line.strip_prefix(field)?.strip_prefix(':')?;
+        let kb = kb.trim().strip_suffix("kB")?.trim();
+        kb.parse::<u64>().ok().map(|kb| kb * 1024)
+    })
+}
+
 /// GET `url`.
 pub async fn get(url: &str) -> Reply {
     send(client().get(url)).await

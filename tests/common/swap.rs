@@ -107,15 +107,7 @@ pub fn page_out(pid: u32) -> u64 {
 
 /// Bytes of process `pid` in swap (`VmSwap`).
 pub fn swapped_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                let kb = line.strip_prefix("VmSwap:")?.trim().strip_suffix("kB")?;
-                kb.trim().parse::<u64>().ok()
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
+    super::status_bytes(pid, "VmSwap").unwrap_or(0)
 }
 
 /// Whether this kernel lets this process page out a process's memory.

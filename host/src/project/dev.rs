@@ -117,17 +117,20 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
         .block_on(crate::serve_until_signalled(listener, config))
 }
 
-/// ", set in ./.env" when the working directory's `.env` sets `variable`.
-fn dotenv_says(variable: &str) -> &'static str {
-    let sets = std::fs::read_to_string(".env").is_ok_and(|text| {
-        text.lines().any(|line| {
-            let line = line.trim_start();
-            let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-            line.strip_prefix(variable)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-    });
-    if sets { ", set in ./.env" } else { "" }
+/// ", set in FILE" when the env file the host read ([`crate::env_file`])
+/// sets `variable`.
+fn dotenv_says(variable: &str) -> String {
+    let (path, _) = crate::config::env_file();
+    let sets = dotenvy::from_path_iter(&path)
+        .is_ok_and(|mut pairs| pairs.any(|pair| pair.is_ok_and(|(key, _)| key == variable)));
+    if sets {
+        format!(
+            ", set in {}",
+            crate::log_text::escaped(&path.display().to_string())
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// A ClickHouse named on the command line or in the environment (`.env`
